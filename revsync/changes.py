@@ -1,0 +1,73 @@
+"""The unit of revocation state: one row of the durable store, one event on the bus.
+
+A change names a *target* (a token id, or an identity for "log out everywhere") and
+the state the store holds for it after the change.  The store keeps one row per
+target, stamped with the sequence number of the change that last wrote it, so
+"every change since seq N" is simply "every row whose seq is greater than N", and
+an unrevoke is a row whose ``revoked`` flag is false (a tombstone), kept until the
+token it names would have expired anyway.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import NamedTuple
+
+
+class Kind(StrEnum):
+    """What a change's ``key`` names."""
+
+    JTI = "jti"
+    """A single token, by its ``jti`` claim."""
+    SUBJECT = "subject"
+    """Every token of one identity issued at or before ``cutoff``."""
+
+
+class Change(NamedTuple):
+    """The state of one target after the change numbered ``seq``.
+
+    A NamedTuple rather than a dataclass: a start-up snapshot builds one per row,
+    a million of them at a time, and tuples are the cheapest immutable record.
+    """
+
+    seq: int
+    """Store-assigned, gap-free, strictly increasing sequence number."""
+    kind: Kind
+    key: str
+    """The jti for ``Kind.JTI``; the canonical identity string for ``Kind.SUBJECT``."""
+    revoked: bool
+    """True for a revocation; False for an unrevoke (a tombstone)."""
+    expires_at: float
+    """Unix time after which the row can be dropped: the token's ``exp`` for a jti,
+    the cut-off plus the longest token lifetime for a subject."""
+    identity: str | None
+    """The owning identity (canonical string) when known, for listing by identity."""
+    cutoff: float | None
+    """For ``Kind.SUBJECT``: tokens with ``iat`` at or before this unix time are revoked."""
+    created_at: float
+    """Unix time at which the change was written."""
+
+
+class ChangeRequest(NamedTuple):
+    """A change before the store has numbered it."""
+
+    kind: Kind
+    key: str
+    revoked: bool
+    expires_at: float
+    identity: str | None = None
+    cutoff: float | None = None
+
+
+def canonical_identity(identity: object) -> str:
+    """The string under which an identity's revocations are stored.
+
+    Identities are whatever JSON the app put in the identity claim.  Strings are
+    used as they are (the common case, and the cheap one on the request path);
+    anything else is serialised canonically, so ``5`` and ``{"id": 5}`` each map
+    to one stable key.
+    """
+    if type(identity) is str:
+        return identity
+    return json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)

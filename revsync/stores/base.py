@@ -1,0 +1,70 @@
+"""The interface every durable store implements.
+
+The store is the source of truth.  It numbers every change with a gap-free,
+strictly increasing sequence number allocated *inside* the writing transaction
+(a counter row, an INCR inside a Lua script), so numbers become visible in the
+order they were handed out and a reader that has seen seq N has seen every
+change up to N.  See DESIGN.md, "Sequence numbers from a database".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from revsync.changes import Change, ChangeRequest, Kind
+
+
+class StoreError(Exception):
+    """The store could not be reached or refused an operation."""
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A durable store of revocations.  One instance per node, shared by its tasks."""
+
+    url: str
+    """The URL the store was built from, with any password masked."""
+
+    async def connect(self) -> None:
+        """Open connections and create the schema if it does not exist.  Idempotent."""
+
+    async def close(self) -> None:
+        """Release every connection.  Idempotent; safe after a failed connect."""
+
+    async def write(self, request: ChangeRequest) -> Change:
+        """Write one change in its own transaction and return it with its seq.
+
+        A revoke of a target that is already revoked overwrites its row (new seq,
+        the later expiry and cut-off win); an unrevoke of a target never revoked
+        still writes a tombstone, so the change is numbered and broadcast like any
+        other.  Raises StoreError when nothing was written.
+        """
+
+    async def write_many(self, requests: Sequence[ChangeRequest]) -> list[Change]:
+        """Write several changes in one transaction, numbered consecutively in order."""
+
+    async def get(self, kind: Kind, key: str) -> Change | None:
+        """The current row for one target, or None if the store has none."""
+
+    async def since(self, seq: int, limit: int = 10_000) -> list[Change]:
+        """Rows whose seq is greater than ``seq``, ascending, at most ``limit``.
+
+        Rows include tombstones and rows past their expiry not yet pruned: the
+        caller decides.  Paging with the last seq returned as the next ``seq``
+        reads every row at least once in its latest state.
+        """
+
+    async def head(self) -> int:
+        """The highest seq handed out so far (0 for an empty store)."""
+
+    async def prune(self, before: float) -> int:
+        """Delete rows whose ``expires_at`` is earlier than ``before``; return how many."""
+
+    async def by_identity(self, identity: str) -> list[Change]:
+        """Rows (revocations and tombstones) of one identity, ascending by seq."""
+
+    async def check(self) -> dict[str, int]:
+        """Verify the store's invariants (counter >= every row's seq, no duplicate
+        seq) and return figures: ``{"rows": ..., "head": ..., "max_row_seq": ...}``.
+        Raises StoreError when an invariant does not hold."""
