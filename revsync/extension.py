@@ -1,0 +1,406 @@
+"""RevSync: the Quart extension that keeps every node's revocations in sync."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from revsync.bus import BusError, RedisBus
+from revsync.changes import Change, ChangeRequest, Kind, canonical_identity
+from revsync.config import Settings, resolve
+from revsync.events import RevocationEvent, encode_event
+from revsync.replica import Replica
+from revsync.revocation_set import RevocationSet
+from revsync.stats import SyncStats
+from revsync.stores import store_from_url
+from revsync.stores.base import Store
+from revsync.subscriber import Subscriber
+
+if TYPE_CHECKING:
+    from quart import Quart
+
+logger = structlog.get_logger("revsync")
+
+MAX_JTI_CHARS = 512
+# revoke_many publishes each change up to this size; beyond it, only the last
+# one, whose sequence gap makes every node read the batch from the store in pages.
+PUBLISH_EACH_LIMIT = 100
+
+
+class RevSync:
+    """JWT revocation shared by every node of a Quart app.
+
+    ``RevSync(app)`` or ``RevSync()`` then ``init_app(app)``.  Settings come from
+    keyword arguments, else ``REVSYNC_*`` keys of ``app.config``, else
+    ``revsync.config.DEFAULTS``.  It registers itself as the blacklist loader of
+    the app's ``revsync.jwt.JWTManager`` (whichever of the two is created first).
+    """
+
+    def __init__(
+        self,
+        app: Quart | None = None,
+        *,
+        store: Store | None = None,
+        redis_url: str | None = None,
+        store_url: str | None = None,
+        channel: str | None = None,
+        event_key: str | bytes | None = None,
+        resync_interval: float | None = None,
+        max_staleness: float | None = None,
+        fail_mode: str | None = None,
+        startup_timeout: float | None = None,
+        heartbeat_interval: float | None = None,
+        wait_for_ready: bool | None = None,
+        node_id: str | None = None,
+        leeway: float | None = None,
+        subject_ttl: float | None = None,
+    ) -> None:
+        self._overrides: dict[str, Any] = {
+            "redis_url": redis_url,
+            "store_url": store_url,
+            "channel": channel,
+            "event_key": event_key,
+            "resync_interval": resync_interval,
+            "max_staleness": max_staleness,
+            "fail_mode": fail_mode,
+            "startup_timeout": startup_timeout,
+            "heartbeat_interval": heartbeat_interval,
+            "wait_for_ready": wait_for_ready,
+            "node_id": node_id,
+            "leeway": leeway,
+            "subject_ttl": subject_ttl,
+        }
+        self._given_store = store
+        self.stats = SyncStats()
+        self._started = False
+        self._startup_watch: asyncio.Task[None] | None = None
+        self._ready = False
+        self._confirmed_at = -math.inf
+        if app is not None:
+            self.init_app(app)
+
+    # -- set-up --------------------------------------------------------------------
+
+    def init_app(self, app: Quart) -> None:
+        """Read and validate settings, build the parts, and hook the app's lifecycle.
+
+        Raises ValueError naming the config key of any invalid setting.
+        """
+        self.settings: Settings = resolve(app.config, self._overrides)
+        self.store: Store = self._given_store or store_from_url(self.settings.store_url)
+        self.bus = RedisBus(self.settings.redis_url, self.settings.channel)
+        self.revocations = RevocationSet(leeway=self.settings.leeway)
+        self.replica = Replica(self.store, self.revocations, self.stats)
+        self.subscriber = Subscriber(self.settings, self.bus, self.replica, self.stats)
+        self._identity_claim = self.settings.identity_claim
+        self._max_staleness = self.settings.max_staleness
+        self._fail_closed = self.settings.fail_mode == "closed"
+
+        app.extensions["revsync"] = self
+        manager = app.extensions.get("revsync.jwt")
+        if manager is not None:
+            self.attach(manager)
+        if not (app.config.get("JWT_BLACKLIST_ENABLED") or app.config.get("JWT_BLOCKLIST_ENABLED")):
+            logger.warning(
+                "revsync.blacklist_disabled",
+                hint="set JWT_BLACKLIST_ENABLED = True, or no token is checked against revocations",
+            )
+        app.before_serving(self.start)
+        app.after_serving(self.stop)
+
+    def attach(self, manager: Any) -> None:
+        """Register as ``manager``'s blacklist loader (called by JWTManager.init_app too)."""
+        manager.token_in_blacklist_loader(self.is_revoked)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Subscribe, take the snapshot, then become ready (DESIGN.md invariant 4).
+
+        With REVSYNC_WAIT_FOR_READY (the default) this waits for the snapshot and
+        raises RuntimeError if it takes longer than REVSYNC_STARTUP_TIMEOUT, so the
+        server fails to start instead of serving unsynced.  Otherwise it returns at
+        once and the node refuses every token and reports not ready until synced.
+        """
+        if self._started:
+            return
+        self._started = True
+        self.subscriber.start(self._on_confirmed)
+        timeout = self.settings.startup_timeout
+        if not self.settings.wait_for_ready:
+            self._startup_watch = asyncio.create_task(self._watch_startup(timeout))
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await self.subscriber.ready.wait()
+        except TimeoutError:
+            reason = self.subscriber.last_error or "no answer"
+            await self.stop()
+            msg = (
+                f"revsync did not finish its start-up backfill within "
+                f"REVSYNC_STARTUP_TIMEOUT={timeout:g}s (last error: {reason}); "
+                f"check REVSYNC_REDIS_URL={self.bus.url} and REVSYNC_STORE_URL={self.store.url}"
+            )
+            logger.error("revsync.startup_failed", reason=reason, timeout=timeout)
+            raise RuntimeError(msg) from None
+
+    async def _watch_startup(self, timeout: float) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await self.subscriber.ready.wait()
+        except TimeoutError:
+            logger.error(
+                "revsync.startup_slow",
+                timeout=timeout,
+                last_error=self.subscriber.last_error,
+                action="still refusing every token and retrying",
+            )
+
+    async def stop(self) -> None:
+        """Stop the background tasks and close connections; re-raise a task's crash."""
+        if not self._started:
+            return
+        self._started = False
+        self._ready = False
+        if self._startup_watch is not None:
+            self._startup_watch.cancel()
+            await asyncio.gather(self._startup_watch, return_exceptions=True)
+        try:
+            await self.subscriber.stop()
+        finally:
+            await self.bus.close()
+            await self.store.close()
+
+    def _on_confirmed(self) -> None:
+        sub = self.subscriber
+        store_sync = self.replica.last_store_sync
+        if store_sync is not None and sub.last_heartbeat is not None:
+            self._confirmed_at = min(store_sync, sub.last_heartbeat)
+        self._ready = sub.ready.is_set()
+
+    # -- the request path ----------------------------------------------------------
+
+    def is_revoked(self, claims: Mapping[str, Any]) -> bool:
+        """Whether the token with these decoded claims must be refused.
+
+        Synchronous and in memory: no I/O.  True before the start-up snapshot is
+        applied, and in fail-closed mode while sync is stale.
+        """
+        if not self._ready:
+            return True
+        if self._fail_closed and time.monotonic() - self._confirmed_at > self._max_staleness:
+            return True
+        revocations = self.revocations
+        if revocations.subject_count:
+            identity = claims.get(self._identity_claim)
+            key = None if identity is None else canonical_identity(identity)
+            return revocations.is_revoked(claims.get("jti"), key, claims.get("iat"))
+        return revocations.is_revoked(claims.get("jti"), None, None)
+
+    # -- writes ----------------------------------------------------------------------
+
+    async def revoke(self, claims: Mapping[str, Any]) -> Change:
+        """Revoke the token these decoded claims belong to (e.g. ``get_raw_jwt()``)."""
+        if not isinstance(claims, Mapping):
+            msg = f"revoke() takes the decoded claims of a token, got {type(claims).__name__}"
+            raise TypeError(msg)
+        jti, exp = claims.get("jti"), claims.get("exp")
+        if not isinstance(jti, str) or not jti:
+            msg = "cannot revoke a token without a jti claim"
+            raise ValueError(msg)
+        if not isinstance(exp, int | float) or isinstance(exp, bool):
+            msg = (
+                f"cannot revoke token {jti!r}: it has no numeric exp claim, so its "
+                "revocation could never expire"
+            )
+            raise ValueError(msg)
+        identity = claims.get(self._identity_claim)
+        return await self.revoke_jti(jti, exp, identity=identity)
+
+    async def revoke_jti(
+        self, jti: str, expires_at: float | datetime, *, identity: object = None
+    ) -> Change:
+        """Revoke one token by id until ``expires_at`` (its ``exp``: unix time or datetime).
+
+        Returns once the revocation is durable in the store and applied on this node;
+        other nodes hear of it over the bus (or, if that fails, on their next resync).
+        Raises StoreError if the store could not record it: nothing was published.
+        """
+        request = ChangeRequest(
+            Kind.JTI,
+            _check_jti(jti),
+            True,
+            _unix_time(expires_at, "expires_at"),
+            None if identity is None else canonical_identity(identity),
+        )
+        change = await self.store.write(request)
+        await self._after_write(change)
+        logger.info("revsync.revoked", jti=change.key, seq=change.seq, identity=change.identity)
+        return change
+
+    async def unrevoke(self, jti: str) -> Change:
+        """Lift a revocation.  Other nodes re-read it from the store before obeying."""
+        jti = _check_jti(jti)
+        current = await self.store.get(Kind.JTI, jti)
+        expires_at = current.expires_at if current is not None else time.time()
+        change = await self.store.write(ChangeRequest(Kind.JTI, jti, False, expires_at))
+        await self._after_write(change)
+        logger.info("revsync.unrevoked", jti=jti, seq=change.seq)
+        return change
+
+    async def revoke_subject(self, identity: object) -> Change:
+        """Revoke every token of ``identity`` issued up to now ("log out everywhere").
+
+        Tokens whose ``iat`` is at or before this second are refused; the cut-off is
+        kept until the longest-lived of them would have expired.
+        """
+        if identity is None:
+            msg = "revoke_subject() needs an identity, got None"
+            raise ValueError(msg)
+        key = canonical_identity(identity)
+        now = time.time()
+        request = ChangeRequest(
+            Kind.SUBJECT, key, True, now + self.settings.subject_ttl, key, cutoff=now
+        )
+        change = await self.store.write(request)
+        await self._after_write(change)
+        logger.info("revsync.subject_revoked", identity=key, seq=change.seq)
+        return change
+
+    async def unrevoke_subject(self, identity: object) -> Change:
+        """Lift an identity's cut-off (its individually revoked tokens stay revoked)."""
+        key = canonical_identity(identity)
+        current = await self.store.get(Kind.SUBJECT, key)
+        expires_at = current.expires_at if current is not None else time.time()
+        change = await self.store.write(ChangeRequest(Kind.SUBJECT, key, False, expires_at, key))
+        await self._after_write(change)
+        logger.info("revsync.subject_unrevoked", identity=key, seq=change.seq)
+        return change
+
+    async def revoke_many(
+        self, tokens: Iterable[Mapping[str, Any] | tuple[str, float]]
+    ) -> list[Change]:
+        """Revoke many tokens in one store transaction.
+
+        Each item is either decoded claims or a ``(jti, exp)`` pair.
+        """
+        requests = []
+        for item in tokens:
+            if isinstance(item, Mapping):
+                jti, exp = item.get("jti"), item.get("exp")
+                identity = item.get(self._identity_claim)
+            else:
+                jti, exp = item
+                identity = None
+            if not isinstance(jti, str) or not isinstance(exp, int | float | datetime):
+                msg = f"revoke_many() needs a jti and an exp for every token, got {item!r}"
+                raise ValueError(msg)
+            requests.append(
+                ChangeRequest(
+                    Kind.JTI,
+                    _check_jti(jti),
+                    True,
+                    _unix_time(exp, "exp"),
+                    None if identity is None else canonical_identity(identity),
+                )
+            )
+        if not requests:
+            return []
+        changes = await self.store.write_many(requests)
+        async with self.replica.lock:
+            for change in changes:
+                self.revocations.apply(change)
+        to_publish = changes if len(changes) <= PUBLISH_EACH_LIMIT else changes[-1:]
+        for change in to_publish:
+            await self._publish(change)
+        logger.info(
+            "revsync.revoked_many", count=len(changes), first_seq=changes[0].seq,
+            last_seq=changes[-1].seq,
+        )
+        return changes
+
+    async def list_revocations(self, identity: object) -> list[Change]:
+        """The store's live revocations of one identity (its tokens and cut-offs)."""
+        now = time.time()
+        rows = await self.store.by_identity(canonical_identity(identity))
+        return [row for row in rows if row.revoked and row.expires_at + self.settings.leeway > now]
+
+    async def _after_write(self, change: Change) -> None:
+        await self.replica.apply_local(change)
+        await self._publish(change)
+
+    async def _publish(self, change: Change) -> None:
+        event = RevocationEvent.from_change(change, self.settings.node_id, time.time())
+        try:
+            await self.bus.publish(encode_event(event, self.settings.event_key))
+        except BusError as exc:
+            # Durable already; the other nodes will read it on their next resync.
+            self.stats.publish_failures += 1
+            logger.warning("revsync.publish_failed", seq=change.seq, error=str(exc))
+        else:
+            self.stats.published += 1
+
+    # -- introspection -----------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """True once the start-up snapshot is applied (stale or not)."""
+        return self._ready
+
+    def status(self) -> dict[str, Any]:
+        """Ready, cursors, staleness, entry counts, connection state and counters."""
+        sub = self.subscriber
+        since = sub.seconds_since_sync()
+        stale = since is None or since > self._max_staleness
+        reason = None
+        if not self._ready:
+            reason = f"start-up backfill not complete ({sub.last_error or 'in progress'})"
+        elif stale:
+            reason = (
+                f"no confirmed sync for {'ever' if since is None else f'{since:.1f}s'} "
+                f"(max {self._max_staleness:g}s; last error: {sub.last_error})"
+            )
+        return {
+            "node_id": self.settings.node_id,
+            "ready": self._ready and not stale,
+            "backfilled": self._ready,
+            "stale": stale,
+            "reason": reason,
+            "fail_mode": self.settings.fail_mode,
+            "last_applied_seq": self.replica.bus_seq,
+            "store_seq": self.replica.store_seq,
+            "seconds_since_sync": None if since is None else round(since, 3),
+            "max_staleness": self._max_staleness,
+            "entries": {
+                "jti": self.revocations.jti_count,
+                "subject": self.revocations.subject_count,
+            },
+            "connection": {"bus": sub.bus_state, "last_error": sub.last_error},
+            "store": self.store.url,
+            "counters": self.stats.as_dict(),
+        }
+
+
+def _check_jti(jti: object) -> str:
+    if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_CHARS:
+        msg = f"a jti must be a non-empty string of at most {MAX_JTI_CHARS} characters, got {jti!r}"
+        raise ValueError(msg)
+    return jti
+
+
+def _unix_time(value: object, name: str) -> float:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            msg = f"{name} must be timezone-aware, got naive {value!r}"
+            raise ValueError(msg)
+        return value.timestamp()
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    msg = f"{name} must be a unix time or an aware datetime, got {value!r}"
+    raise ValueError(msg)

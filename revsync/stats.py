@@ -1,0 +1,42 @@
+"""Counters a node keeps about its sync, read by ``RevSync.status()`` and /metrics."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class SyncStats:
+    """Monotonic counters; plain ints, so updating them costs nothing measurable."""
+
+    published: int = 0
+    publish_failures: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    resyncs: int = 0
+    resync_failures: int = 0
+    reconnects: int = 0
+    heartbeats: int = 0
+    pruned: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    # Called with the propagation lag in seconds of every event applied from the
+    # bus (services/api feeds a Prometheus histogram from it).
+    lag_observers: list[Callable[[float], None]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "published": self.published,
+            "publish_failures": self.publish_failures,
+            "applied": self.applied,
+            "duplicates": self.duplicates,
+            "gaps": self.gaps,
+            "resyncs": self.resyncs,
+            "resync_failures": self.resync_failures,
+            "reconnects": self.reconnects,
+            "heartbeats": self.heartbeats,
+            "pruned": self.pruned,
+            "rejected": dict(self.rejected),
+        }

@@ -1,0 +1,343 @@
+"""The node's background sync: three supervised tasks around one queue.
+
+- reader: holds the Redis subscription and moves raw messages into the queue.  It
+  treats every subscribe confirmation as a (re)connect, since redis-py may
+  re-subscribe silently, and reconnects itself, with backoff and jitter, on an
+  error or when the node's own heartbeat stops coming back (a hung connection).
+- applier: the only consumer of the queue.  It validates messages, applies events,
+  and catches up from the store after a (re)connect, a sequence gap, a queue
+  overflow and on the resync timer.  The first catch-up is the start-up snapshot:
+  the subscription is confirmed before it starts and events arriving meanwhile
+  wait in the queue (list-then-watch), then the node is ready.
+- ticker: publishes the heartbeat, schedules resyncs and prunes expired entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import structlog
+
+from revsync.bus import BusError, RedisBus
+from revsync.config import Settings
+from revsync.events import InvalidEvent, Op, RevocationEvent, decode_event, encode_event
+from revsync.replica import Replica
+from revsync.stats import SyncStats
+
+logger = structlog.get_logger("revsync")
+
+QUEUE_LIMIT: Final = 100_000
+TICK: Final = 0.1
+BACKOFF_BASE: Final = 0.1
+BACKOFF_CAP: Final = 5.0
+PRUNE_INTERVAL: Final = 10.0
+
+
+class _Signal:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+SUBSCRIBED: Final = _Signal("subscribed")
+RESYNC: Final = _Signal("resync")
+QueueItem = _Signal | tuple[bytes, float]
+
+
+def backoff(attempt: int) -> float:
+    """Exponential backoff with full jitter, so restarted nodes do not reconnect in step."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2**attempt))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+class Subscriber:
+    """Runs reader, applier and ticker for one node and reports their state."""
+
+    def __init__(
+        self, settings: Settings, bus: RedisBus, replica: Replica, stats: SyncStats
+    ) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.replica = replica
+        self.stats = stats
+        self.ready = asyncio.Event()
+        self.bus_state = "starting"
+        self.last_error: str | None = None
+        self.last_heartbeat: float | None = None
+        self.stale = False
+        self._instance = uuid.uuid4().hex
+        self._queue: asyncio.Queue[QueueItem] = asyncio.Queue()
+        self._overflowed = False
+        self._need_catch_up = False
+        self._connected_at = time.monotonic()
+        self._ever_subscribed = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._on_confirmed: Callable[[], None] = lambda: None
+        # Without a heartbeat for this long the connection is presumed hung.
+        self.heartbeat_timeout = max(3 * settings.heartbeat_interval, 1.0)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self, on_confirmed: Callable[[], None]) -> None:
+        """Start the three tasks; ``on_confirmed`` runs whenever sync is confirmed."""
+        self._on_confirmed = on_confirmed
+        for name, body in (
+            ("reader", self._read),
+            ("applier", self._apply),
+            ("ticker", self._tick),
+        ):
+            task = asyncio.create_task(self._supervise(name, body), name=f"revsync-{name}")
+            self._tasks.append(task)
+
+    async def stop(self) -> None:
+        """Cancel the tasks, wait for them, and re-raise any real error they died of."""
+        for task in self._tasks:
+            task.cancel()
+        results = await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        errors = [r for r in results if isinstance(r, BaseException)]
+        errors = [e for e in errors if not isinstance(e, asyncio.CancelledError)]
+        if errors:
+            raise errors[0]
+
+    async def _supervise(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
+        """Keep a task alive: an unexpected error is logged and the task restarted."""
+        attempt = 0
+        while True:
+            try:
+                await body()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = f"{name}: {type(exc).__name__}: {exc}"
+                logger.exception("revsync.task_crashed", task=name, attempt=attempt)
+                await asyncio.sleep(backoff(attempt))
+                attempt += 1
+
+    # -- reader ------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        attempt = 0
+        while True:
+            pubsub = self.bus.subscription()
+            try:
+                async with asyncio.timeout(self.bus.timeout):
+                    await pubsub.subscribe(self.settings.channel)
+                self._connected_at = time.monotonic()
+                while True:
+                    message = await pubsub.get_message(timeout=0.25)
+                    if message is None:
+                        self._check_heartbeat()
+                        continue
+                    kind = message["type"]
+                    if kind == "message":
+                        self._enqueue(message["data"])
+                    elif kind == "subscribe":
+                        attempt = 0
+                        self._on_subscribed()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.bus_state = "disconnected"
+                self.last_error = f"bus: {type(exc).__name__}: {exc}"
+                logger.warning(
+                    "revsync.subscriber_disconnected",
+                    error=f"{type(exc).__name__}: {exc}",
+                    attempt=attempt,
+                )
+            finally:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(1.0):
+                        await pubsub.aclose()
+            await asyncio.sleep(backoff(attempt))
+            attempt += 1
+
+    def _on_subscribed(self) -> None:
+        if self._ever_subscribed:
+            self.stats.reconnects += 1
+            logger.info("revsync.subscriber_reconnected", channel=self.settings.channel)
+        self._ever_subscribed = True
+        self.bus_state = "connected"
+        self._connected_at = time.monotonic()
+        # The subscribe confirmation is itself a round trip over the bus.
+        self.last_heartbeat = self._connected_at
+        self._on_confirmed()
+        self._queue.put_nowait(SUBSCRIBED)
+
+    def _enqueue(self, data: Any) -> None:
+        if self._queue.qsize() >= QUEUE_LIMIT:
+            # Dropping is safe: the overflow flag makes the applier catch up.
+            self._overflowed = True
+            return
+        self._queue.put_nowait((data if isinstance(data, bytes) else str(data).encode(), time.time()))
+
+    def _check_heartbeat(self) -> None:
+        """Raise when our own heartbeat has stopped coming back: the link is hung."""
+        if self.bus_state != "connected":
+            return
+        since = max(self.last_heartbeat or 0.0, self._connected_at)
+        if time.monotonic() - since > self.heartbeat_timeout:
+            msg = f"no heartbeat for {self.heartbeat_timeout:g}s"
+            raise TimeoutError(msg)
+
+    # -- applier -----------------------------------------------------------------
+
+    async def _apply(self) -> None:
+        while True:
+            item = await self._queue.get()
+            if self._overflowed:
+                self._overflowed = False
+                await self._catch_up("overflow")
+            if item is SUBSCRIBED:
+                await self._catch_up("snapshot" if not self.ready.is_set() else "reconnect")
+            elif item is RESYNC:
+                if not self.ready.is_set():
+                    await self._catch_up("snapshot")
+                else:
+                    await self._catch_up("retry" if self._need_catch_up else "timer")
+            elif isinstance(item, tuple):
+                await self._handle(*item)
+
+    async def _handle(self, data: bytes, received_at: float) -> None:
+        try:
+            event = decode_event(data, self.settings.event_key)
+        except InvalidEvent as exc:
+            self.stats.rejected[exc.reason] += 1
+            logger.warning(
+                "revsync.event_rejected", reason=exc.reason, detail=exc.detail, size=len(data)
+            )
+            return
+        if event.op is Op.PING:
+            if event.key == self._instance:
+                self.last_heartbeat = time.monotonic()
+                self.stats.heartbeats += 1
+                self._on_confirmed()
+            return
+        if not self.ready.is_set():
+            # Still before the snapshot: it will be read from the store anyway.
+            return
+        try:
+            gap = await self.replica.apply_event(event)
+        except Exception as exc:
+            # A doorbell whose store read failed: repair by catching up later.
+            self.last_error = f"store: {type(exc).__name__}: {exc}"
+            self._need_catch_up = True
+            return
+        lag = received_at - event.sent_at
+        for observe in self.stats.lag_observers:
+            observe(lag)
+        logger.debug(
+            "revsync.event_applied",
+            op=str(event.op),
+            seq=event.seq,
+            origin=event.origin,
+            lag_ms=round(lag * 1000, 3),
+        )
+        if gap:
+            await self._catch_up("gap")
+
+    async def _catch_up(self, reason: str) -> None:
+        started = time.monotonic()
+        try:
+            await self.replica.store.connect()
+            count = await self.replica.catch_up()
+        except Exception as exc:
+            self.stats.resync_failures += 1
+            self._need_catch_up = True
+            self.last_error = f"store: {type(exc).__name__}: {exc}"
+            logger.warning("revsync.resync_failed", reason=reason, error=self.last_error)
+            return
+        self._need_catch_up = False
+        self.stats.resyncs += 1
+        self._on_confirmed()
+        duration_ms = round((time.monotonic() - started) * 1000, 3)
+        log = logger.info if (count or reason != "timer") else logger.debug
+        log(
+            "revsync.resynced",
+            reason=reason,
+            rows=count,
+            seq=self.replica.store_seq,
+            entries=len(self.replica.revocations),
+            duration_ms=duration_ms,
+        )
+        if not self.ready.is_set():
+            self.ready.set()
+            self.last_error = None
+            logger.info(
+                "revsync.ready",
+                node=self.settings.node_id,
+                seq=self.replica.store_seq,
+                entries=len(self.replica.revocations),
+                duration_ms=duration_ms,
+            )
+
+    # -- ticker ------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        now = time.monotonic()
+        next_ping = now
+        next_resync = now + self.settings.resync_interval
+        next_retry = now
+        next_prune = now + PRUNE_INTERVAL
+        while True:
+            now = time.monotonic()
+            if now >= next_ping:
+                next_ping = now + self.settings.heartbeat_interval
+                await self._publish_heartbeat()
+            if (self.ready.is_set() and now >= next_resync) or (
+                self._need_catch_up and now >= next_retry
+            ):
+                next_resync = now + self.settings.resync_interval
+                next_retry = now + min(1.0, self.settings.resync_interval)
+                self._queue.put_nowait(RESYNC)
+            self._watch_staleness()
+            if now >= next_prune:
+                next_prune = now + PRUNE_INTERVAL
+                async with self.replica.lock:
+                    self.stats.pruned += self.replica.revocations.prune()
+            await asyncio.sleep(TICK)
+
+    def seconds_since_sync(self) -> float | None:
+        """Seconds since sync was last confirmed both ways: a store catch-up and a
+        heartbeat round trip over the bus.  None before the first of either."""
+        store = self.replica.last_store_sync
+        if store is None or self.last_heartbeat is None:
+            return None
+        return time.monotonic() - min(store, self.last_heartbeat)
+
+    def _watch_staleness(self) -> None:
+        """Log the moment sync goes stale and the moment it is restored."""
+        if not self.ready.is_set():
+            return
+        since = self.seconds_since_sync()
+        stale = since is None or since > self.settings.max_staleness
+        if stale and not self.stale:
+            logger.error(
+                "revsync.stale",
+                seconds_since_sync=None if since is None else round(since, 3),
+                max_staleness=self.settings.max_staleness,
+                fail_mode=self.settings.fail_mode,
+                action="refusing every token"
+                if self.settings.fail_mode == "closed"
+                else "accepting tokens unchecked against recent revocations",
+                last_error=self.last_error,
+            )
+        elif self.stale and not stale:
+            logger.info("revsync.sync_restored", seconds_since_sync=round(since or 0.0, 3))
+        self.stale = stale
+
+    async def _publish_heartbeat(self) -> None:
+        event = RevocationEvent.ping(self.settings.node_id, self._instance, time.time())
+        try:
+            await self.bus.publish(encode_event(event, self.settings.event_key))
+        except BusError as exc:
+            logger.debug("revsync.heartbeat_failed", error=str(exc))

@@ -1,0 +1,92 @@
+"""Settings: defaults, parsing from strings, and errors that name the key."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from revsync import RevSync
+from revsync.config import DEFAULTS, NEVER_EXPIRES_TTL, resolve
+from tests.engine.conftest import make_app
+
+
+def test_defaults() -> None:
+    settings = resolve({}, {})
+    assert settings.redis_url == DEFAULTS["REVSYNC_REDIS_URL"]
+    assert settings.channel == "revsync"
+    assert settings.fail_mode == "closed"
+    assert settings.event_key is None
+    assert settings.subject_ttl == timedelta(days=30).total_seconds()
+    assert settings.identity_claim == "identity"
+
+
+def test_strings_from_the_environment_are_parsed() -> None:
+    settings = resolve(
+        {
+            "REVSYNC_RESYNC_INTERVAL": "2.5",
+            "REVSYNC_MAX_STALENESS": "10",
+            "REVSYNC_FAIL_MODE": "OPEN",
+            "REVSYNC_WAIT_FOR_READY": "false",
+            "REVSYNC_EVENT_KEY": "secret",
+            "JWT_REFRESH_TOKEN_EXPIRES": False,
+        },
+        {},
+    )
+    assert settings.resync_interval == 2.5
+    assert settings.max_staleness == 10
+    assert settings.fail_mode == "open"
+    assert settings.wait_for_ready is False
+    assert settings.event_key == b"secret"
+    assert settings.subject_ttl == NEVER_EXPIRES_TTL
+
+
+def test_keywords_win_over_config() -> None:
+    settings = resolve({"REVSYNC_CHANNEL": "from-config"}, {"channel": "from-keyword"})
+    assert settings.channel == "from-keyword"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("REVSYNC_REDIS_URL", "http://127.0.0.1:6379"),
+        ("REVSYNC_REDIS_URL", "redis://"),
+        ("REVSYNC_REDIS_URL", "redis://host:notaport/0"),
+        ("REVSYNC_REDIS_URL", "redis://host:6379/db"),
+        ("REVSYNC_REDIS_URL", 42),
+        ("REVSYNC_FAIL_MODE", "sometimes"),
+        ("REVSYNC_RESYNC_INTERVAL", "soon"),
+        ("REVSYNC_RESYNC_INTERVAL", -1),
+        ("REVSYNC_MAX_STALENESS", "0"),
+        ("REVSYNC_MAX_STALENESS", "0.5"),
+        ("REVSYNC_CHANNEL", ""),
+        ("REVSYNC_WAIT_FOR_READY", "maybe"),
+        ("REVSYNC_STORE_URL", ""),
+    ],
+)
+def test_invalid_values_name_their_key(key: str, value: object) -> None:
+    with pytest.raises(ValueError, match=key):
+        resolve({key: value}, {})
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://localhost/x", "sqlite://", "not a url", "postgresql://host:99999/db"]
+)
+def test_malformed_store_url_fails_at_init_naming_the_key(url: str) -> None:
+    with pytest.raises(ValueError, match="REVSYNC_STORE_URL"):
+        RevSync(make_app(REVSYNC_STORE_URL=url))
+
+
+def test_extension_registers_itself_and_the_blacklist_loader() -> None:
+    from revsync.jwt import JWTManager
+
+    app = make_app(REVSYNC_STORE_URL="sqlite:///unused.db")
+    jwt = JWTManager(app)
+    revsync = RevSync(app)
+    assert app.extensions["revsync"] is revsync
+    # Either order of creation wires the loader.
+    app2 = make_app(REVSYNC_STORE_URL="sqlite:///unused.db")
+    revsync2 = RevSync(app2)
+    jwt2 = JWTManager(app2)
+    for manager, ext in ((jwt, revsync), (jwt2, revsync2)):
+        assert manager._token_in_blacklist_callback == ext.is_revoked  # noqa: SLF001
