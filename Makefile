@@ -35,5 +35,10 @@ test: lint typecheck pytest
 demo: $(STAMP)
 	$(BIN)/python -m services.demo
 
+# Keep the demo cluster (Redis, resync job, three api nodes) running, printing its URLs; Ctrl-C stops it.
+.PHONY: up
+up: $(STAMP)
+	$(BIN)/python -m services.demo --keep-running
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

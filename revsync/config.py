@@ -148,12 +148,16 @@ def resolve(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> Settings
 
     channel = get("REVSYNC_CHANNEL")
     if not isinstance(channel, str) or not channel or len(channel) > 128:
-        msg = f"REVSYNC_CHANNEL must be a non-empty string of at most 128 characters, got {channel!r}"
+        msg = (
+            f"REVSYNC_CHANNEL must be a non-empty string of at most 128 characters, got {channel!r}"
+        )
         raise ValueError(msg)
 
     event_key = get("REVSYNC_EVENT_KEY")
+    if isinstance(event_key, str | bytes) and not event_key:
+        event_key = None  # an empty variable means "no key", as if unset
     if isinstance(event_key, str):
-        event_key = event_key.encode() if event_key else None
+        event_key = event_key.encode()
     if event_key is not None and not isinstance(event_key, bytes):
         msg = f"REVSYNC_EVENT_KEY must be a string or bytes, got {type(event_key).__name__}"
         raise ValueError(msg)

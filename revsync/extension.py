@@ -150,14 +150,14 @@ class RevSync:
             logger.error("revsync.startup_failed", reason=reason, timeout=timeout)
             raise RuntimeError(msg) from None
 
-    async def _watch_startup(self, timeout: float) -> None:
+    async def _watch_startup(self, limit: float) -> None:
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(limit):
                 await self.subscriber.ready.wait()
         except TimeoutError:
             logger.error(
                 "revsync.startup_slow",
-                timeout=timeout,
+                timeout=limit,
                 last_error=self.subscriber.last_error,
                 action="still refusing every token and retrying",
             )
@@ -208,7 +208,7 @@ class RevSync:
     async def revoke(self, claims: Mapping[str, Any]) -> Change:
         """Revoke the token these decoded claims belong to (e.g. ``get_raw_jwt()``)."""
         if not isinstance(claims, Mapping):
-            msg = f"revoke() takes the decoded claims of a token, got {type(claims).__name__}"
+            msg = f"revoke() takes decoded claims, got {type(claims).__name__}"  # type: ignore[unreachable]
             raise TypeError(msg)
         jti, exp = claims.get("jti"), claims.get("exp")
         if not isinstance(jti, str) or not jti:
@@ -320,7 +320,9 @@ class RevSync:
         for change in to_publish:
             await self._publish(change)
         logger.info(
-            "revsync.revoked_many", count=len(changes), first_seq=changes[0].seq,
+            "revsync.revoked_many",
+            count=len(changes),
+            first_seq=changes[0].seq,
             last_seq=changes[-1].seq,
         )
         return changes

@@ -114,7 +114,6 @@ class Subscriber:
         while True:
             try:
                 await body()
-                return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -122,6 +121,8 @@ class Subscriber:
                 logger.exception("revsync.task_crashed", task=name, attempt=attempt)
                 await asyncio.sleep(backoff(attempt))
                 attempt += 1
+            else:
+                return
 
     # -- reader ------------------------------------------------------------------
 
@@ -157,7 +158,7 @@ class Subscriber:
             finally:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(1.0):
-                        await pubsub.aclose()
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(backoff(attempt))
             attempt += 1
 
@@ -178,7 +179,9 @@ class Subscriber:
             # Dropping is safe: the overflow flag makes the applier catch up.
             self._overflowed = True
             return
-        self._queue.put_nowait((data if isinstance(data, bytes) else str(data).encode(), time.time()))
+        self._queue.put_nowait(
+            (data if isinstance(data, bytes) else str(data).encode(), time.time())
+        )
 
     def _check_heartbeat(self) -> None:
         """Raise when our own heartbeat has stopped coming back: the link is hung."""
@@ -258,6 +261,8 @@ class Subscriber:
             return
         self._need_catch_up = False
         self.stats.resyncs += 1
+        first = not self.ready.is_set()
+        self.ready.set()
         self._on_confirmed()
         duration_ms = round((time.monotonic() - started) * 1000, 3)
         log = logger.info if (count or reason != "timer") else logger.debug
@@ -269,8 +274,7 @@ class Subscriber:
             entries=len(self.replica.revocations),
             duration_ms=duration_ms,
         )
-        if not self.ready.is_set():
-            self.ready.set()
+        if first:
             self.last_error = None
             logger.info(
                 "revsync.ready",

@@ -7,6 +7,7 @@ reached, unless REVSYNC_REQUIRE_SERVICES=1 (set by .ci/run), where they fail.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import shutil
 import socket
@@ -22,7 +23,9 @@ import redis
 
 REQUIRE_SERVICES = os.environ.get("REVSYNC_REQUIRE_SERVICES") == "1"
 REDIS_URL = os.environ.get("REVSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-POSTGRES_URL = os.environ.get("REVSYNC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "REVSYNC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -63,10 +66,12 @@ def postgres_url() -> str:
         conn = await asyncpg.connect(POSTGRES_URL, timeout=3)
         await conn.close()
 
-    try:
-        asyncio.run(probe())
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        _unavailable(f"PostgreSQL at {POSTGRES_URL}", exc)
+    # Probe in a thread of its own: an async fixture may be asking from inside a loop.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            pool.submit(asyncio.run, probe()).result()
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            _unavailable(f"PostgreSQL at {POSTGRES_URL}", exc)
     return POSTGRES_URL
 
 
@@ -93,8 +98,20 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             _unavailable("redis-server", "not on PATH")
-        args = [str(binary), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(self.workdir), *self.extra]
+        args = [
+            str(binary),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+            *self.extra,
+        ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)

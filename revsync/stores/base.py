@@ -39,6 +39,12 @@ class Store(Protocol):
         the later expiry and cut-off win); an unrevoke of a target never revoked
         still writes a tombstone, so the change is numbered and broadcast like any
         other.  Raises StoreError when nothing was written.
+
+        In full (``revsync.stores.common.merge``): a revoke over a tombstone takes the
+        request's expiry and cut-off; an unrevoke keeps the old row's ``expires_at``
+        (the tombstone must outlive every cached copy of the revocation); a request
+        without an identity keeps the row's.  A request with an empty key or a
+        non-finite time raises ValueError before anything is written.
         """
 
     async def write_many(self, requests: Sequence[ChangeRequest]) -> list[Change]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ NodeFactory = Callable[..., Awaitable[RevSync]]
 
 
 @pytest.fixture(params=["sqlite", "postgres", "redis"])
-async def store_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh store of each kind, shared by every node of a test."""
     if request.param == "sqlite":
         yield request.getfixturevalue("sqlite_url")
@@ -71,8 +71,12 @@ async def make_node(redis_url: str, channel: str) -> AsyncIterator[NodeFactory]:
         await node.stop()
 
 
-def claims(jti: str | None = None, identity: str = "alice", iat: float | None = None,
-           exp: float | None = None) -> dict[str, Any]:
+def claims(
+    jti: str | None = None,
+    identity: str = "alice",
+    iat: float | None = None,
+    exp: float | None = None,
+) -> dict[str, Any]:
     now = time.time()
     return {
         "jti": jti or str(uuid.uuid4()),
@@ -83,11 +87,11 @@ def claims(jti: str | None = None, identity: str = "alice", iat: float | None = 
     }
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> float:
+async def eventually(check: Callable[[], bool], within: float = 5.0) -> float:
     """Poll ``check`` until it holds; return the seconds it took; fail after ``timeout``."""
     started = time.monotonic()
     while not check():
-        if time.monotonic() - started > timeout:
-            pytest.fail(f"condition not met within {timeout}s")
+        if time.monotonic() - started > within:
+            pytest.fail(f"condition not met within {within}s")
         await asyncio.sleep(0.002)
     return time.monotonic() - started

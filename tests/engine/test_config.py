@@ -89,4 +89,4 @@ def test_extension_registers_itself_and_the_blacklist_loader() -> None:
     revsync2 = RevSync(app2)
     jwt2 = JWTManager(app2)
     for manager, ext in ((jwt, revsync), (jwt2, revsync2)):
-        assert manager._token_in_blacklist_callback == ext.is_revoked  # noqa: SLF001
+        assert manager.blacklist_loader == ext.is_revoked

@@ -1,0 +1,56 @@
+"""Exceptions raised by the JWT layer.
+
+The names match quart-jwt-extended's, so code that catches them keeps working after
+the import switch.  Errors from PyJWT itself (``jwt.ExpiredSignatureError``,
+``jwt.InvalidTokenError`` and its subclasses) are raised unchanged, as the original does.
+"""
+
+from __future__ import annotations
+
+
+class JWTExtendedException(Exception):
+    """Base class of every error this JWT layer raises."""
+
+
+class JWTDecodeError(JWTExtendedException):
+    """A token decoded but lacks a claim this layer needs, or has a bad one."""
+
+
+class InvalidHeaderError(JWTExtendedException):
+    """The request carries the token header in the wrong format."""
+
+
+class NoAuthorizationError(JWTExtendedException):
+    """A protected endpoint was called without a token."""
+
+
+class CSRFError(JWTExtendedException):
+    """The CSRF double-submit value is missing or does not match."""
+
+
+class WrongTokenError(JWTExtendedException):
+    """A refresh token was used where an access token is needed, or the reverse."""
+
+
+class RevokedTokenError(JWTExtendedException):
+    """The token has been revoked (the blacklist loader said so)."""
+
+
+class FreshTokenRequired(JWTExtendedException):
+    """A valid but non-fresh access token was used on a fresh-only endpoint."""
+
+
+class UserLoadError(JWTExtendedException):
+    """The user loader returned ``None`` for the token's identity."""
+
+
+class UserClaimsVerificationError(JWTExtendedException):
+    """The claims verification loader refused the token's user claims."""
+
+
+class RevocationNotConfiguredError(JWTExtendedException):
+    """Revocation checks are enabled but no blacklist loader is registered.
+
+    A server misconfiguration, answered with a 500 and an error log line; never the
+    caller's fault, and never silently treated as "not revoked".
+    """

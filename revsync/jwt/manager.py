@@ -1,0 +1,375 @@
+"""``JWTManager``: holds an app's loaders and turns JWT errors into responses."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from contextlib import suppress
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import structlog
+from jwt import ExpiredSignatureError, InvalidTokenError
+from quart import Quart, g
+
+from revsync.jwt import default_callbacks as defaults
+from revsync.jwt._steps import Steps, settle
+from revsync.jwt.config import (
+    DEFAULTS,
+    JWTConfig,
+    check_secret_strength,
+    current_config,
+    parse_expiry,
+)
+from revsync.jwt.exceptions import (
+    CSRFError,
+    FreshTokenRequired,
+    InvalidHeaderError,
+    JWTDecodeError,
+    JWTExtendedException,
+    NoAuthorizationError,
+    RevocationNotConfiguredError,
+    RevokedTokenError,
+    UserClaimsVerificationError,
+    UserLoadError,
+    WrongTokenError,
+)
+from revsync.jwt.tokens import (
+    build_payload,
+    check_csrf,
+    decode_complete,
+    encode_payload,
+    read_unverified,
+)
+
+logger = structlog.get_logger("revsync")
+
+EXTENSION_KEY = "revsync.jwt"
+"""``app.extensions`` key under which ``init_app`` registers the manager."""
+
+C = TypeVar("C", bound=Callable[..., Any])
+
+
+def _positional_arity(fn: Callable[..., Any]) -> int | None:
+    """How many positional arguments ``fn`` takes; ``None`` for ``*args`` or unknown."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    count = 0
+    for parameter in parameters:
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            return None
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            count += 1
+    return count
+
+
+class JWTManager:
+    """Holds the JWT settings' callbacks for one or more Quart apps.
+
+    Every loader may be a plain function or a coroutine function; coroutine results
+    are awaited.  Not bound to an app: create it at import time and call
+    :meth:`init_app` from a factory, or pass the app to the constructor.
+    """
+
+    def __init__(self, app: Quart | None = None) -> None:
+        """Create the manager, and register it with ``app`` when one is given."""
+        self._user_claims_callback: Callable[..., Any] = defaults.default_user_claims_callback
+        self._user_identity_callback: Callable[..., Any] = defaults.default_user_identity_callback
+        self._jwt_additional_header_callback: Callable[..., Any] = (
+            defaults.default_jwt_headers_callback
+        )
+        self._expired_token_callback: Callable[..., Any] = defaults.default_expired_token_callback
+        self._expired_callback_takes_token = True
+        self._invalid_token_callback: Callable[..., Any] = defaults.default_invalid_token_callback
+        self._unauthorized_callback: Callable[..., Any] = defaults.default_unauthorized_callback
+        self._needs_fresh_token_callback: Callable[..., Any] = (
+            defaults.default_needs_fresh_token_callback
+        )
+        self._revoked_token_callback: Callable[..., Any] = defaults.default_revoked_token_callback
+        self._user_loader_error_callback: Callable[..., Any] = (
+            defaults.default_user_loader_error_callback
+        )
+        self._verify_claims_failed_callback: Callable[..., Any] = (
+            defaults.default_verify_claims_failed_callback
+        )
+        # Loaders that default to "not used": None skips their work on the request path.
+        self._user_loader_callback: Callable[..., Any] | None = None
+        self._token_in_blacklist_callback: Callable[..., Any] | None = None
+        self._blacklist_callback_takes_header = False
+        self._claims_verification_callback: Callable[..., Any] | None = None
+        self._decode_key_callback: Callable[..., Any] | None = None
+        self._decode_key_callback_takes_header = True
+        self._encode_key_callback: Callable[..., Any] | None = None
+        if app is not None:
+            self.init_app(app)
+
+    # -- registration ---------------------------------------------------------------
+
+    def init_app(self, app: Quart) -> None:
+        """Register with ``app``: default config, error handlers, ``app.extensions``.
+
+        Sets ``app.extensions["revsync.jwt"] = self``; when the revsync extension is
+        already registered (``app.extensions["revsync"]``), calls its ``attach(self)``
+        so it can install itself as the blacklist loader.
+        """
+        for key, value in DEFAULTS.items():
+            app.config.setdefault(key, value)
+        check_secret_strength(app.config)
+        handlers: dict[type[Exception], Callable[[Any], Any]] = {
+            NoAuthorizationError: self._handle_unauthorized,
+            CSRFError: self._handle_unauthorized,
+            ExpiredSignatureError: self._handle_expired,
+            InvalidTokenError: self._handle_invalid,
+            InvalidHeaderError: self._handle_invalid,
+            JWTDecodeError: self._handle_invalid,
+            WrongTokenError: self._handle_invalid,
+            RevokedTokenError: self._handle_revoked,
+            FreshTokenRequired: self._handle_needs_fresh,
+            UserLoadError: self._handle_user_load_error,
+            UserClaimsVerificationError: self._handle_claims_failed,
+            RevocationNotConfiguredError: self._handle_no_blacklist_loader,
+        }
+        for exception, handler in handlers.items():
+            app.register_error_handler(exception, handler)
+        app.extensions[EXTENSION_KEY] = self
+        revsync = app.extensions.get("revsync")
+        if revsync is not None:
+            revsync.attach(self)
+
+    @property
+    def blacklist_loader(self) -> Callable[..., Any] | None:
+        """The registered token-in-blacklist loader, or ``None``.  Read-only."""
+        return self._token_in_blacklist_callback
+
+    def token_in_blacklist_loader(self, callback: C) -> C:
+        """Register the loader that says whether a token is revoked.
+
+        It is called with the decoded claims dict (``claims["jti"]``,
+        ``claims["type"]``, the identity claim, ``exp``, ``iat``...) of every token
+        whose type is in ``JWT_BLACKLIST_TOKEN_CHECKS``, when ``JWT_BLACKLIST_ENABLED``
+        is set, and returns a truthy value when the token is revoked.  A loader taking
+        two positional arguments is called as ``(header, claims)``, as in
+        flask-jwt-extended 4.  It runs on every protected request: keep it in memory.
+        """
+        self._token_in_blacklist_callback = callback
+        self._blacklist_callback_takes_header = _positional_arity(callback) == 2
+        return callback
+
+    token_in_blocklist_loader = token_in_blacklist_loader
+
+    def user_claims_loader(self, callback: C) -> C:
+        """Register ``callback(identity) -> dict`` adding claims to access tokens."""
+        self._user_claims_callback = callback
+        return callback
+
+    def user_identity_loader(self, callback: C) -> C:
+        """Register ``callback(identity) -> JSON value`` stored as the identity claim."""
+        self._user_identity_callback = callback
+        return callback
+
+    def additional_headers_loader(self, callback: C) -> C:
+        """Register ``callback(identity) -> dict`` of extra JOSE headers for new tokens."""
+        self._jwt_additional_header_callback = callback
+        return callback
+
+    def expired_token_loader(self, callback: C) -> C:
+        """Register ``callback(expired_claims) -> response`` for expired tokens.
+
+        A callback taking no argument is called without one, as the original allows.
+        """
+        self._expired_token_callback = callback
+        self._expired_callback_takes_token = _positional_arity(callback) != 0
+        return callback
+
+    def invalid_token_loader(self, callback: C) -> C:
+        """Register ``callback(reason: str) -> response`` for invalid tokens (422)."""
+        self._invalid_token_callback = callback
+        return callback
+
+    def unauthorized_loader(self, callback: C) -> C:
+        """Register ``callback(reason: str) -> response`` for requests without a token."""
+        self._unauthorized_callback = callback
+        return callback
+
+    def needs_fresh_token_loader(self, callback: C) -> C:
+        """Register ``callback() -> response`` for non-fresh tokens on fresh endpoints."""
+        self._needs_fresh_token_callback = callback
+        return callback
+
+    def revoked_token_loader(self, callback: C) -> C:
+        """Register ``callback() -> response`` for revoked tokens."""
+        self._revoked_token_callback = callback
+        return callback
+
+    def user_loader_callback_loader(self, callback: C) -> C:
+        """Register ``callback(identity) -> user or None``; the user is ``current_user``."""
+        self._user_loader_callback = callback
+        return callback
+
+    def user_loader_error_loader(self, callback: C) -> C:
+        """Register ``callback(identity) -> response`` for when the user loader gives None."""
+        self._user_loader_error_callback = callback
+        return callback
+
+    def claims_verification_loader(self, callback: C) -> C:
+        """Register ``callback(user_claims) -> bool`` checking an access token's claims."""
+        self._claims_verification_callback = callback
+        return callback
+
+    def claims_verification_failed_loader(self, callback: C) -> C:
+        """Register ``callback() -> response`` for when claims verification fails."""
+        self._verify_claims_failed_callback = callback
+        return callback
+
+    def decode_key_loader(self, callback: C) -> C:
+        """Register ``callback(unverified_claims, unverified_header) -> key`` for decoding."""
+        self._decode_key_callback = callback
+        self._decode_key_callback_takes_header = _positional_arity(callback) != 1
+        return callback
+
+    def encode_key_loader(self, callback: C) -> C:
+        """Register ``callback(identity) -> key`` for signing new tokens."""
+        self._encode_key_callback = callback
+        return callback
+
+    # -- token creation and decoding (generators: see _steps.py) --------------------
+
+    def create_token_steps(
+        self,
+        cfg: JWTConfig,
+        kind: str,
+        identity: Any,
+        *,
+        fresh: bool | timedelta = False,
+        expires_delta: Any = None,
+        user_claims: Any = None,
+        headers: dict[str, Any] | None = None,
+    ) -> Steps[str]:
+        """Steps building a new ``kind`` token for ``identity``."""
+        if expires_delta is None:
+            expires = cfg.expires_for(kind)
+        else:
+            expires = parse_expiry(expires_delta, "expires_delta")
+        if user_claims is None and (kind == "access" or cfg.claims_in_refresh_token):
+            user_claims = yield self._user_claims_callback(identity)
+        if headers is None:
+            headers = yield self._jwt_additional_header_callback(identity)
+        subject = yield self._user_identity_callback(identity)
+        if self._encode_key_callback is None:
+            key = cfg.require_encode_key()
+        else:
+            key = yield self._encode_key_callback(identity)
+        payload = build_payload(cfg, kind, subject, expires, user_claims, fresh)
+        return encode_payload(cfg, payload, key, headers)
+
+    def decode_steps(
+        self,
+        cfg: JWTConfig,
+        token: str,
+        *,
+        allow_expired: bool = False,
+        csrf_value: str | None = None,
+    ) -> Steps[tuple[dict[str, Any], dict[str, Any]]]:
+        """Steps verifying ``token``; they return ``(claims, header)``.
+
+        On an expired token the claims are kept on ``g`` for the expired loader.
+        """
+        callback = self._decode_key_callback
+        if callback is None:
+            key = cfg.require_decode_key()
+        else:
+            unverified_claims, unverified_header = read_unverified(token)
+            if self._decode_key_callback_takes_header:
+                key = yield callback(unverified_claims, unverified_header)
+            else:
+                key = yield callback(unverified_claims)
+        try:
+            claims, header = decode_complete(
+                cfg, token, key, allow_expired=allow_expired, cacheable=callback is None
+            )
+        except ExpiredSignatureError:
+            with suppress(InvalidTokenError, JWTExtendedException):
+                g._jwt_extended_expired_jwt = decode_complete(cfg, token, key, allow_expired=True)[
+                    0
+                ]
+            raise
+        if csrf_value:
+            check_csrf(claims, csrf_value)
+        return claims, header
+
+    # -- request-path checks ---------------------------------------------------------
+
+    async def check_not_revoked(
+        self, cfg: JWTConfig, claims: dict[str, Any], header: dict[str, Any]
+    ) -> None:
+        """Raise :class:`RevokedTokenError` if the blacklist loader says so."""
+        if not cfg.blacklist_enabled:
+            return
+        callback = self._token_in_blacklist_callback
+        if callback is None:
+            msg = (
+                "JWT_BLACKLIST_ENABLED is set but no loader was registered with "
+                "@jwt.token_in_blacklist_loader"
+            )
+            raise RevocationNotConfiguredError(msg)
+        if claims["type"] not in cfg.blacklist_checks:
+            return
+        if self._blacklist_callback_takes_header:
+            revoked = await settle(callback(header, claims))
+        else:
+            revoked = await settle(callback(claims))
+        if revoked:
+            msg = "Token has been revoked"
+            raise RevokedTokenError(msg)
+
+    async def verify_user_claims(self, cfg: JWTConfig, claims: dict[str, Any]) -> None:
+        """Raise :class:`UserClaimsVerificationError` if the claims loader refuses."""
+        callback = self._claims_verification_callback
+        if callback is not None and not await settle(callback(claims[cfg.user_claims_key])):
+            msg = "User claims verification failed"
+            raise UserClaimsVerificationError(msg)
+
+    async def load_user(self, identity: Any) -> None:
+        """Run the user loader, if any, and keep its user for ``current_user``."""
+        callback = self._user_loader_callback
+        if callback is None:
+            return
+        user = await settle(callback(identity))
+        if user is None:
+            msg = f"user_loader returned None for {identity}"
+            raise UserLoadError(msg)
+        g._jwt_extended_jwt_user = user
+
+    # -- error handlers ----------------------------------------------------------------
+
+    async def _handle_unauthorized(self, error: Exception) -> Any:
+        return await settle(self._unauthorized_callback(str(error)))
+
+    async def _handle_invalid(self, error: Exception) -> Any:
+        return await settle(self._invalid_token_callback(str(error)))
+
+    async def _handle_expired(self, error: Exception) -> Any:
+        if not self._expired_callback_takes_token:
+            return await settle(self._expired_token_callback())
+        expired = getattr(g, "_jwt_extended_expired_jwt", {})
+        return await settle(self._expired_token_callback(expired))
+
+    async def _handle_revoked(self, error: Exception) -> Any:
+        return await settle(self._revoked_token_callback())
+
+    async def _handle_needs_fresh(self, error: Exception) -> Any:
+        return await settle(self._needs_fresh_token_callback())
+
+    async def _handle_user_load_error(self, error: Exception) -> Any:
+        claims = getattr(g, "_jwt_extended_jwt", {})
+        identity = claims.get(current_config().identity_claim)
+        return await settle(self._user_loader_error_callback(identity))
+
+    async def _handle_claims_failed(self, error: Exception) -> Any:
+        return await settle(self._verify_claims_failed_callback())
+
+    async def _handle_no_blacklist_loader(self, error: Exception) -> Any:
+        logger.error("revsync.no_blacklist_loader", error=str(error))
+        return {current_config().error_msg_key: "Internal server error"}, 500

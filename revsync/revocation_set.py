@@ -1,0 +1,337 @@
+"""The per-node, in-memory revocation set consulted on every request.
+
+Two maps answer :meth:`RevocationSet.is_revoked` with plain dict lookups:
+
+- ``jti -> expires_at``: single revoked tokens, each until its own ``exp``;
+- ``identity -> cutoff``: "log out everywhere" cut-offs; every token of that
+  identity issued at or before the cut-off is revoked until the subject row's
+  ``expires_at`` (kept in a third map, off the request path).
+
+Entries are dropped by :meth:`RevocationSet.prune` only once ``expires_at + leeway``
+is in the past, so the set never forgets a revocation of a token that could still
+be accepted (DESIGN.md, invariant 8).  Pruning does not scan the set: each entry's
+key is also filed in a coarse *expiry bucket* (``expires_at // bucket_seconds``),
+and a prune visits only the buckets that can hold expired entries, re-checking each
+key's current expiry before deleting it.  A key re-revoked with an expiry in another
+bucket is filed there too; its stale copy in the old bucket is skipped when that
+bucket comes due.
+
+An entry whose ``expires_at`` is not finite (NaN, +inf) never expires: failing
+closed beats forgetting.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections.abc import Callable, Iterable
+
+from revsync.changes import Change, Kind
+
+DEFAULT_BUCKET_SECONDS = 30.0
+"""Width of an expiry bucket.  Wider means fewer buckets and a larger partial
+bucket to re-check on each prune; entries are removed exactly on time either way."""
+
+_JTI = Kind.JTI
+_SUBJECT = Kind.SUBJECT
+_INF = math.inf
+
+
+class _ExpiryIndex:
+    """``key -> expires_at`` plus the expiry buckets that make pruning cheap.
+
+    Invariant: every key in ``expiries`` with a finite expiry ``e`` is in
+    ``buckets[e // width]``.  Buckets may also hold stale keys (removed, or moved to
+    another bucket); :meth:`prune` skips those.  Every bucket id is in ``heap`` once.
+    """
+
+    __slots__ = ("buckets", "expiries", "heap", "width")
+
+    def __init__(self, width: float) -> None:
+        self.width = width
+        self.expiries: dict[str, float] = {}
+        self.buckets: dict[float, list[str]] = {}
+        self.heap: list[float] = []
+
+    def set(self, key: str, expires_at: float) -> None:
+        """Record ``key`` as expiring at ``expires_at`` (replacing any earlier value)."""
+        expiries = self.expiries
+        old = expiries.get(key)
+        expiries[key] = expires_at
+        bucket = expires_at // self.width
+        if bucket != bucket:  # NaN: a non-finite expiry, never pruned
+            return
+        if old is not None and old // self.width == bucket:
+            return  # already filed in this bucket
+        keys = self.buckets.get(bucket)
+        if keys is None:
+            self.buckets[bucket] = [key]
+            heapq.heappush(self.heap, bucket)
+        else:
+            keys.append(key)
+
+    def prune(self, now: float, leeway: float) -> list[str]:
+        """Remove and return the keys whose ``expires_at + leeway < now``."""
+        limit = (now - leeway) // self.width
+        expiries, buckets, heap, width = self.expiries, self.buckets, self.heap, self.width
+        removed: list[str] = []
+        partial: list[tuple[float, list[str]]] = []
+        while heap and heap[0] <= limit:
+            bucket = heapq.heappop(heap)
+            keep: list[str] = []
+            for key in buckets.pop(bucket):
+                expires_at = expiries.get(key)
+                if expires_at is None:
+                    continue  # removed since it was filed
+                if expires_at + leeway < now:
+                    del expiries[key]
+                    removed.append(key)
+                elif expires_at // width == bucket:
+                    keep.append(key)  # not expired yet, and this is its bucket
+                # else: re-filed in a later bucket; this copy is stale
+            if keep:
+                partial.append((bucket, list(dict.fromkeys(keep))))
+        for bucket, keep in partial:
+            buckets[bucket] = keep
+            heapq.heappush(heap, bucket)
+        return removed
+
+    def clear(self) -> None:
+        self.expiries.clear()
+        self.buckets.clear()
+        self.heap.clear()
+
+
+class RevocationSet:
+    """Revoked jtis and per-identity cut-offs of one node, kept in memory.
+
+    ``leeway`` is the clock skew the JWT layer tolerates on ``exp``: an entry is kept
+    until ``expires_at + leeway``.  ``clock`` returns the current unix time; tests
+    pass a controllable one.  Not thread-safe: one event loop owns a set.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_cutoffs",
+        "_jti_index",
+        "_jtis",
+        "_leeway",
+        "_revoked",
+        "_subject_index",
+    )
+
+    def __init__(
+        self,
+        *,
+        leeway: float = 0.0,
+        clock: Callable[[], float] = time.time,
+        bucket_seconds: float = DEFAULT_BUCKET_SECONDS,
+    ) -> None:
+        if not (math.isfinite(leeway) and leeway >= 0):
+            msg = f"leeway must be a finite number >= 0, not {leeway!r}"
+            raise ValueError(msg)
+        if not (math.isfinite(bucket_seconds) and bucket_seconds > 0):
+            msg = f"bucket_seconds must be a finite number > 0, not {bucket_seconds!r}"
+            raise ValueError(msg)
+        self._leeway = float(leeway)
+        self._clock = clock
+        self._jti_index = _ExpiryIndex(bucket_seconds)
+        self._jtis = self._jti_index.expiries
+        """jti -> expires_at (the index's own dict)."""
+        self._revoked: set[str] = set()
+        """The keys of ``_jtis`` again, for :meth:`is_revoked`: a miss in a large set
+        touches one cache line where a dict touches two or three, which at a million
+        entries is most of the cost of a lookup."""
+        self._subject_index = _ExpiryIndex(bucket_seconds)
+        self._cutoffs: dict[str, float] = {}
+        """canonical identity -> cut-off; ``_subject_index`` holds their expiries."""
+
+    # -- the request path ---------------------------------------------------------
+
+    def is_revoked(self, jti: object, identity_key: str | None, iat: object) -> bool:
+        """Whether a token with these claims is revoked.
+
+        True when ``jti`` is a revoked token id, or when ``identity_key`` has a
+        cut-off and ``iat`` is at or before it.  Fails closed on malformed claims: an
+        unhashable ``jti``, or (when a cut-off exists) an ``iat`` that is not a finite
+        number, count as revoked.  Expired-but-not-pruned entries still answer True;
+        the JWT layer refuses those tokens for their ``exp`` anyway.
+        """
+        try:
+            if jti in self._revoked:
+                return True
+        except TypeError:  # unhashable jti: a malformed token
+            return True
+        cutoffs = self._cutoffs
+        if not cutoffs or identity_key is None:
+            return False
+        cutoff = cutoffs.get(identity_key)
+        if cutoff is None:
+            return False
+        if type(iat) is int or (type(iat) is float and math.isfinite(iat)):
+            return not iat > cutoff  # NaN cut-off: revoked
+        return True
+
+    # -- applying changes ---------------------------------------------------------
+
+    def apply(self, change: Change) -> None:
+        """Make the set hold what the store's row says for ``change``'s target.
+
+        A revoked jti gets its expiry, a revoked subject its cut-off (the store keeps
+        the latest); an unrevoke removes the entry.  A revoke whose ``expires_at +
+        leeway`` is already past is not added (an existing entry for the key is left
+        to expire by itself).
+        """
+        self._apply(change, self._clock())
+
+    def load(self, changes: Iterable[Change]) -> int:
+        """Apply many changes in order (a start-up snapshot); return how many were read.
+
+        Equivalent to calling :meth:`apply` on each, with the clock read once, but
+        faster: live jti revocations are gathered and inserted in bulk.
+        """
+        now = self._clock()
+        leeway = self._leeway
+        keys: list[str] = []
+        expiries: list[float] = []
+        add_key, add_expiry = keys.append, expiries.append
+        count = 0
+        for change in changes:
+            count += 1
+            _seq, kind, key, revoked, expires_at, _identity, _cutoff, _created = change
+            if revoked and (kind is _JTI or kind == _JTI):
+                until = expires_at + leeway
+                if until < now:
+                    continue  # expired: not added, as in apply()
+                if until < _INF:
+                    add_key(key)
+                    add_expiry(expires_at)
+                    continue
+            # Anything else takes the general path, after what was gathered so far,
+            # so that the order of changes is kept.
+            if keys:
+                self._insert_jtis(keys, expiries)
+                keys.clear()
+                expiries.clear()
+            self._apply(change, now)
+        if keys:
+            self._insert_jtis(keys, expiries)
+        return count
+
+    def _insert_jtis(self, keys: list[str], expiries: list[float]) -> None:
+        """Insert live, finite jti revocations, the later of duplicates winning."""
+        index = self._jti_index
+        jtis, buckets, heap, width = index.expiries, index.buckets, index.heap, index.width
+        olds: list[float | None] | None = list(map(jtis.get, keys)) if jtis else None
+        jtis.update(zip(keys, expiries, strict=True))
+        self._revoked.update(keys)
+        heappush = heapq.heappush
+        if olds is None:
+            for key, expires_at in zip(keys, expiries, strict=True):
+                bucket = expires_at // width
+                filed = buckets.get(bucket)
+                if filed is None:
+                    buckets[bucket] = [key]
+                    heappush(heap, bucket)
+                else:
+                    filed.append(key)
+            return
+        for key, expires_at, old in zip(keys, expiries, olds, strict=True):
+            bucket = expires_at // width
+            if old is not None and old // width == bucket:
+                continue  # already filed in this bucket
+            filed = buckets.get(bucket)
+            if filed is None:
+                buckets[bucket] = [key]
+                heappush(heap, bucket)
+            else:
+                filed.append(key)
+
+    def _apply(self, change: Change, now: float) -> None:
+        kind, key, revoked, expires_at = change.kind, change.key, change.revoked, change.expires_at
+        if kind == _JTI:
+            if not revoked:
+                self._jtis.pop(key, None)
+                self._revoked.discard(key)
+            elif not expires_at + self._leeway < now:
+                self._jti_index.set(key, expires_at)
+                self._revoked.add(key)
+        elif kind == _SUBJECT:
+            if not revoked:
+                self._cutoffs.pop(key, None)
+                self._subject_index.expiries.pop(key, None)
+            elif not expires_at + self._leeway < now:
+                if change.cutoff is None:
+                    msg = f"a subject revocation needs a cutoff (seq {change.seq})"
+                    raise ValueError(msg)
+                self._cutoffs[key] = change.cutoff
+                self._subject_index.set(key, expires_at)
+        else:
+            msg = f"unknown change kind {kind!r} (seq {change.seq})"
+            raise ValueError(msg)
+
+    # -- expiry -------------------------------------------------------------------
+
+    def prune(self, now: float | None = None) -> int:
+        """Drop entries whose ``expires_at + leeway < now``; return how many.
+
+        Visits only the expiry buckets that can hold such entries, never the whole
+        set.  ``now`` defaults to the clock.
+        """
+        if now is None:
+            now = self._clock()
+        jtis = self._jti_index.prune(now, self._leeway)
+        self._revoked.difference_update(jtis)
+        subjects = self._subject_index.prune(now, self._leeway)
+        for key in subjects:
+            del self._cutoffs[key]
+        return len(jtis) + len(subjects)
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        self._jti_index.clear()
+        self._revoked.clear()
+        self._subject_index.clear()
+        self._cutoffs.clear()
+
+    # -- inspection ---------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._jtis) + len(self._cutoffs)
+
+    @property
+    def jti_count(self) -> int:
+        """How many revoked jtis the set holds."""
+        return len(self._jtis)
+
+    @property
+    def subject_count(self) -> int:
+        """How many identity cut-offs the set holds."""
+        return len(self._cutoffs)
+
+    @property
+    def leeway(self) -> float:
+        """Seconds an entry outlives its ``expires_at``."""
+        return self._leeway
+
+    def contains_jti(self, jti: str) -> bool:
+        """Whether ``jti`` is in the set (expired or not)."""
+        return jti in self._revoked
+
+    def expires_at(self, jti: str) -> float | None:
+        """The expiry held for ``jti``, or None."""
+        return self._jtis.get(jti)
+
+    def cutoff(self, identity_key: str) -> float | None:
+        """The cut-off held for an identity, or None."""
+        return self._cutoffs.get(identity_key)
+
+    def snapshot_jtis(self) -> dict[str, float]:
+        """A copy of ``jti -> expires_at``, for comparing a node's set with the store."""
+        return dict(self._jtis)
+
+    def snapshot_subjects(self) -> dict[str, tuple[float, float]]:
+        """A copy of ``identity -> (cutoff, expires_at)``."""
+        expiries = self._subject_index.expiries
+        return {key: (cutoff, expiries[key]) for key, cutoff in self._cutoffs.items()}

@@ -1,0 +1,143 @@
+"""What the store modules share: request checks, the merge rule, URL masking.
+
+The merge rule says what row a change leaves behind.  SQLite and PostgreSQL apply
+it here, in Python, inside their writing transaction; the Redis store's write
+script mirrors it in Lua (see ``revsync/stores/redis.py``).  The contract tests
+hold all three to the same model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+from revsync.changes import Change, ChangeRequest, Kind
+from revsync.stores.base import StoreError
+
+KINDS: dict[str, Kind] = {kind.value: kind for kind in Kind}
+"""Stored kind strings back to ``Kind``: a dict lookup is much cheaper than ``Kind(s)``."""
+
+PAGE = 10_000
+"""Rows per page when a store reads all of its rows (``check``, snapshots)."""
+
+
+def check_request(request: ChangeRequest) -> ChangeRequest:
+    """Return ``request`` with its kind a ``Kind`` and its times floats, or raise ValueError."""
+    kind = KINDS.get(request.kind)
+    if kind is None:
+        msg = f"kind must be one of {sorted(KINDS)}, not {request.kind!r}"
+        raise ValueError(msg)
+    if not isinstance(request.key, str) or not request.key:
+        msg = f"key must be a non-empty string, not {request.key!r}"
+        raise ValueError(msg)
+    cutoff = None if request.cutoff is None else _finite("cutoff", request.cutoff)
+    return ChangeRequest(
+        kind,
+        request.key,
+        bool(request.revoked),
+        _finite("expires_at", request.expires_at),
+        request.identity,
+        cutoff,
+    )
+
+
+def _finite(name: str, value: float) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        msg = f"{name} must be a finite unix time, not {value!r}"
+        raise ValueError(msg)
+    return number
+
+
+def merge(old: Change | None, request: ChangeRequest, seq: int, now: float) -> Change:
+    """The row left behind when ``request`` (numbered ``seq``) is written over ``old``.
+
+    - A revoke over a revoked row keeps the later ``expires_at`` and ``cutoff``.
+    - A revoke over a tombstone (or nothing) takes the request's values.
+    - An unrevoke writes a tombstone that keeps the old row's ``expires_at`` (it must
+      outlive every cached copy of the revocation) and, unless given, its ``cutoff``.
+    - ``identity`` is the request's, or the old row's when the request has none.
+    """
+    identity = request.identity
+    if old is None:
+        return Change(
+            seq,
+            request.kind,
+            request.key,
+            request.revoked,
+            request.expires_at,
+            identity,
+            request.cutoff,
+            now,
+        )
+    if identity is None:
+        identity = old.identity
+    expires_at, cutoff = request.expires_at, request.cutoff
+    if not request.revoked:
+        expires_at = old.expires_at
+        cutoff = old.cutoff if cutoff is None else cutoff
+    elif old.revoked:
+        expires_at = max(expires_at, old.expires_at)
+        if old.cutoff is not None and (cutoff is None or old.cutoff > cutoff):
+            cutoff = old.cutoff
+    return Change(
+        seq, request.kind, request.key, request.revoked, expires_at, identity, cutoff, now
+    )
+
+
+def apply_all(
+    old: dict[tuple[Kind, str], Change],
+    requests: list[ChangeRequest],
+    first_seq: int,
+    now: float,
+) -> tuple[list[Change], list[Change]]:
+    """Merge ``requests`` in order from ``first_seq``: (every change, the final row per target)."""
+    current = dict(old)
+    changes: list[Change] = []
+    for offset, request in enumerate(requests):
+        target = (request.kind, request.key)
+        change = merge(current.get(target), request, first_seq + offset, now)
+        current[target] = change
+        changes.append(change)
+    final = {(change.kind, change.key): change for change in changes}
+    return changes, list(final.values())
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for logs, errors and ``Store.url``."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unparseable URL>"
+    if not password:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    masked = SplitResult(
+        parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment
+    )
+    return urlunsplit(masked)
+
+
+def check_figures(counter: int | None, rows: int, max_row_seq: int, url: str) -> dict[str, int]:
+    """The ``check()`` result, or StoreError when the counter is missing or behind a row."""
+    if counter is None:
+        msg = f"store at {url} has no sequence counter; was its schema created by revsync?"
+        raise StoreError(msg)
+    if counter < max_row_seq:
+        msg = f"store at {url}: counter {counter} is behind the highest row seq {max_row_seq}"
+        raise StoreError(msg)
+    return {"rows": rows, "head": counter, "max_row_seq": max_row_seq}
+
+
+@contextmanager
+def translate(errors: tuple[type[BaseException], ...], what: Callable[[], str]) -> Iterator[None]:
+    """Re-raise driver ``errors`` as StoreError with the message ``what()``, chaining the cause."""
+    try:
+        yield
+    except errors as exc:
+        msg = f"{what()}: {type(exc).__name__}: {exc}"
+        raise StoreError(msg) from exc

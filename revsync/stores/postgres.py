@@ -1,0 +1,268 @@
+"""PostgresStore: revocations in PostgreSQL, for deployments that already run one.
+
+Every write runs in one transaction that first does
+``UPDATE revsync_meta SET seq = seq + n RETURNING seq``.  The row lock on the
+counter serialises writers, so numbers are committed in the order they are handed
+out, and a rolled-back write gives its numbers back: no holes, no late commits
+behind a reader's back (a plain SEQUENCE would allow both).
+
+The schema is created on ``connect()`` under a transaction-scoped advisory lock, so
+several nodes starting at once do not race on ``CREATE TABLE IF NOT EXISTS``.  The
+tables go in the first schema of the connection's ``search_path`` (settable in the
+URL: ``postgresql://host/db?search_path=revsync``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from revsync.changes import Change, ChangeRequest, Kind
+from revsync.stores.base import StoreError
+from revsync.stores.common import (
+    KINDS,
+    apply_all,
+    check_figures,
+    check_request,
+    mask_url,
+    translate,
+)
+
+__all__ = ["PostgresStore", "from_url"]
+
+_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # e.g. a server-closed connection caught mid-protocol
+    OSError,
+    TimeoutError,
+)
+_LOST = (
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, server restart
+    OSError,
+)
+"""Errors after which a pooled connection is suspect: expire them all, and retry reads once."""
+_SCHEMA_LOCK = 0x7265_7673_796E_6301  # "revsync" + 1: one advisory lock id for schema setup
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS revsync_meta (
+    id smallint PRIMARY KEY CHECK (id = 1),
+    seq bigint NOT NULL
+);
+INSERT INTO revsync_meta (id, seq) VALUES (1, 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS revsync_changes (
+    seq bigint NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('jti', 'subject')),
+    key text NOT NULL,
+    revoked boolean NOT NULL,
+    expires_at double precision NOT NULL,
+    identity text,
+    cutoff double precision,
+    created_at double precision NOT NULL,
+    PRIMARY KEY (kind, key)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS revsync_changes_seq ON revsync_changes (seq);
+CREATE INDEX IF NOT EXISTS revsync_changes_identity ON revsync_changes (identity, seq);
+CREATE INDEX IF NOT EXISTS revsync_changes_expires_at ON revsync_changes (expires_at);
+"""
+
+_LOAD = """
+SELECT seq, kind, key, revoked, expires_at, identity, cutoff, created_at FROM revsync_changes
+WHERE (kind, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+"""
+
+_UPSERT = """
+INSERT INTO revsync_changes (seq, kind, key, revoked, expires_at, identity, cutoff, created_at)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::boolean[],
+                     $5::float8[], $6::text[], $7::float8[], $8::float8[])
+ON CONFLICT (kind, key) DO UPDATE SET
+    seq = EXCLUDED.seq, revoked = EXCLUDED.revoked, expires_at = EXCLUDED.expires_at,
+    identity = EXCLUDED.identity, cutoff = EXCLUDED.cutoff, created_at = EXCLUDED.created_at
+"""
+
+
+_SELECT = (
+    "SELECT seq, kind, key, revoked, expires_at, identity, cutoff, created_at FROM revsync_changes"
+)
+_GET = f"{_SELECT} WHERE kind = $1 AND key = $2"
+_SINCE = f"{_SELECT} WHERE seq > $1 ORDER BY seq LIMIT $2"
+_BY_IDENTITY = f"{_SELECT} WHERE identity = $1 ORDER BY seq"
+
+
+def from_url(url: str, **options: Any) -> PostgresStore:
+    """A store for ``postgresql://user:password@host:port/database?search_path=...``."""
+    netloc = urlsplit(url).netloc
+    if "," not in netloc.rpartition("@")[2]:  # asyncpg also takes host1:port1,host2:port2
+        urlsplit(url).port  # noqa: B018 - raises ValueError for a malformed port
+    return PostgresStore(url, **options)
+
+
+class PostgresStore:
+    """A revocation store in PostgreSQL, over an asyncpg pool (see the module docstring)."""
+
+    _delay_in_tx: Callable[[], Awaitable[None]] | None = None
+    """Test-only hook: awaited inside every write transaction just before COMMIT.
+    Tests set it on an instance to hold transactions open (or raise to abort them)."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 30.0,
+    ) -> None:
+        self._dsn = dsn
+        self.url = mask_url(dsn)
+        self._pool_size = (min_size, max_size)
+        self._connect_timeout = connect_timeout
+        self._command_timeout = command_timeout
+        self._pool: asyncpg.Pool | None = None
+
+    async def connect(self) -> None:
+        """Open the pool and create the schema if it does not exist."""
+        if self._pool is not None:
+            return
+        with translate(_ERRORS, lambda: f"cannot connect to PostgreSQL store {self.url}"):
+            async with asyncio.timeout(self._connect_timeout * 2):
+                pool = await asyncpg.create_pool(
+                    self._dsn,
+                    timeout=self._connect_timeout,
+                    command_timeout=self._command_timeout,
+                    min_size=self._pool_size[0],
+                    max_size=self._pool_size[1],
+                )
+            try:
+                acquire = pool.acquire(timeout=self._connect_timeout)
+                async with acquire as conn, conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
+                    await conn.execute(_SCHEMA)
+            except BaseException:
+                pool.terminate()
+                raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        """Close the pool, waiting at most a few seconds for busy connections."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                await pool.close()
+        except _ERRORS:
+            pool.terminate()
+        except asyncio.CancelledError:
+            pool.terminate()
+            raise
+
+    def _acquire(self) -> Any:
+        if self._pool is None:
+            msg = f"PostgreSQL store {self.url} is not connected; call connect() first"
+            raise StoreError(msg)
+        return self._pool.acquire(timeout=self._connect_timeout)
+
+    async def write(self, request: ChangeRequest) -> Change:
+        """Write one change (see ``Store.write``)."""
+        return (await self.write_many([request]))[0]
+
+    async def write_many(self, requests: Sequence[ChangeRequest]) -> list[Change]:
+        """Write several changes in one transaction, numbered consecutively."""
+        checked = [check_request(request) for request in requests]
+        if not checked:
+            return []
+        async with self._errors("write to"), self._acquire() as conn, conn.transaction():
+            head = await conn.fetchval(
+                "UPDATE revsync_meta SET seq = seq + $1 WHERE id = 1 RETURNING seq",
+                len(checked),
+            )
+            if head is None:
+                msg = f"PostgreSQL store {self.url} has no sequence counter row"
+                raise StoreError(msg)
+            targets = {(request.kind, request.key) for request in checked}
+            kinds, keys = zip(*((kind.value, key) for kind, key in targets), strict=True)
+            old = {(c.kind, c.key): c for c in _changes(await conn.fetch(_LOAD, kinds, keys))}
+            changes, final = apply_all(old, checked, head - len(checked) + 1, time.time())
+            columns = list(zip(*final, strict=True))
+            columns[1] = tuple(kind.value for kind in columns[1])
+            await conn.execute(_UPSERT, *columns)
+            if self._delay_in_tx is not None:
+                await self._delay_in_tx()
+        return changes
+
+    @contextlib.asynccontextmanager
+    async def _errors(self, what: str) -> AsyncIterator[None]:
+        """Translate driver errors; after a lost connection, have the pool replace them all."""
+        with translate(_ERRORS, lambda: f"{what} PostgreSQL store {self.url} failed"):
+            try:
+                yield
+            except _LOST:
+                if self._pool is not None:
+                    await self._pool.expire_connections()
+                raise
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        """Run a read, once more on a fresh connection if the first one was lost."""
+        for attempt in range(2):
+            try:
+                async with self._errors("read from"), self._acquire() as conn:
+                    rows: list[Any] = await conn.fetch(sql, *args)
+                    return rows
+            except StoreError as exc:
+                if attempt or not isinstance(exc.__cause__, _LOST):
+                    raise
+        raise AssertionError  # pragma: no cover - the loop returns or raises
+
+    async def get(self, kind: Kind, key: str) -> Change | None:
+        """The current row for one target, or None."""
+        rows = _changes(await self._fetch(_GET, Kind(kind).value, key))
+        return rows[0] if rows else None
+
+    async def since(self, seq: int, limit: int = 10_000) -> list[Change]:
+        """Rows with seq greater than ``seq``, ascending, at most ``limit``."""
+        return _changes(await self._fetch(_SINCE, seq, limit))
+
+    async def head(self) -> int:
+        """The highest seq handed out so far."""
+        rows = await self._fetch("SELECT seq FROM revsync_meta WHERE id = 1")
+        return int(rows[0][0]) if rows else 0
+
+    async def prune(self, before: float) -> int:
+        """Delete rows whose ``expires_at`` is earlier than ``before``."""
+        sql = "DELETE FROM revsync_changes WHERE expires_at < $1"
+        async with self._errors("prune of"), self._acquire() as conn:
+            status: str = await conn.execute(sql, float(before))
+        return int(status.rpartition(" ")[2])
+
+    async def by_identity(self, identity: str) -> list[Change]:
+        """Rows of one identity, ascending by seq."""
+        return _changes(await self._fetch(_BY_IDENTITY, identity))
+
+    async def check(self) -> dict[str, int]:
+        """Counter present and not behind any row; seq unique (also enforced by an index)."""
+        sql = (
+            "SELECT (SELECT seq FROM revsync_meta WHERE id = 1), count(*),"
+            " coalesce(max(seq), 0), count(*) - count(DISTINCT seq) FROM revsync_changes"
+        )
+        ((counter, rows, max_row_seq, duplicates),) = await self._fetch(sql)
+        if duplicates:
+            msg = f"PostgreSQL store {self.url}: {duplicates} rows share a seq with another"
+            raise StoreError(msg)
+        return check_figures(counter, rows, max_row_seq, self.url)
+
+
+def _changes(records: Iterable[Any]) -> list[Change]:
+    """Build Changes from asyncpg records; the one per-row step on the snapshot path."""
+    # tuple.__new__ is what Change._make does, minus a Python-level call per row.
+    new, kinds = tuple.__new__, KINDS
+    return [new(Change, (r[0], kinds[r[1]], r[2], r[3], r[4], r[5], r[6], r[7])) for r in records]

@@ -1,0 +1,301 @@
+"""RedisStore: revocations in Redis, for deployments that accept Redis persistence.
+
+Every key lives under one hash tag, ``{prefix}:...``, so a later Cluster mode keeps
+them in one slot (the scripts build row keys from the prefix, which Cluster allows
+for keys of the script's own slot):
+
+- ``{p}:seq``            the counter (INCRBY inside the write script)
+- ``{p}:row:<kind>:<key>`` a hash per target: revoked, expires_at, identity, cutoff,
+                          seq, and ``json``, the whole row pre-serialised
+- ``{p}:log``            sorted set of targets by seq (``since``)
+- ``{p}:exp``            sorted set of targets by expires_at (``prune``)
+- ``{p}:id:<identity>``  sorted set of one identity's targets by seq (``by_identity``)
+
+A write is one Lua script, so the counter, the row and the indexes change together
+or not at all, and in seq order.  The script mirrors ``common.merge``.  Times travel
+as Python ``repr`` strings and are compared in Lua but never re-formatted, so a
+float read back is the float written.  Reads return the stored JSON rows joined into
+one array, which ``json.loads`` parses in C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Sequence
+from typing import Any, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from revsync.changes import Change, ChangeRequest, Kind
+from revsync.stores.base import StoreError
+from revsync.stores.common import KINDS, PAGE, check_figures, check_request, mask_url, translate
+
+__all__ = ["RedisStore", "from_url"]
+
+_ERRORS = (RedisError, OSError, TimeoutError)
+_PRUNE_BATCH = 1_000
+_ARGS_PER_REQUEST = 6
+
+# KEYS: counter, log, exp.  ARGV: prefix, now, count, then per request
+# kind, key, revoked ("1"/"0"), expires_at, identity ("" = none, else "=" .. identity),
+# cutoff ("" = none).  Returns the JSON array of the written changes.
+_WRITE = """
+local base, now, count = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local last = redis.call('INCRBY', KEYS[1], count)
+local out = {}
+for i = 0, count - 1 do
+  local a = 4 + i * 6
+  local kind, key, revoked = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  local expires, identity, cutoff = ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+  local member = kind .. ':' .. key
+  local row = base .. ':row:' .. member
+  local old = redis.call('HMGET', row, 'revoked', 'expires_at', 'identity', 'cutoff')
+  if identity == '' then identity = old[3] else identity = string.sub(identity, 2) end
+  if cutoff == '' then cutoff = false end
+  if old[1] then
+    if revoked == '0' then
+      expires = old[2]
+      if not cutoff then cutoff = old[4] end
+    elseif old[1] == '1' then
+      if tonumber(old[2]) > tonumber(expires) then expires = old[2] end
+      if old[4] and (not cutoff or tonumber(old[4]) > tonumber(cutoff)) then cutoff = old[4] end
+    end
+    if old[3] and old[3] ~= identity then
+      redis.call('ZREM', base .. ':id:' .. old[3], member)
+    end
+  end
+  local seq = string.format('%d', last - count + 1 + i)
+  local doc = '[' .. seq .. ',' .. cjson.encode(kind) .. ',' .. cjson.encode(key) .. ','
+    .. (revoked == '1' and 'true' or 'false') .. ',' .. expires .. ','
+    .. (identity and cjson.encode(identity) or 'null') .. ',' .. (cutoff or 'null') .. ','
+    .. now .. ']'
+  redis.call('HSET', row, 'seq', seq, 'revoked', revoked, 'expires_at', expires, 'json', doc)
+  if identity then
+    redis.call('HSET', row, 'identity', identity)
+    redis.call('ZADD', base .. ':id:' .. identity, seq, member)
+  else
+    redis.call('HDEL', row, 'identity')
+  end
+  if cutoff then
+    redis.call('HSET', row, 'cutoff', cutoff)
+  else
+    redis.call('HDEL', row, 'cutoff')
+  end
+  redis.call('ZADD', KEYS[2], seq, member)
+  redis.call('ZADD', KEYS[3], expires, member)
+  out[#out + 1] = doc
+end
+return '[' .. table.concat(out, ',') .. ']'
+"""
+
+# KEYS: a sorted set of targets.  ARGV: prefix, min score, limit (-1 = all).
+_RANGE = """
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[2], '+inf', 'LIMIT', 0, ARGV[3])
+local out = {}
+for _, member in ipairs(members) do
+  local doc = redis.call('HGET', ARGV[1] .. ':row:' .. member, 'json')
+  if doc then out[#out + 1] = doc end
+end
+return '[' .. table.concat(out, ',') .. ']'
+"""
+
+# KEYS: exp, log.  ARGV: prefix, before, batch.  Returns how many rows it deleted.
+_PRUNE = """
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2], 'LIMIT', 0, ARGV[3])
+for _, member in ipairs(members) do
+  local row = ARGV[1] .. ':row:' .. member
+  local identity = redis.call('HGET', row, 'identity')
+  if identity then redis.call('ZREM', ARGV[1] .. ':id:' .. identity, member) end
+  redis.call('DEL', row)
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('ZREM', KEYS[2], member)
+end
+return #members
+"""
+
+
+def from_url(url: str, **options: Any) -> RedisStore:
+    """A store for ``redis://`` or ``rediss://`` URLs; ``?prefix=`` names the key prefix."""
+    parts = urlsplit(url)
+    parts.port  # noqa: B018 - raises ValueError for a malformed port
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefixes = [value for name, value in query if name == "prefix"]
+    rest = [(name, value) for name, value in query if name != "prefix"]
+    if prefixes:
+        options.setdefault("prefix", prefixes[-1])
+    client_url = urlunsplit(parts._replace(query=urlencode(rest)))
+    parse_url(client_url)  # raises ValueError for what redis-py would refuse at connect()
+    return RedisStore(client_url, display_url=url, **options)
+
+
+class RedisStore:
+    """A revocation store in Redis (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "revsync",
+        connect_timeout: float = 3.0,
+        socket_timeout: float = 10.0,
+        display_url: str = "",
+        client_name: str | None = None,
+    ) -> None:
+        if not prefix or "{" in prefix or "}" in prefix:
+            msg = f"the Redis key prefix must be non-empty without braces, not {prefix!r}"
+            raise ValueError(msg)
+        self._client_url = url
+        self.url = mask_url(display_url or url)
+        self.prefix = prefix
+        self._base = "{" + prefix + "}"
+        self._counter, self._log, self._exp = (
+            f"{self._base}:{name}" for name in ("seq", "log", "exp")
+        )
+        self._timeouts = (connect_timeout, socket_timeout)
+        self._client_name = client_name
+        self._client: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+
+    async def connect(self) -> None:
+        """Create the client and check that the server answers."""
+        if self._client is not None:
+            return
+        connect_timeout, socket_timeout = self._timeouts
+        with translate(_ERRORS, lambda: f"cannot connect to Redis store {self.url}"):
+            # No automatic retries: a retried write script could apply twice, and a
+            # second seq for a stale change breaks last-write-wins.  The pool opens a
+            # fresh connection on the next call after a failure.
+            client = aioredis.Redis.from_url(
+                self._client_url,
+                socket_connect_timeout=connect_timeout,
+                socket_timeout=socket_timeout,
+                retry=Retry(NoBackoff(), 0),
+                client_name=self._client_name,
+            )
+            try:
+                async with asyncio.timeout(connect_timeout):
+                    await client.ping()
+            except BaseException:
+                await client.aclose()
+                raise
+        self._scripts = {
+            name: client.register_script(source)
+            for name, source in (("write", _WRITE), ("range", _RANGE), ("prune", _PRUNE))
+        }
+        self._client = client
+
+    async def close(self) -> None:
+        """Close the client and its connection pool."""
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(*_ERRORS):  # a dead connection has nothing to release
+                await client.aclose()
+
+    async def _call(self, what: str, script: str, keys: list[str], args: list[Any]) -> Any:
+        if self._client is None:
+            msg = f"Redis store {self.url} is not connected; call connect() first"
+            raise StoreError(msg)
+        with translate(_ERRORS, lambda: f"{what} on Redis store {self.url} failed"):
+            return await self._scripts[script](keys=keys, args=args)
+
+    async def write(self, request: ChangeRequest) -> Change:
+        """Write one change (see ``Store.write``)."""
+        return (await self.write_many([request]))[0]
+
+    async def write_many(self, requests: Sequence[ChangeRequest]) -> list[Change]:
+        """Write several changes in one script run, numbered consecutively."""
+        checked = [check_request(request) for request in requests]
+        if not checked:
+            return []
+        args: list[Any] = [self._base, repr(time.time()), len(checked)]
+        for r in checked:
+            identity = "" if r.identity is None else "=" + r.identity
+            cutoff = "" if r.cutoff is None else repr(r.cutoff)
+            args += (
+                r.kind.value,
+                r.key,
+                "1" if r.revoked else "0",
+                repr(r.expires_at),
+                identity,
+                cutoff,
+            )
+        keys = [self._counter, self._log, self._exp]
+        return _changes(await self._call("write", "write", keys, args))
+
+    async def _range(self, key: str, low: str, limit: int) -> list[Change]:
+        return _changes(await self._call("read", "range", [key], [self._base, low, limit]))
+
+    async def get(self, kind: Kind, key: str) -> Change | None:
+        """The current row for one target, or None."""
+        if self._client is None:
+            msg = f"Redis store {self.url} is not connected; call connect() first"
+            raise StoreError(msg)
+        row = f"{self._base}:row:{Kind(kind).value}:{key}"
+        with translate(_ERRORS, lambda: f"read on Redis store {self.url} failed"):
+            doc = cast("bytes | None", await self._client.hget(row, "json"))
+        return None if doc is None else _changes(b"[" + doc + b"]")[0]
+
+    async def since(self, seq: int, limit: int = 10_000) -> list[Change]:
+        """Rows with seq greater than ``seq``, ascending, at most ``limit``."""
+        return await self._range(self._log, f"({int(seq)}", int(limit))
+
+    async def head(self) -> int:
+        """The highest seq handed out so far."""
+        if self._client is None:
+            msg = f"Redis store {self.url} is not connected; call connect() first"
+            raise StoreError(msg)
+        with translate(_ERRORS, lambda: f"read on Redis store {self.url} failed"):
+            value = await self._client.get(self._counter)
+        return int(value or 0)
+
+    async def prune(self, before: float) -> int:
+        """Delete rows whose ``expires_at`` is earlier than ``before``, a batch per script run."""
+        total = 0
+        args = [self._base, repr(float(before)), _PRUNE_BATCH]
+        while True:
+            deleted = int(await self._call("prune", "prune", [self._exp, self._log], args))
+            total += deleted
+            if deleted < _PRUNE_BATCH:
+                return total
+
+    async def by_identity(self, identity: str) -> list[Change]:
+        """Rows of one identity, ascending by seq."""
+        return await self._range(f"{self._base}:id:{identity}", "-inf", -1)
+
+    async def check(self) -> dict[str, int]:
+        """Counter not behind any row; every log entry has a row; seqs strictly increase."""
+        head = await self.head()
+        last, rows = 0, 0
+        while page := await self.since(last, PAGE):
+            for change in page:
+                if change.seq <= last:
+                    msg = f"Redis store {self.url}: seq {change.seq} listed after {last}"
+                    raise StoreError(msg)
+                last = change.seq
+            rows += len(page)
+        assert self._client is not None  # head() above raised otherwise
+        with translate(_ERRORS, lambda: f"check on Redis store {self.url} failed"):
+            listed = int(await self._client.zcard(self._log))
+            expiring = int(await self._client.zcard(self._exp))
+        if not rows == listed == expiring:
+            msg = f"Redis store {self.url}: {listed} in the log, {expiring} by expiry, {rows} rows"
+            raise StoreError(msg)
+        return check_figures(head, rows, last, self.url)
+
+
+def _changes(doc: bytes) -> list[Change]:
+    """Build Changes from a JSON array of rows; the one per-row step on the snapshot path."""
+    # tuple.__new__ is what Change._make does, minus a Python-level call per row.
+    new, kinds = tuple.__new__, KINDS
+    return [
+        new(Change, (r[0], kinds[r[1]], r[2], r[3], r[4], r[5], r[6], r[7]))
+        for r in json.loads(doc)
+    ]

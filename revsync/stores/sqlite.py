@@ -1,0 +1,276 @@
+"""SqliteStore: the embedded default, one file shared by every node process on a host.
+
+WAL mode lets readers run while one writer writes; ``busy_timeout`` makes a writer
+wait for another process's write instead of failing; every write runs under
+``BEGIN IMMEDIATE`` so it holds the write lock from its first statement, and the
+sequence counter (a row of ``revsync_meta``) is bumped inside that transaction.
+Numbers are therefore committed in the order they are handed out, with no holes.
+
+Each store holds two connections: one for writes (behind a lock, so two tasks of
+one node never interleave their transactions) and one for reads, so a reader never
+sees another task's uncommitted write and never waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aiosqlite
+
+from revsync.changes import Change, ChangeRequest, Kind
+from revsync.stores.base import StoreError
+from revsync.stores.common import KINDS, apply_all, check_figures, check_request, translate
+
+__all__ = ["SqliteStore", "from_url"]
+
+_ERRORS = (sqlite3.Error, OSError)
+_BOOL = (False, True)
+_KEYS_PER_QUERY = 500
+
+_SCHEMA = """
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS revsync_meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO revsync_meta (id, seq) VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS revsync_changes (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('jti', 'subject')),
+    key TEXT NOT NULL,
+    revoked INTEGER NOT NULL,
+    expires_at REAL NOT NULL,
+    identity TEXT,
+    cutoff REAL,
+    created_at REAL NOT NULL,
+    UNIQUE (kind, key)
+);
+CREATE INDEX IF NOT EXISTS revsync_changes_identity ON revsync_changes (identity, seq);
+CREATE INDEX IF NOT EXISTS revsync_changes_expires_at ON revsync_changes (expires_at);
+COMMIT;
+"""
+
+
+_SELECT = (
+    "SELECT seq, kind, key, revoked, expires_at, identity, cutoff, created_at FROM revsync_changes"
+)
+_GET = f"{_SELECT} WHERE kind = ? AND key = ?"
+_SINCE = f"{_SELECT} WHERE seq > ? ORDER BY seq LIMIT ?"
+_BY_IDENTITY = f"{_SELECT} WHERE identity = ? ORDER BY seq"
+_REPLACE = (
+    "INSERT OR REPLACE INTO revsync_changes"
+    " (seq, kind, key, revoked, expires_at, identity, cutoff, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def from_url(url: str, **options: Any) -> SqliteStore:
+    """A store for ``sqlite:///relative/path`` or ``sqlite:////absolute/path``."""
+    parts = urlsplit(url)
+    if parts.netloc or parts.query or parts.fragment:
+        msg = "a sqlite URL has no host, query or fragment: sqlite:///path/to/file.db"
+        raise ValueError(msg)
+    path = unquote(parts.path)[1:]
+    if not path:
+        msg = "the sqlite URL names no file: use sqlite:///path/to/file.db"
+        raise ValueError(msg)
+    if path == ":memory:" or path.startswith("file:") or "mode=memory" in path:
+        msg = (
+            "an in-memory SQLite database lives in one process, but every node must "
+            "read the same revocations: name a file, e.g. sqlite:///revsync.db"
+        )
+        raise ValueError(msg)
+    return SqliteStore(path, url=url, **options)
+
+
+class SqliteStore:
+    """A revocation store in one SQLite file (see the module docstring)."""
+
+    _delay_in_tx: Callable[[], Awaitable[None]] | None = None
+    """Test-only hook: awaited inside every write transaction just before COMMIT.
+    Tests set it on an instance to hold transactions open (or raise to abort them)."""
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 5.0, url: str = "") -> None:
+        self.path = str(path)
+        self.url = url or f"sqlite:///{self.path}"
+        self._busy_timeout = busy_timeout
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    async def connect(self) -> None:
+        """Open both connections, switch the file to WAL and create the schema."""
+        if self._writer is not None:
+            return
+        try:
+            with translate(_ERRORS, lambda: f"cannot open SQLite store {self.url}"):
+                # Opening with plain sqlite3 first turns a bad path into a clean error:
+                # aiosqlite leaves its worker thread to finish after a failed open.
+                await asyncio.to_thread(_probe, self.path)
+                self._writer = await self._open()
+                await self._writer.execute("PRAGMA journal_mode = WAL")
+                await self._writer.execute("PRAGMA synchronous = FULL")
+                await self._create_schema(self._writer)
+                self._reader = await self._open()
+                await self._reader.execute("PRAGMA query_only = 1")
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _open(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+        await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        return conn
+
+    async def close(self) -> None:
+        """Close both connections."""
+        writer, reader, self._writer, self._reader = self._writer, self._reader, None, None
+        for conn in (writer, reader):
+            if conn is not None:
+                with contextlib.suppress(*_ERRORS):  # a broken connection has nothing to release
+                    await conn.close()
+
+    @staticmethod
+    async def _create_schema(conn: aiosqlite.Connection) -> None:
+        # The script carries its own BEGIN IMMEDIATE ... COMMIT: executescript() would
+        # commit a transaction opened outside it.  Several processes may run it at once.
+        try:
+            await conn.executescript(_SCHEMA)
+        except BaseException:
+            await _rollback(conn)
+            raise
+
+    async def _transaction(
+        self, conn: aiosqlite.Connection, work: Callable[[], Awaitable[Any]], *, hook: bool = False
+    ) -> Any:
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = await work()
+            if hook and self._delay_in_tx is not None:
+                await self._delay_in_tx()
+            await conn.execute("COMMIT")
+        except BaseException:
+            await _rollback(conn)
+            raise
+        return result
+
+    def _conn(self, conn: aiosqlite.Connection | None) -> aiosqlite.Connection:
+        if conn is None:
+            msg = f"SQLite store {self.url} is not connected; call connect() first"
+            raise StoreError(msg)
+        return conn
+
+    async def write(self, request: ChangeRequest) -> Change:
+        """Write one change (see ``Store.write``)."""
+        return (await self.write_many([request]))[0]
+
+    async def write_many(self, requests: Sequence[ChangeRequest]) -> list[Change]:
+        """Write several changes in one transaction, numbered consecutively."""
+        checked = [check_request(request) for request in requests]
+        if not checked:
+            return []
+        async with self._write_lock:
+            conn = self._conn(self._writer)
+            with translate(_ERRORS, lambda: f"write to SQLite store {self.url} failed"):
+                work = functools.partial(self._apply, conn, checked)
+                changes: list[Change] = await self._transaction(conn, work, hook=True)
+        return changes
+
+    async def _apply(
+        self, conn: aiosqlite.Connection, requests: list[ChangeRequest]
+    ) -> list[Change]:
+        count = len(requests)
+        await conn.execute("UPDATE revsync_meta SET seq = seq + ? WHERE id = 1", (count,))
+        ((head,),) = await conn.execute_fetchall("SELECT seq FROM revsync_meta WHERE id = 1")
+        old = await self._load(conn, {(request.kind, request.key) for request in requests})
+        changes, final = apply_all(old, requests, head - count + 1, time.time())
+        await conn.executemany(
+            _REPLACE,
+            [(c.seq, c.kind.value, *c[2:]) for c in final],
+        )
+        return changes
+
+    async def _load(
+        self, conn: aiosqlite.Connection, targets: Iterable[tuple[Kind, str]]
+    ) -> dict[tuple[Kind, str], Change]:
+        by_kind: dict[Kind, list[str]] = {}
+        for kind, key in targets:
+            by_kind.setdefault(kind, []).append(key)
+        found: dict[tuple[Kind, str], Change] = {}
+        for kind, keys in by_kind.items():
+            for start in range(0, len(keys), _KEYS_PER_QUERY):
+                chunk = keys[start : start + _KEYS_PER_QUERY]
+                marks = ", ".join("?" * len(chunk))
+                sql = f"{_SELECT} WHERE kind = ? AND key IN ({marks})"
+                for change in _changes(await conn.execute_fetchall(sql, (kind.value, *chunk))):
+                    found[(change.kind, change.key)] = change
+        return found
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> Iterable[Any]:
+        conn = self._conn(self._reader)
+        with translate(_ERRORS, lambda: f"read from SQLite store {self.url} failed"):
+            return await conn.execute_fetchall(sql, params)
+
+    async def get(self, kind: Kind, key: str) -> Change | None:
+        """The current row for one target, or None."""
+        rows = _changes(await self._read(_GET, (Kind(kind).value, key)))
+        return rows[0] if rows else None
+
+    async def since(self, seq: int, limit: int = 10_000) -> list[Change]:
+        """Rows with seq greater than ``seq``, ascending, at most ``limit``."""
+        return _changes(await self._read(_SINCE, (seq, limit)))
+
+    async def head(self) -> int:
+        """The highest seq handed out so far."""
+        rows = list(await self._read("SELECT seq FROM revsync_meta WHERE id = 1"))
+        return int(rows[0][0]) if rows else 0
+
+    async def prune(self, before: float) -> int:
+        """Delete rows whose ``expires_at`` is earlier than ``before``."""
+        async with self._write_lock:
+            conn = self._conn(self._writer)
+            with translate(_ERRORS, lambda: f"prune of SQLite store {self.url} failed"):
+                sql = "DELETE FROM revsync_changes WHERE expires_at < ?"
+                work = functools.partial(conn.execute, sql, (float(before),))
+                cursor = await self._transaction(conn, work)
+                return int(cursor.rowcount)
+
+    async def by_identity(self, identity: str) -> list[Change]:
+        """Rows of one identity, ascending by seq."""
+        return _changes(await self._read(_BY_IDENTITY, (identity,)))
+
+    async def check(self) -> dict[str, int]:
+        """Counter present and not behind any row (seq is the primary key, so unique)."""
+        sql = (
+            "SELECT (SELECT seq FROM revsync_meta WHERE id = 1), count(*), coalesce(max(seq), 0)"
+            " FROM revsync_changes"
+        )
+        ((counter, rows, max_row_seq),) = await self._read(sql)
+        return check_figures(counter, rows, max_row_seq, self.url)
+
+
+def _probe(path: str) -> None:
+    sqlite3.connect(path).close()
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    with contextlib.suppress(*_ERRORS):  # SQLite already rolled back, or the file is gone
+        await conn.execute("ROLLBACK")
+
+
+def _changes(rows: Iterable[Any]) -> list[Change]:
+    """Build Changes from raw row tuples; the one per-row step on the snapshot path."""
+    # tuple.__new__ is what Change._make does, minus a Python-level call per row.
+    new, kinds = tuple.__new__, KINDS
+    bools = _BOOL
+    return [
+        new(Change, (r[0], kinds[r[1]], r[2], bools[r[3]], r[4], r[5], r[6], r[7])) for r in rows
+    ]

@@ -1,0 +1,96 @@
+"""Concurrent, slow and aborted writers never make a reader skip a committed change.
+
+Eight writers, each a store object of its own (its own connection, as on eight
+nodes), hold their transactions open for random delays through the stores'
+test-only ``_delay_in_tx`` hook, and some abort by raising inside it.  Meanwhile
+a reader pages ``since(last_seen)`` as fast as it can.  Because seqs are allocated
+inside the writing transaction, every page must continue exactly where the last
+one ended: a seq the reader jumps over would be a change it never sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+
+from revsync.changes import Change, ChangeRequest, Kind
+from revsync.stores import Store
+
+from .conftest import StoreFactory
+
+WRITERS = 8
+WRITES_PER_WRITER = 25
+
+
+class Abort(Exception):
+    """Raised inside a transaction to roll it back."""
+
+
+def slow_and_flaky(store: Any, rng: random.Random) -> None:
+    async def delay_in_tx() -> None:
+        await asyncio.sleep(rng.uniform(0, 0.004))
+        if rng.random() < 0.2:
+            raise Abort
+
+    store._delay_in_tx = delay_in_tx
+
+
+async def writer(store: Store, number: int, committed: list[Change]) -> int:
+    aborted = 0
+    for i in range(WRITES_PER_WRITER):
+        request = ChangeRequest(Kind.JTI, f"w{number}-{i}", True, 2e9, f"user{number}")
+        try:
+            if i % 5 == 4:
+                batch = [request, request._replace(key=f"w{number}-{i}b")]
+                committed += await store.write_many(batch)
+            else:
+                committed.append(await store.write(request))
+        except Abort:
+            aborted += 1
+        await asyncio.sleep(0)
+    return aborted
+
+
+async def reader(store: Store, done: asyncio.Event, seen: list[Change]) -> None:
+    last = 0
+    while True:
+        finished = done.is_set()
+        page = await store.since(last, limit=7)
+        for change in page:
+            assert change.seq == last + 1, f"reader jumped from seq {last} to {change.seq}"
+            last = change.seq
+        seen += page
+        if finished and not page:
+            return
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "redis"], indirect=True)
+async def test_reader_never_skips_a_committed_change(
+    backend: str, store_factory: StoreFactory
+) -> None:
+    rng = random.Random(1234)
+    stores = [await store_factory() for _ in range(WRITERS + 1)]
+    if backend != "redis":  # a Redis write is one script: nothing to hold open or abort
+        for store in stores[:WRITERS]:
+            slow_and_flaky(store, rng)
+    committed: list[Change] = []
+    seen: list[Change] = []
+    done = asyncio.Event()
+    read = asyncio.create_task(reader(stores[-1], done, seen))
+    aborted = await asyncio.gather(
+        *(writer(s, n, committed) for n, s in enumerate(stores[:WRITERS]))
+    )
+    done.set()
+    await read
+
+    head = await stores[-1].head()
+    assert sorted(c.seq for c in committed) == list(range(1, head + 1)), "seq holes or duplicates"
+    assert sorted(seen) == sorted(committed)
+    assert seen == await stores[0].since(0, limit=10_000)
+    assert (await stores[0].check())["rows"] == len(committed)
+    if backend != "redis":
+        assert sum(aborted) > 0, "the test should exercise aborted writers"

@@ -1,0 +1,91 @@
+"""/readyz and fail-closed behaviour of a real node when the store or Redis is away."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from tests.conftest import RedisServer, free_port
+from tests.services.conftest import NodeFactory, base_env, bearer, login
+
+
+def _wait_status(url: str, status: int, timeout: float) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = httpx.get(url, timeout=2)
+        if resp.status_code == status or time.monotonic() > deadline:
+            return resp
+        time.sleep(0.05)
+
+
+def test_readyz_503_until_backfill_completes(
+    start_node: NodeFactory, redis_url: str, postgres_url: str, sqlite_url: str
+) -> None:
+    # A PostgreSQL port nothing listens on: the start-up snapshot cannot be taken.
+    dead_store = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
+    node = start_node(base_env(redis_url, dead_store), ready=False)
+    time.sleep(0.5)
+    resp = httpx.get(f"{node.url}/readyz")
+    assert resp.status_code == 503
+    body = resp.json()
+    assert body["ready"] is False
+    assert body["backfilled"] is False
+    assert "backfill" in body["reason"]
+    assert httpx.get(f"{node.url}/healthz").status_code == 200
+    metrics = httpx.get(f"{node.url}/metrics").text
+    assert "revsync_ready 0.0" in metrics
+    assert "revsync_backfilled 0.0" in metrics
+
+    # Not backfilled: every token is refused (fail closed), even a fresh one.
+    tokens = login(node)
+    resp = httpx.get(f"{node.url}/protected", headers=bearer(tokens["access_token"]))
+    assert resp.status_code == 401
+
+
+def test_readyz_503_while_redis_unreachable_past_max_staleness(
+    start_node: NodeFactory, redis_server: RedisServer, sqlite_url: str
+) -> None:
+    env = base_env(
+        redis_server.url,
+        sqlite_url,
+        REVSYNC_HEARTBEAT_INTERVAL="0.2",
+        REVSYNC_MAX_STALENESS="1",
+        REVSYNC_RESYNC_INTERVAL="0.5",
+    )
+    node = start_node(env)
+    access = login(node)["access_token"]
+    assert httpx.get(f"{node.url}/protected", headers=bearer(access)).status_code == 200
+
+    redis_server.kill()
+    resp = _wait_status(f"{node.url}/readyz", 503, timeout=10)
+    assert resp.status_code == 503, resp.text
+    body = resp.json()
+    assert body["stale"] is True
+    assert body["backfilled"] is True
+    assert "no confirmed sync" in body["reason"]
+    # Fail-closed (the default): a stale node refuses tokens.
+    assert httpx.get(f"{node.url}/protected", headers=bearer(access)).status_code == 401
+    assert "revsync_ready 0.0" in httpx.get(f"{node.url}/metrics").text
+
+    redis_server.start()
+    resp = _wait_status(f"{node.url}/readyz", 200, timeout=15)
+    assert resp.status_code == 200, resp.text
+    assert httpx.get(f"{node.url}/protected", headers=bearer(access)).status_code == 200
+
+
+def test_logout_with_store_down_is_503_and_token_stays_valid(
+    start_node: NodeFactory, redis_url: str, redis_server: RedisServer
+) -> None:
+    # The store is a private redis-server; the bus is the shared Redis.
+    node = start_node(base_env(redis_url, f"{redis_server.url}?prefix=revsync-test"))
+    access = login(node)["access_token"]
+    redis_server.kill()
+    resp = httpx.delete(f"{node.url}/logout", headers=bearer(access), timeout=30)
+    assert resp.status_code == 503
+    assert "NOT revoked" in resp.json()["msg"]
+    resp = httpx.get(f"{node.url}/protected", headers=bearer(access))
+    assert (resp.status_code, resp.json()) == (200, {"hello": "world"})
+    resp = httpx.post(f"{node.url}/logout/all", headers=bearer(access), timeout=30)
+    assert resp.status_code == 503
+    assert httpx.get(f"{node.url}/protected", headers=bearer(access)).status_code == 200

@@ -1,0 +1,534 @@
+"""The per-node revocation set: lookups, applying changes, loading, pruning."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from revsync.changes import Change, Kind
+from revsync.revocation_set import RevocationSet
+
+NOW = 1_000_000.0
+
+
+class Clock:
+    """A clock tests move by hand."""
+
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def jti(key: str, expires_at: float, *, revoked: bool = True, seq: int = 1) -> Change:
+    return Change(seq, Kind.JTI, key, revoked, expires_at, "alice", None, NOW)
+
+
+def subject(
+    key: str, cutoff: float | None, expires_at: float, *, revoked: bool = True, seq: int = 1
+) -> Change:
+    return Change(seq, Kind.SUBJECT, key, revoked, expires_at, key, cutoff, NOW)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def revocations(clock: Clock) -> RevocationSet:
+    return RevocationSet(clock=clock, bucket_seconds=10)
+
+
+def filed(revocations: RevocationSet) -> int:
+    """How many keys the jti expiry buckets hold, stale copies included."""
+    return sum(len(keys) for keys in revocations._jti_index.buckets.values())
+
+
+# -- lookups ------------------------------------------------------------------------
+
+
+def test_an_empty_set_revokes_nothing(revocations: RevocationSet) -> None:
+    assert not revocations.is_revoked("a", "alice", NOW)
+    assert not revocations.is_revoked("a", None, None)
+    assert len(revocations) == 0
+    assert revocations.jti_count == 0
+    assert revocations.subject_count == 0
+
+
+def test_a_revoked_jti_is_revoked(revocations: RevocationSet) -> None:
+    revocations.apply(jti("a", NOW + 60))
+
+    assert revocations.is_revoked("a", None, None)
+    assert revocations.is_revoked("a", "bob", NOW)
+    assert not revocations.is_revoked("b", "alice", NOW)
+    assert revocations.contains_jti("a")
+    assert revocations.expires_at("a") == NOW + 60
+    assert revocations.snapshot_jtis() == {"a": NOW + 60}
+    assert (len(revocations), revocations.jti_count, revocations.subject_count) == (1, 1, 0)
+
+
+def test_a_fresh_copy_of_the_jti_string_matches(revocations: RevocationSet) -> None:
+    revocations.apply(jti("3f0c9a4e-1b2c-4d5e-8f90-a1b2c3d4e5f6", NOW + 60))
+
+    fresh = b"3f0c9a4e-1b2c-4d5e-8f90-a1b2c3d4e5f6".decode()
+    assert revocations.is_revoked(fresh, None, None)
+
+
+@pytest.mark.parametrize("claim", [None, 5, 5.0, ("a",)])
+def test_a_jti_that_is_not_a_string_matches_no_string(
+    revocations: RevocationSet, claim: object
+) -> None:
+    revocations.apply(jti("5", NOW + 60))
+
+    assert not revocations.is_revoked(claim, None, None)
+
+
+@pytest.mark.parametrize("claim", [["a"], {"a": 1}])
+def test_an_unhashable_jti_counts_as_revoked(revocations: RevocationSet, claim: object) -> None:
+    assert revocations.is_revoked(claim, None, None)
+
+
+def test_the_snapshot_is_a_copy(revocations: RevocationSet) -> None:
+    revocations.apply(jti("a", NOW + 60))
+
+    revocations.snapshot_jtis().clear()
+
+    assert revocations.contains_jti("a")
+
+
+# -- subject cut-offs -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("iat", "revoked"),
+    [
+        (NOW - 100, True),
+        (NOW - 100.5, True),
+        (NOW, True),
+        (int(NOW), True),
+        (NOW + 0.001, False),
+        (NOW + 100, False),
+        (10**30, False),
+    ],
+)
+def test_a_cutoff_revokes_tokens_issued_at_or_before_it(
+    revocations: RevocationSet, iat: object, revoked: bool
+) -> None:
+    revocations.apply(subject("alice", NOW, NOW + 3600))
+
+    assert revocations.is_revoked("t1", "alice", iat) is revoked
+    assert revocations.cutoff("alice") == NOW
+
+
+def test_a_cutoff_concerns_only_its_identity(revocations: RevocationSet) -> None:
+    revocations.apply(subject("alice", NOW, NOW + 3600))
+
+    assert not revocations.is_revoked("t1", "bob", NOW - 100)
+    assert not revocations.is_revoked("t1", None, NOW - 100)
+    assert revocations.cutoff("bob") is None
+    assert (len(revocations), revocations.jti_count, revocations.subject_count) == (1, 0, 1)
+    assert revocations.snapshot_subjects() == {"alice": (NOW, NOW + 3600)}
+
+
+@pytest.mark.parametrize(
+    "iat", [None, "1000", b"1", True, False, math.nan, math.inf, -math.inf, [1], {"a": 1}]
+)
+def test_an_iat_that_is_not_a_finite_number_is_revoked_under_a_cutoff(
+    revocations: RevocationSet, iat: object
+) -> None:
+    assert not revocations.is_revoked("t1", "alice", iat)
+
+    revocations.apply(subject("alice", NOW, NOW + 3600))
+
+    assert revocations.is_revoked("t1", "alice", iat)
+    assert not revocations.is_revoked("t1", "bob", iat)
+
+
+def test_a_nan_cutoff_revokes_every_token_of_the_identity(revocations: RevocationSet) -> None:
+    revocations.apply(subject("alice", math.nan, NOW + 3600))
+
+    assert revocations.is_revoked("t1", "alice", NOW + 100)
+
+
+def test_the_latest_cutoff_row_wins(revocations: RevocationSet) -> None:
+    revocations.apply(subject("alice", NOW, NOW + 3600, seq=1))
+    revocations.apply(subject("alice", NOW + 50, NOW + 3650, seq=2))
+
+    assert revocations.is_revoked("t1", "alice", NOW + 50)
+    assert revocations.snapshot_subjects() == {"alice": (NOW + 50, NOW + 3650)}
+
+
+def test_unrevoking_a_subject_removes_its_cutoff(revocations: RevocationSet) -> None:
+    revocations.apply(subject("alice", NOW, NOW + 3600))
+    revocations.apply(subject("alice", None, NOW + 3600, revoked=False))
+
+    assert not revocations.is_revoked("t1", "alice", NOW - 100)
+    assert revocations.subject_count == 0
+
+
+def test_a_subject_revocation_without_a_cutoff_is_refused(revocations: RevocationSet) -> None:
+    with pytest.raises(ValueError, match="cutoff"):
+        revocations.apply(subject("alice", None, NOW + 3600))
+    assert revocations.subject_count == 0
+
+
+def test_a_change_of_unknown_kind_is_refused(revocations: RevocationSet) -> None:
+    change = jti("a", NOW + 60)._replace(kind="session")  # type: ignore[arg-type]
+
+    with pytest.raises(ValueError, match="unknown change kind"):
+        revocations.apply(change)
+    with pytest.raises(ValueError, match="unknown change kind"):
+        revocations.load([change])
+
+
+# -- applying changes ---------------------------------------------------------------------
+
+
+def test_an_unrevoke_removes_the_jti(revocations: RevocationSet) -> None:
+    revocations.apply(jti("a", NOW + 60, seq=1))
+    revocations.apply(jti("a", NOW + 60, seq=2, revoked=False))
+
+    assert not revocations.is_revoked("a", None, None)
+    assert len(revocations) == 0
+
+
+def test_an_unrevoke_of_an_unknown_jti_does_nothing(revocations: RevocationSet) -> None:
+    revocations.apply(jti("a", NOW + 60, revoked=False))
+
+    assert len(revocations) == 0
+
+
+def test_a_revoke_already_expired_is_not_added(revocations: RevocationSet) -> None:
+    revocations.apply(jti("a", NOW - 1))
+    revocations.apply(subject("alice", NOW - 100, NOW - 1))
+
+    assert len(revocations) == 0
+
+
+def test_a_revoke_expired_only_within_the_leeway_is_added(clock: Clock) -> None:
+    revocations = RevocationSet(leeway=30, clock=clock)
+
+    revocations.apply(jti("a", NOW - 29))
+    revocations.apply(jti("b", NOW - 31))
+
+    assert revocations.snapshot_jtis() == {"a": NOW - 29}
+    assert revocations.leeway == 30
+
+
+def test_a_revoke_expiring_exactly_now_is_added(revocations: RevocationSet) -> None:
+    revocations.apply(jti("a", NOW))
+
+    assert revocations.contains_jti("a")
+
+
+def test_an_expired_revoke_leaves_an_existing_entry_alone(
+    revocations: RevocationSet, clock: Clock
+) -> None:
+    revocations.apply(jti("a", NOW + 60, seq=1))
+    clock.now += 120
+    revocations.apply(jti("a", NOW + 60, seq=2))
+
+    assert revocations.contains_jti("a")  # until prune drops it
+    assert revocations.prune() == 1
+
+
+def test_an_expired_unrevoke_still_removes_the_entry(
+    revocations: RevocationSet, clock: Clock
+) -> None:
+    revocations.apply(jti("a", NOW + 60, seq=1))
+    revocations.apply(subject("alice", NOW, NOW + 60, seq=2))
+    clock.now += 120
+
+    revocations.apply(jti("a", NOW + 60, seq=3, revoked=False))
+    revocations.apply(subject("alice", None, NOW + 60, seq=4, revoked=False))
+
+    assert len(revocations) == 0
+
+
+def test_the_rows_expiry_wins_later_or_earlier(revocations: RevocationSet) -> None:
+    revocations.apply(jti("a", NOW + 60, seq=1))
+    revocations.apply(jti("a", NOW + 600, seq=2))
+    assert revocations.expires_at("a") == NOW + 600
+
+    revocations.apply(jti("a", NOW + 30, seq=3))
+    assert revocations.expires_at("a") == NOW + 30
+
+
+def test_a_plain_string_kind_is_understood(revocations: RevocationSet) -> None:
+    revocations.apply(jti("a", NOW + 60)._replace(kind="jti"))  # type: ignore[arg-type]
+    revocations.load([jti("b", NOW + 60)._replace(kind="jti")])  # type: ignore[arg-type]
+
+    assert revocations.snapshot_jtis() == {"a": NOW + 60, "b": NOW + 60}
+
+
+@pytest.mark.parametrize("expires_at", [math.inf, math.nan])
+def test_a_revoke_that_never_expires_is_kept_through_prunes(
+    revocations: RevocationSet, expires_at: float
+) -> None:
+    revocations.apply(jti("a", expires_at))
+    revocations.load([jti("b", expires_at)])
+    revocations.apply(subject("alice", NOW, expires_at))
+
+    assert revocations.prune(1e300) == 0
+    assert revocations.is_revoked("a", None, None)
+    assert revocations.is_revoked("b", None, None)
+    assert revocations.is_revoked("t", "alice", NOW)
+
+
+def test_a_never_expiring_entry_can_be_given_an_expiry_and_pruned(
+    revocations: RevocationSet, clock: Clock
+) -> None:
+    revocations.apply(jti("a", math.nan, seq=1))
+    revocations.apply(jti("a", NOW + 60, seq=2))
+
+    assert revocations.prune(NOW + 61) == 1
+
+
+def test_a_revoke_expired_at_minus_infinity_is_not_added(revocations: RevocationSet) -> None:
+    revocations.apply(jti("a", -math.inf))
+    revocations.load([jti("b", -math.inf)])
+
+    assert len(revocations) == 0
+
+
+def test_reapplying_a_change_files_its_key_once(revocations: RevocationSet) -> None:
+    change = jti("a", NOW + 60)
+    for _ in range(100):
+        revocations.apply(change)
+        revocations.load([change, jti("b", NOW + 61)])
+
+    assert filed(revocations) == 2
+
+
+def test_clear_forgets_everything(revocations: RevocationSet) -> None:
+    revocations.apply(jti("a", NOW + 60))
+    revocations.apply(subject("alice", NOW, NOW + 60))
+
+    revocations.clear()
+
+    assert len(revocations) == 0
+    assert not revocations.is_revoked("a", "alice", NOW)
+    assert revocations.prune(NOW + 1000) == 0
+    revocations.apply(jti("a", NOW + 60))
+    assert revocations.prune(NOW + 1000) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"leeway": -1}, {"leeway": math.nan}, {"bucket_seconds": 0}, {"bucket_seconds": math.inf}],
+)
+def test_bad_settings_are_refused(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="must be a finite number"):
+        RevocationSet(**kwargs)  # type: ignore[arg-type]
+
+
+# -- load -----------------------------------------------------------------------------
+
+
+def test_load_applies_a_snapshot_and_counts_what_it_read(revocations: RevocationSet) -> None:
+    changes = [
+        jti("a", NOW + 60, seq=1),
+        jti("b", NOW - 60, seq=2),
+        jti("c", NOW + 60, seq=3, revoked=False),
+        subject("alice", NOW, NOW + 60, seq=4),
+        jti("d", NOW + 90, seq=5),
+    ]
+
+    assert revocations.load(iter(changes)) == 5
+
+    assert revocations.snapshot_jtis() == {"a": NOW + 60, "d": NOW + 90}
+    assert revocations.cutoff("alice") == NOW
+
+
+def test_load_keeps_the_order_of_changes(revocations: RevocationSet) -> None:
+    revocations.load(
+        [
+            jti("a", NOW + 60, seq=1),
+            jti("a", NOW + 60, seq=2, revoked=False),
+            jti("b", NOW + 60, seq=3, revoked=False),
+            jti("b", NOW + 60, seq=4),
+            jti("c", NOW + 60, seq=5),
+            jti("c", NOW + 900, seq=6),
+        ]
+    )
+
+    assert revocations.snapshot_jtis() == {"b": NOW + 60, "c": NOW + 900}
+
+
+def test_load_onto_a_populated_set_replaces_expiries(revocations: RevocationSet) -> None:
+    revocations.load([jti("a", NOW + 60), jti("b", NOW + 60)])
+    revocations.load([jti("a", NOW + 900), jti("b", NOW + 61), jti("c", NOW + 60)])
+
+    assert revocations.snapshot_jtis() == {"a": NOW + 900, "b": NOW + 61, "c": NOW + 60}
+    assert revocations.prune(NOW + 100) == 2
+    assert revocations.snapshot_jtis() == {"a": NOW + 900}
+
+
+# -- prune ------------------------------------------------------------------------------
+
+
+def test_prune_drops_what_expired_and_keeps_the_rest(
+    revocations: RevocationSet, clock: Clock
+) -> None:
+    revocations.load([jti("a", NOW + 10), jti("b", NOW + 20), jti("c", NOW + 3600)])
+    revocations.apply(subject("alice", NOW, NOW + 15))
+    revocations.apply(subject("bob", NOW, NOW + 3600))
+
+    assert revocations.prune(NOW + 10) == 0  # expires_at == now: not yet
+    assert revocations.prune(NOW + 16) == 2
+    assert revocations.snapshot_jtis() == {"b": NOW + 20, "c": NOW + 3600}
+    assert revocations.cutoff("alice") is None
+    clock.now = NOW + 21
+    assert revocations.prune() == 1
+    assert revocations.snapshot_jtis() == {"c": NOW + 3600}
+    assert revocations.cutoff("bob") == NOW
+
+
+def test_prune_waits_for_the_leeway(clock: Clock) -> None:
+    revocations = RevocationSet(leeway=30, clock=clock, bucket_seconds=10)
+    revocations.apply(jti("a", NOW + 10))
+
+    assert revocations.prune(NOW + 40) == 0
+    assert revocations.prune(NOW + 40.5) == 1
+
+
+def test_a_re_revoke_with_a_later_expiry_survives_the_earlier_bucket(
+    revocations: RevocationSet,
+) -> None:
+    revocations.apply(jti("a", NOW + 5, seq=1))
+    revocations.apply(jti("a", NOW + 500, seq=2))
+    revocations.apply(subject("alice", NOW, NOW + 5, seq=3))
+    revocations.apply(subject("alice", NOW + 1, NOW + 500, seq=4))
+
+    assert revocations.prune(NOW + 100) == 0
+    assert revocations.is_revoked("a", None, None)
+    assert revocations.is_revoked("t", "alice", NOW + 1)
+    assert revocations.prune(NOW + 501) == 2
+
+
+def test_a_key_removed_and_revoked_again_is_pruned_once(revocations: RevocationSet) -> None:
+    for seq in range(0, 6, 2):
+        revocations.apply(jti("a", NOW + 5, seq=seq + 1))
+        revocations.apply(jti("a", NOW + 5, seq=seq + 2, revoked=False))
+    revocations.apply(jti("a", NOW + 5, seq=7))
+
+    assert revocations.prune(NOW + 6) == 1
+    assert filed(revocations) == 0
+
+
+def test_prune_of_a_partly_due_bucket_keeps_its_live_keys(revocations: RevocationSet) -> None:
+    revocations.load([jti("a", NOW + 1), jti("b", NOW + 5), jti("c", NOW + 9)])
+
+    assert revocations.prune(NOW + 4) == 1
+    assert revocations.prune(NOW + 6) == 1
+    assert revocations.snapshot_jtis() == {"c": NOW + 9}
+    assert filed(revocations) == 1
+
+
+def test_prune_leaves_buckets_that_are_not_due_untouched(revocations: RevocationSet) -> None:
+    revocations.load([jti(f"late-{i}", NOW + 1000 + i) for i in range(1000)])
+    revocations.apply(jti("soon", NOW + 1))
+    late = {
+        bucket: keys
+        for bucket, keys in revocations._jti_index.buckets.items()
+        if bucket * 10 > NOW + 100
+    }
+    copies = {bucket: list(keys) for bucket, keys in late.items()}
+
+    assert revocations.prune(NOW + 100) == 1
+
+    for bucket, keys in late.items():
+        assert revocations._jti_index.buckets[bucket] is keys
+        assert keys == copies[bucket]
+
+
+# -- against a model ---------------------------------------------------------------------
+
+KEYS = st.sampled_from(["a", "b", "c", "d"])
+TIMES = st.floats(min_value=-50, max_value=200, allow_nan=False) | st.sampled_from(
+    [0.0, 10.0, 20.0, 19.999, math.inf, math.nan]
+)
+STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("revoke"), KEYS, TIMES),
+        st.tuples(st.just("unrevoke"), KEYS, TIMES),
+        st.tuples(st.just("revoke_subject"), KEYS, TIMES),
+        st.tuples(st.just("unrevoke_subject"), KEYS, TIMES),
+        st.tuples(st.just("advance"), st.just(""), st.floats(min_value=0, max_value=40)),
+        st.tuples(st.just("prune"), st.just(""), st.just(0.0)),
+    ),
+    max_size=60,
+)
+
+
+def _change(step: tuple[str, str, float], seq: int) -> Change | None:
+    op, key, at = step
+    if op in ("revoke", "unrevoke"):
+        return jti(key, at, revoked=op == "revoke", seq=seq)
+    if op in ("revoke_subject", "unrevoke_subject"):
+        return subject(key, 1.0, at, revoked=op == "revoke_subject", seq=seq)
+    return None
+
+
+def _same(left: object, right: object) -> bool:
+    return repr(left) == repr(right)  # NaN equals NaN here
+
+
+@settings(max_examples=400, deadline=None)
+@given(steps=STEPS, leeway=st.sampled_from([0.0, 5.0]), width=st.sampled_from([1.0, 10.0, 7.5]))
+def test_the_set_matches_a_dict_model_and_never_drops_a_live_entry(
+    steps: list[tuple[str, str, float]], leeway: float, width: float
+) -> None:
+    clock = Clock(0.0)
+    revocations = RevocationSet(leeway=leeway, clock=clock, bucket_seconds=width)
+    jtis: dict[str, float] = {}
+    subjects: dict[str, float] = {}
+    for seq, step in enumerate(steps, start=1):
+        op, key, at = step
+        change = _change(step, seq)
+        if change is not None:
+            model = jtis if change.kind is Kind.JTI else subjects
+            if not change.revoked:
+                model.pop(key, None)
+            elif not at + leeway < clock.now:
+                model[key] = at
+            revocations.apply(change)
+        elif op == "advance":
+            clock.now += at
+        else:
+            expired = {k for k, e in jtis.items() if e + leeway < clock.now}
+            expired_subjects = {k for k, e in subjects.items() if e + leeway < clock.now}
+            assert revocations.prune() == len(expired) + len(expired_subjects)
+            for k in expired:
+                del jtis[k]
+            for k in expired_subjects:
+                del subjects[k]
+        assert _same(revocations.snapshot_jtis(), jtis)
+        assert _same({k: e for k, (_c, e) in revocations.snapshot_subjects().items()}, subjects)
+        for k in "abcd":
+            assert revocations.is_revoked(k, None, None) is (k in jtis)
+            assert revocations.is_revoked("x", k, 1.0) is (k in subjects)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=STEPS, split=st.integers(min_value=0, max_value=60))
+def test_load_is_apply_in_order(steps: list[tuple[str, str, float]], split: int) -> None:
+    changes = [c for seq, s in enumerate(steps, 1) if (c := _change(s, seq)) is not None]
+    one_by_one = RevocationSet(clock=Clock(20.0), bucket_seconds=10)
+    loaded = RevocationSet(clock=Clock(20.0), bucket_seconds=10)
+
+    for change in changes:
+        one_by_one.apply(change)
+    loaded.load(changes[:split])
+    loaded.load(changes[split:])
+
+    assert _same(loaded.snapshot_jtis(), one_by_one.snapshot_jtis())
+    assert _same(loaded.snapshot_subjects(), one_by_one.snapshot_subjects())
+    for now in (25.0, 100.0, 1000.0):
+        assert loaded.prune(now) == one_by_one.prune(now)
+        assert _same(loaded.snapshot_jtis(), one_by_one.snapshot_jtis())
