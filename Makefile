@@ -1,5 +1,5 @@
 # The two commands of the README:
-#   make demo   runs the main job (the example served on localhost, driven by a printed curl session)
+#   make demo   runs the main job: Redis, the resync job and three api nodes on localhost, walking the scenario
 #   make test   runs the whole test suite (lint, types, tests) in its own virtualenv
 PYTHON ?= python3
 VENV ?= .venv
