@@ -1,9 +1,17 @@
 """JWT layer with the API of quart-jwt-extended's blacklist feature.
 
 An app switches by changing its import line from ``quart_jwt_extended`` to
-``revsync.jwt``.  Tokens are read from the ``Authorization`` header.
+``revsync.jwt``.  Tokens are read from the locations of ``JWT_TOKEN_LOCATION``:
+headers, cookies (with CSRF double submit), the query string, a JSON body.
 """
 
+from revsync.jwt.cookies import (
+    set_access_cookies,
+    set_refresh_cookies,
+    unset_access_cookies,
+    unset_jwt_cookies,
+    unset_refresh_cookies,
+)
 from revsync.jwt.exceptions import (
     CSRFError,
     FreshTokenRequired,
@@ -23,6 +31,7 @@ from revsync.jwt.utils import (
     create_refresh_token,
     current_user,
     decode_token,
+    get_csrf_token,
     get_current_user,
     get_jti,
     get_jwt,
@@ -61,6 +70,7 @@ __all__ = [
     "current_user",
     "decode_token",
     "fresh_jwt_required",
+    "get_csrf_token",
     "get_current_user",
     "get_jti",
     "get_jwt",
@@ -72,6 +82,11 @@ __all__ = [
     "jwt_optional",
     "jwt_refresh_token_required",
     "jwt_required",
+    "set_access_cookies",
+    "set_refresh_cookies",
+    "unset_access_cookies",
+    "unset_jwt_cookies",
+    "unset_refresh_cookies",
     "verify_fresh_jwt_in_request",
     "verify_jwt_in_request",
     "verify_jwt_in_request_optional",

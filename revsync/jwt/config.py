@@ -9,7 +9,8 @@ call, so a test that changes ``app.config`` after start-up still sees its change
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence, Set
+import warnings
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
@@ -43,24 +44,83 @@ DEFAULTS: dict[str, Any] = {
     "JWT_DECODE_LEEWAY": 0,
     "JWT_ERROR_MESSAGE_KEY": "msg",
     "JWT_REFUSE_WEAK_KEYS": False,
+    # Token in the query string (JWT_TOKEN_LOCATION "query_string").
+    "JWT_QUERY_STRING_NAME": "jwt",
+    # Token in a JSON body (JWT_TOKEN_LOCATION "json").
+    "JWT_JSON_KEY": "access_token",
+    "JWT_REFRESH_JSON_KEY": "refresh_token",
+    # Token in cookies (JWT_TOKEN_LOCATION "cookies").
+    "JWT_ACCESS_COOKIE_NAME": "access_token_cookie",
+    "JWT_REFRESH_COOKIE_NAME": "refresh_token_cookie",
+    "JWT_ACCESS_COOKIE_PATH": "/",
+    "JWT_REFRESH_COOKIE_PATH": "/",
+    "JWT_COOKIE_SECURE": False,
+    "JWT_COOKIE_DOMAIN": None,
+    "JWT_SESSION_COOKIE": True,
+    "JWT_COOKIE_SAMESITE": None,
+    # CSRF double submit, for tokens in cookies only.
+    "JWT_COOKIE_CSRF_PROTECT": True,
+    "JWT_CSRF_METHODS": ["POST", "PUT", "PATCH", "DELETE"],
+    "JWT_ACCESS_CSRF_HEADER_NAME": "X-CSRF-TOKEN",
+    "JWT_REFRESH_CSRF_HEADER_NAME": "X-CSRF-TOKEN",
+    "JWT_CSRF_IN_COOKIES": True,
+    "JWT_ACCESS_CSRF_COOKIE_NAME": "csrf_access_token",
+    "JWT_REFRESH_CSRF_COOKIE_NAME": "csrf_refresh_token",
+    "JWT_ACCESS_CSRF_COOKIE_PATH": "/",
+    "JWT_REFRESH_CSRF_COOKIE_PATH": "/",
+    "JWT_CSRF_CHECK_FORM": False,
+    "JWT_ACCESS_CSRF_FIELD_NAME": "csrf_token",
+    "JWT_REFRESH_CSRF_FIELD_NAME": "csrf_token",
 }
 """Every ``JWT_*`` key with its default; ``init_app`` sets each one not already set."""
 
-ALIASES = ("JWT_BLOCKLIST_ENABLED", "JWT_BLOCKLIST_TOKEN_CHECKS")
-"""Modern names (flask-jwt-extended 4) accepted next to the blacklist keys."""
+ALIASES = ("JWT_BLOCKLIST_ENABLED", "JWT_BLOCKLIST_TOKEN_CHECKS", "JWT_CSRF_HEADER_NAME")
+"""Other names accepted: flask-jwt-extended 4's blocklist keys, and the deprecated
+``JWT_CSRF_HEADER_NAME`` (one CSRF header name for both token types)."""
+
+COOKIE_MAX_AGE = 31540000
+"""Lifetime (seconds, about a year) of the cookies when ``JWT_SESSION_COOKIE`` is False."""
+
+SAMESITE_VALUES = ("Strict", "Lax", "None")
 
 MIN_HMAC_KEY_BYTES = 32
 """An HS* secret shorter than this is weak (RFC 7518 §3.2: at least the hash size)."""
 
-KNOWN_LOCATIONS = ("headers",)
+KNOWN_LOCATIONS = ("headers", "cookies", "query_string", "json")
 """Token locations this layer can read; see ``locations.py``."""
 
 TOKEN_TYPES = ("access", "refresh")
 
-_WATCHED = (*DEFAULTS, *ALIASES, "SECRET_KEY")
+# Keys read only when their location is enabled; the others are always watched.
+_LOCATION_KEYS: dict[str, tuple[str, ...]] = {
+    "cookies": (
+        *(k for k in DEFAULTS if "_COOKIE" in k or "_CSRF_" in k),
+        "JWT_CSRF_HEADER_NAME",
+    ),
+    "query_string": ("JWT_QUERY_STRING_NAME",),
+    "json": ("JWT_JSON_KEY", "JWT_REFRESH_JSON_KEY"),
+}
+_WATCHED = tuple(
+    key
+    for key in (*DEFAULTS, *ALIASES, "SECRET_KEY")
+    if not any(key in keys for keys in _LOCATION_KEYS.values())
+)
 _ALGORITHMS = get_default_algorithms()
 
 Expiry = timedelta | Literal[False]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPlaces:
+    """Where one token type (access or refresh) travels outside the ``Authorization`` header."""
+
+    cookie_name: str
+    cookie_path: str
+    csrf_header_name: str
+    csrf_cookie_name: str
+    csrf_cookie_path: str
+    csrf_field_name: str
+    json_key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +148,20 @@ class JWTConfig:
     decode_issuer: Any
     leeway: float
     error_msg_key: str
+    query_string_name: str
+    access_places: TokenPlaces
+    refresh_places: TokenPlaces
+    cookie_secure: bool
+    cookie_domain: str | None
+    cookie_max_age: int | None
+    """``None`` (a session cookie) unless ``JWT_SESSION_COOKIE`` is False."""
+    cookie_samesite: str | None
+    csrf_protect: bool
+    """Tokens carry a ``csrf`` claim and cookie requests are checked: "cookies" is a
+    token location and ``JWT_COOKIE_CSRF_PROTECT`` is set."""
+    csrf_methods: frozenset[str]
+    csrf_in_cookies: bool
+    csrf_check_form: bool
     decode_options: dict[str, Any]
     """Options handed to PyJWT on every decode, built once."""
     verified: dict[str, tuple[str, str]] = field(default_factory=dict, compare=False, repr=False)
@@ -110,8 +184,19 @@ class JWTConfig:
         """The configured lifetime of ``kind`` tokens."""
         return self.access_expires if kind == "access" else self.refresh_expires
 
+    def places_for(self, kind: str) -> TokenPlaces:
+        """Cookie, CSRF and JSON names of ``kind`` tokens."""
+        return self.access_places if kind == "access" else self.refresh_places
 
-_cache: WeakKeyDictionary[Any, tuple[tuple[Any, ...], JWTConfig]] = WeakKeyDictionary()
+    @property
+    def jwt_in_cookies(self) -> bool:
+        """Whether "cookies" is one of the token locations."""
+        return "cookies" in self.token_locations
+
+
+_cache: WeakKeyDictionary[Any, tuple[tuple[str, ...], tuple[Any, ...], JWTConfig]] = (
+    WeakKeyDictionary()
+)
 
 
 def current_config() -> JWTConfig:
@@ -120,16 +205,25 @@ def current_config() -> JWTConfig:
 
 
 def config_for(app: Any) -> JWTConfig:
-    """The :class:`JWTConfig` of ``app`` (not a proxy), rebuilt when a watched key changed."""
+    """The :class:`JWTConfig` of ``app`` (not a proxy), rebuilt when a watched key changed.
+
+    The keys of a location that is not enabled (the cookie and CSRF keys of a
+    headers-only app) are not watched: they change nothing until it is, and
+    ``JWT_TOKEN_LOCATION`` itself is always watched.
+    """
     raw_config = app.config
-    raw = tuple(map(raw_config.get, _WATCHED))
     cached = _cache.get(app)
-    if cached is not None and cached[0] == raw:
-        return cached[1]
+    if cached is not None:
+        keys, values, built = cached
+        if tuple(map(raw_config.get, keys)) == values:
+            return built
     built = build_config(raw_config)
+    keys = _WATCHED + tuple(k for loc in built.token_locations for k in _LOCATION_KEYS.get(loc, ()))
     # Copy mutable values so that an in-place edit of a list still counts as a change.
-    frozen = tuple(v.copy() if isinstance(v, list | dict | set) else v for v in raw)
-    _cache[app] = (frozen, built)
+    frozen = tuple(
+        v.copy() if isinstance(v, list | dict | set) else v for v in map(raw_config.get, keys)
+    )
+    _cache[app] = (keys, frozen, built)
     return built
 
 
@@ -169,6 +263,32 @@ def build_config(raw: Mapping[str, Any]) -> JWTConfig:
     if isinstance(leeway, timedelta):
         leeway = leeway.total_seconds()
 
+    locations = _locations(get("JWT_TOKEN_LOCATION"))
+    csrf_protect = "cookies" in locations and bool(get("JWT_COOKIE_CSRF_PROTECT"))
+    csrf_in_cookies = bool(get("JWT_CSRF_IN_COOKIES"))
+    old_csrf_header = raw.get("JWT_CSRF_HEADER_NAME")
+    if old_csrf_header:
+        warnings.warn(
+            "JWT_CSRF_HEADER_NAME is deprecated. Use JWT_ACCESS_CSRF_HEADER_NAME "
+            "or JWT_REFRESH_CSRF_HEADER_NAME instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    access_places, refresh_places = (
+        TokenPlaces(
+            cookie_name=_text(get, f"JWT_{kind}_COOKIE_NAME"),
+            cookie_path=_text(get, f"JWT_{kind}_COOKIE_PATH"),
+            csrf_header_name=old_csrf_header or _text(get, f"JWT_{kind}_CSRF_HEADER_NAME"),
+            csrf_cookie_name=_text(get, f"JWT_{kind}_CSRF_COOKIE_NAME"),
+            csrf_cookie_path=_text(get, f"JWT_{kind}_CSRF_COOKIE_PATH"),
+            csrf_field_name=_text(get, f"JWT_{kind}_CSRF_FIELD_NAME"),
+            json_key=_text(get, "JWT_JSON_KEY" if kind == "ACCESS" else "JWT_REFRESH_JSON_KEY"),
+        )
+        for kind in ("ACCESS", "REFRESH")
+    )
+    if "cookies" in locations:
+        _check_cookie_clashes(access_places, refresh_places, csrf_protect and csrf_in_cookies)
+
     return JWTConfig(
         algorithm=algorithm,
         decode_algorithms=decode_algorithms,
@@ -178,7 +298,7 @@ def build_config(raw: Mapping[str, Any]) -> JWTConfig:
         refresh_expires=parse_expiry(get("JWT_REFRESH_TOKEN_EXPIRES"), "JWT_REFRESH_TOKEN_EXPIRES"),
         blacklist_enabled=enabled,
         blacklist_checks=_name_set(checks, TOKEN_TYPES, "JWT_BLACKLIST_TOKEN_CHECKS"),
-        token_locations=_locations(get("JWT_TOKEN_LOCATION")),
+        token_locations=locations,
         header_name=header_name,
         header_type=get("JWT_HEADER_TYPE") or "",
         identity_claim=get("JWT_IDENTITY_CLAIM"),
@@ -189,6 +309,19 @@ def build_config(raw: Mapping[str, Any]) -> JWTConfig:
         decode_issuer=get("JWT_DECODE_ISSUER"),
         leeway=float(leeway),
         error_msg_key=get("JWT_ERROR_MESSAGE_KEY"),
+        query_string_name=_text(get, "JWT_QUERY_STRING_NAME"),
+        access_places=access_places,
+        refresh_places=refresh_places,
+        cookie_secure=bool(get("JWT_COOKIE_SECURE")),
+        cookie_domain=get("JWT_COOKIE_DOMAIN") or None,
+        cookie_max_age=None if get("JWT_SESSION_COOKIE") else COOKIE_MAX_AGE,
+        cookie_samesite=_samesite(get("JWT_COOKIE_SAMESITE")),
+        csrf_protect=csrf_protect,
+        csrf_methods=frozenset(
+            m.upper() for m in _strings(get("JWT_CSRF_METHODS"), "JWT_CSRF_METHODS")
+        ),
+        csrf_in_cookies=csrf_in_cookies,
+        csrf_check_form=bool(get("JWT_CSRF_CHECK_FORM")),
         # exp is checked per token type after decoding: it may be configured away.
         # sub is not ours to police: JWT_IDENTITY_CLAIM="sub" may hold any JSON value.
         decode_options={"require": ["iat", "jti", "type"], "verify_sub": False},
@@ -276,14 +409,77 @@ def _name_set(value: Any, allowed: tuple[str, ...], name: str) -> frozenset[str]
     return frozenset(value)
 
 
+_LOCATION_LIST = ", ".join(f'"{name}"' for name in KNOWN_LOCATIONS[:-1])
+_LOCATION_CHOICES = f'{_LOCATION_LIST}, or "{KNOWN_LOCATIONS[-1]}"'
+
+
 def _locations(value: Any) -> tuple[str, ...]:
+    """JWT_TOKEN_LOCATION as a tuple, with quart-jwt-extended's error messages.
+
+    A set has no order of its own, so its locations are tried in the order of
+    :data:`KNOWN_LOCATIONS`; a sequence is tried in its own order.
+    """
     if isinstance(value, str):
         value = (value,)
-    elif not isinstance(value, Sequence | Set) or not value:
-        msg = f"JWT_TOKEN_LOCATION must be a non-empty sequence of {KNOWN_LOCATIONS}"
+    elif not isinstance(value, Sequence | Set):
+        msg = "JWT_TOKEN_LOCATION must be a sequence or a set"
+        raise RuntimeError(msg)
+    if not value:
+        msg = f"JWT_TOKEN_LOCATION must contain at least one of {_LOCATION_CHOICES}"
         raise RuntimeError(msg)
     for item in value:
         if item not in KNOWN_LOCATIONS:
-            msg = f"JWT_TOKEN_LOCATION can only contain {', '.join(KNOWN_LOCATIONS)}; got {item!r}"
+            msg = f"JWT_TOKEN_LOCATION can only contain {_LOCATION_CHOICES}; got {item!r}"
             raise RuntimeError(msg)
+    if isinstance(value, Set):
+        return tuple(name for name in KNOWN_LOCATIONS if name in value)
     return tuple(value)
+
+
+def _text(get: Callable[[str], Any], key: str) -> str:
+    """A setting that must be a non-empty string (a cookie, header, field or key name)."""
+    value = get(key)
+    if not isinstance(value, str) or not value:
+        msg = f"{key} must be a non-empty string; got {value!r}"
+        raise RuntimeError(msg)
+    return value
+
+
+def _strings(value: Any, name: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Sequence | Set) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    msg = f"{name} must be a sequence of strings; got {value!r}"
+    raise RuntimeError(msg)
+
+
+def _samesite(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.title() in SAMESITE_VALUES:
+        return value.title()
+    msg = f"JWT_COOKIE_SAMESITE must be None or one of {', '.join(SAMESITE_VALUES)}; got {value!r}"
+    raise RuntimeError(msg)
+
+
+def _check_cookie_clashes(access: TokenPlaces, refresh: TokenPlaces, csrf_cookies: bool) -> None:
+    """Refuse two of our cookies with the same name and path: one would overwrite the other."""
+    cookies = [
+        ("JWT_ACCESS_COOKIE_NAME", access.cookie_name, access.cookie_path),
+        ("JWT_REFRESH_COOKIE_NAME", refresh.cookie_name, refresh.cookie_path),
+    ]
+    if csrf_cookies:
+        cookies += [
+            ("JWT_ACCESS_CSRF_COOKIE_NAME", access.csrf_cookie_name, access.csrf_cookie_path),
+            ("JWT_REFRESH_CSRF_COOKIE_NAME", refresh.csrf_cookie_name, refresh.csrf_cookie_path),
+        ]
+    seen: dict[tuple[str, str], str] = {}
+    for key, name, path in cookies:
+        other = seen.setdefault((name, path), key)
+        if other != key:
+            msg = (
+                f"{other} and {key} are both {name!r} with path {path!r}: "
+                "one cookie would overwrite the other"
+            )
+            raise RuntimeError(msg)

@@ -115,7 +115,8 @@ class JWTManager:
         so it can install itself as the blacklist loader.
         """
         for key, value in DEFAULTS.items():
-            app.config.setdefault(key, value)
+            # A list default (JWT_CSRF_METHODS) is copied: each app may edit its own.
+            app.config.setdefault(key, value.copy() if isinstance(value, list) else value)
         check_secret_strength(app.config)
         handlers: dict[type[Exception], Callable[[Any], Any]] = {
             NoAuthorizationError: self._handle_unauthorized,

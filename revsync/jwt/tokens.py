@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import time
 import uuid
 from contextlib import suppress
@@ -54,10 +55,18 @@ def build_payload(
     user_claims: Any,
     fresh: bool | timedelta = False,
 ) -> dict[str, Any]:
-    """The claims of a new token: jti, iat, nbf, exp (unless ``expires`` is False), ..."""
-    now = int(time.time())
+    """The claims of a new token: jti, iat, nbf, exp (unless ``expires`` is False), ...
+
+    With CSRF protection on (``cfg.csrf_protect``), both token types carry a random
+    ``csrf`` claim, as in quart-jwt-extended.
+    """
+    issued = time.time()
+    now = int(issued)
     payload: dict[str, Any] = {
-        "iat": now,
+        # Milliseconds in iat (RFC 7519 allows a non-integer NumericDate) tell a
+        # token issued just after a "log out everywhere" from one issued just before
+        # it in the same second: the cut-off refuses iat <= its own time.
+        "iat": math.floor(issued * 1000) / 1000,
         "nbf": now,
         "jti": str(uuid.uuid4()),
         "type": kind,
@@ -71,6 +80,9 @@ def build_payload(
         )
     if user_claims:
         payload[cfg.user_claims_key] = user_claims
+    if cfg.csrf_protect:
+        # The double-submit value: sent back in a header (or form field) by the client.
+        payload["csrf"] = str(uuid.uuid4())
     if cfg.encode_issuer is not None:
         payload["iss"] = cfg.encode_issuer
     return payload

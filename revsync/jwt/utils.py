@@ -18,6 +18,7 @@ from werkzeug.local import LocalProxy
 
 from revsync.jwt._steps import Steps, run_steps
 from revsync.jwt.config import JWTConfig, config_for, current_config
+from revsync.jwt.exceptions import JWTDecodeError
 from revsync.jwt.manager import EXTENSION_KEY
 
 if TYPE_CHECKING:
@@ -105,6 +106,26 @@ def get_jti(encoded_token: str) -> str:
         claims, _ = yield from manager.decode_steps(cfg, encoded_token)
         jti: str = claims["jti"]
         return jti
+
+    return cast(str, run_steps(steps()))
+
+
+def get_csrf_token(encoded_token: str) -> str:
+    """The CSRF double-submit value (``csrf`` claim) of a verified encoded token.
+
+    Tokens carry one when "cookies" is a token location and
+    ``JWT_COOKIE_CSRF_PROTECT`` is on; a token without one raises
+    :class:`JWTDecodeError` ``Missing claim: csrf``.
+    """
+    manager, cfg = jwt_context()
+
+    def steps() -> Steps[str]:
+        claims, _ = yield from manager.decode_steps(cfg, encoded_token)
+        csrf = claims.get("csrf")
+        if not isinstance(csrf, str):
+            msg = "Missing claim: csrf"
+            raise JWTDecodeError(msg)
+        return csrf
 
     return cast(str, run_steps(steps()))
 

@@ -36,12 +36,16 @@ async def _verify(request_type: str, *, optional: bool = False, fresh: bool = Fa
         return
     manager, cfg = jwt_context()
     try:
-        token = find_token(cfg, request_type)
+        token, csrf_value = await find_token(cfg, request_type)
     except (NoAuthorizationError, InvalidHeaderError):
         if optional:
             return
         raise
-    claims, header = await settle(run_steps(manager.decode_steps(cfg, token)))
+    # The CSRF value is compared after decoding, so a token served from the verified
+    # cache is checked exactly like a fresh one.
+    claims, header = await settle(
+        run_steps(manager.decode_steps(cfg, token, csrf_value=csrf_value))
+    )
     if claims["type"] != request_type:
         msg = f"Only {request_type} tokens are allowed"
         raise WrongTokenError(msg)

@@ -44,9 +44,12 @@ async def test_access_token_carries_every_claim(make_app: AppFactory) -> None:
     claims = unverified(token)
     assert set(claims) == {"jti", "iat", "nbf", "exp", "type", "fresh", "identity"}
     assert str(uuid.UUID(claims["jti"], version=4)) == claims["jti"]
-    assert isinstance(claims["iat"], int)
-    assert claims["nbf"] == claims["iat"]
-    assert claims["exp"] == claims["iat"] + 15 * 60
+    # iat carries milliseconds (so a "log out everywhere" cut-off can tell tokens of
+    # the same second apart); nbf and exp are whole seconds.
+    assert isinstance(claims["iat"], float)
+    assert claims["iat"] == round(claims["iat"], 3)
+    assert claims["nbf"] == int(claims["iat"])
+    assert claims["exp"] == claims["nbf"] + 15 * 60
     assert claims["type"] == "access"
     assert claims["fresh"] is False
     assert claims["identity"] == "alice"
@@ -59,7 +62,7 @@ async def test_refresh_token_claims_and_default_lifetime(make_app: AppFactory) -
     claims = unverified(token)
     assert set(claims) == {"jti", "iat", "nbf", "exp", "type", "identity"}
     assert claims["type"] == "refresh"
-    assert claims["exp"] == claims["iat"] + 30 * 24 * 3600
+    assert claims["exp"] == claims["nbf"] + 30 * 24 * 3600
 
 
 @pytest.mark.parametrize(
@@ -70,8 +73,8 @@ async def test_expiry_setting_forms(make_app: AppFactory, setting: Any, lifetime
     async with app.app_context():
         access = unverified(create_access_token("alice"))
         refresh = unverified(create_refresh_token("alice"))
-    assert access["exp"] - access["iat"] == lifetime
-    assert refresh["exp"] - refresh["iat"] == lifetime
+    assert access["exp"] - access["nbf"] == lifetime
+    assert refresh["exp"] - refresh["nbf"] == lifetime
 
 
 async def test_expires_false_omits_exp_and_still_decodes(make_app: AppFactory) -> None:
@@ -408,8 +411,8 @@ def test_algorithm_none_cannot_be_configured() -> None:
 
 
 def test_unknown_token_location_is_refused() -> None:
-    with pytest.raises(RuntimeError, match="JWT_TOKEN_LOCATION can only contain headers"):
-        build_config({"JWT_TOKEN_LOCATION": ["cookies"]})
+    with pytest.raises(RuntimeError, match='JWT_TOKEN_LOCATION can only contain "headers", "cook'):
+        build_config({"JWT_TOKEN_LOCATION": ["headers", "session"]})
 
 
 async def test_config_changes_after_first_request_are_seen(make_app: AppFactory) -> None:

@@ -1,0 +1,170 @@
+"""The cookie example node: ``hypercorn services.cookie_example.app:app --bind 127.0.0.1:8000``.
+
+A browser logs in once and from then on carries its tokens in cookies:
+
+``POST /auth/login``      ``{"username", "password"}`` -> sets four cookies: the access
+                          and refresh tokens (HttpOnly) and their CSRF values (readable
+                          by the page's scripts).
+``GET  /protected``       any valid, unrevoked access cookie (a safe method: no CSRF).
+``POST /protected``       the same, plus the ``X-CSRF-TOKEN`` header, copied by the page
+                          from the ``csrf_access_token`` cookie (double submit).
+``POST /auth/refresh``    refresh cookie + ``X-CSRF-TOKEN`` from ``csrf_refresh_token``
+                          -> a new access cookie.
+``POST /auth/logout``     revokes this session's access and refresh tokens on every node
+                          and deletes the cookies.
+``POST /auth/logout-everywhere``  revokes every token of the user, on every device and
+                          every node (``RevSync.revoke_subject``), and deletes the cookies.
+``GET  /healthz``, ``GET /readyz``  liveness, and readiness (synced with the store).
+
+Revocations go through ``RevSync``: durable in the store first, then broadcast; when
+the store cannot record one the caller gets 503 and nothing was revoked.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+
+import structlog
+from jwt import InvalidTokenError
+from quart import Blueprint, Quart, Response, current_app, jsonify, request
+
+from revsync import RevSync, StoreError
+from revsync.jwt import (
+    JWTExtendedException,
+    JWTManager,
+    create_access_token,
+    create_refresh_token,
+    decode_token,
+    get_jwt_identity,
+    get_raw_jwt,
+    jwt_refresh_token_required,
+    jwt_required,
+    set_access_cookies,
+    set_refresh_cookies,
+    unset_jwt_cookies,
+)
+from services.api import errors
+from services.api.errors import ApiError, error, field, json_object
+from services.api.settings import ConfigError
+from services.cookie_example.settings import AUTH_PREFIX, from_environ
+
+blueprint = Blueprint("cookie_example", __name__)
+
+# The seed program's single user.
+USERS = {"test": "test"}
+
+
+def _revsync() -> RevSync:
+    ext: RevSync = current_app.extensions["revsync"]
+    return ext
+
+
+@blueprint.route(f"{AUTH_PREFIX}/login", methods=["POST"])
+async def login() -> tuple[Response, int]:
+    body = await json_object()
+    username = field(body, "username")
+    password = field(body, "password")
+    if USERS.get(username) != password:
+        return error(401, "Bad username or password")
+    response = jsonify({"msg": "Logged in", "identity": username})
+    set_access_cookies(response, create_access_token(identity=username, fresh=True))
+    set_refresh_cookies(response, create_refresh_token(identity=username))
+    return response, 200
+
+
+@blueprint.route(f"{AUTH_PREFIX}/refresh", methods=["POST"])
+@jwt_refresh_token_required
+async def refresh() -> tuple[Response, int]:
+    response = jsonify({"msg": "Refreshed"})
+    set_access_cookies(response, create_access_token(identity=get_jwt_identity()))
+    return response, 200
+
+
+@blueprint.route(f"{AUTH_PREFIX}/logout", methods=["POST"])
+@jwt_required
+async def logout() -> tuple[Response, int]:
+    """Revoke this session: its access token, and its refresh token when it is valid."""
+    sessions = [get_raw_jwt()]
+    refresh_token = request.cookies.get(current_app.config["JWT_REFRESH_COOKIE_NAME"])
+    if refresh_token:
+        try:
+            claims = decode_token(refresh_token)
+        except (InvalidTokenError, JWTExtendedException):
+            claims = {}  # expired or invalid: it opens nothing, so there is nothing to revoke
+        if (
+            claims.get("type") == "refresh"
+            and claims.get(current_app.config["JWT_IDENTITY_CLAIM"]) == get_jwt_identity()
+        ):
+            sessions.append(claims)
+    try:
+        await _revsync().revoke_many(sessions)
+    except StoreError:
+        raise ApiError(
+            503, "revocation store unavailable; you were NOT logged out, try again"
+        ) from None
+    response = jsonify({"msg": "Successfully logged out"})
+    unset_jwt_cookies(response)
+    return response, 200
+
+
+@blueprint.route(f"{AUTH_PREFIX}/logout-everywhere", methods=["POST"])
+@jwt_required
+async def logout_everywhere() -> tuple[Response, int]:
+    """Revoke every token of this user issued up to now, on every device."""
+    try:
+        change = await _revsync().revoke_subject(get_jwt_identity())
+    except StoreError:
+        raise ApiError(
+            503, "revocation store unavailable; nothing was revoked, try again"
+        ) from None
+    response = jsonify({"msg": "Logged out everywhere", "seq": change.seq})
+    unset_jwt_cookies(response)
+    return response, 200
+
+
+@blueprint.route("/protected", methods=["GET", "POST"])
+@jwt_required
+async def protected() -> Response:
+    return jsonify({"hello": get_jwt_identity(), "method": request.method})
+
+
+@blueprint.route("/healthz", methods=["GET"])
+async def healthz() -> Response:
+    return jsonify({"status": "alive", "node_id": _revsync().settings.node_id})
+
+
+@blueprint.route("/readyz", methods=["GET"])
+async def readyz() -> tuple[Response, int]:
+    status = _revsync().status()
+    body = {"ready": status["ready"], "node_id": status["node_id"]}
+    if status["ready"]:
+        return jsonify(body), 200
+    return jsonify({"msg": "not ready", "reason": status["reason"], **body}), 503
+
+
+def create_app(environ: Mapping[str, str] | None = None) -> Quart:
+    """Build the node from ``environ`` (default: os.environ); raise ConfigError when invalid."""
+    settings = from_environ(environ)
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[settings.log_level.upper()]
+        )
+    )
+    app = Quart(__name__)
+    app.config.update(settings.config)
+    try:
+        RevSync(app)
+    except (ValueError, ImportError) as exc:
+        raise ConfigError(str(exc)) from None
+    JWTManager(app)
+    errors.register(app)
+    app.register_blueprint(blueprint)
+    return app
+
+
+try:
+    app = create_app()
+except ConfigError as exc:
+    sys.exit(f"services.cookie_example: cannot start: {exc}")
