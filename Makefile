@@ -40,5 +40,20 @@ demo: $(STAMP)
 up: $(STAMP)
 	$(BIN)/python -m services.demo --keep-running
 
+# Benchmarks (bench/, results in docs/benchmarks.md).  `make bench` runs them all (about
+# 10 minutes; best on an idle machine, needs wrk: sudo apt-get install wrk);
+# `make bench-quick` runs tiny sizes in under a minute, only to prove the code works.
+BENCH_STAMP := $(VENV)/.bench-installed
+.PHONY: bench bench-quick
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench
+
+bench-quick: $(BENCH_STAMP)
+	$(BIN)/python -m bench --quick
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

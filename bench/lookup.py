@@ -1,28 +1,27 @@
-"""Benchmark the local revocation set against cachetools' TLRUCache.
+"""5. The lookup itself: the local revocation set beside cachetools' TLRUCache and a Redis GET.
 
 Measures, for N revoked jtis (uuid4 strings, as the JWT layer issues):
 
 - lookup ns per ``is_revoked`` call, for a revoked jti (hit) and another (miss);
   each jti is a fresh string whose hash is not cached yet, as one decoded from a
   token is, and the loop's own cost is included (shown as "loop" alone);
+- the same question asked of Redis (the bench's private redis-server on loopback,
+  holding the same N keys): one GET per lookup, with redis-py's blocking client and
+  with ``redis.asyncio`` (what a Quart app awaits per request);
 - seconds to load N pre-built Changes (a start-up snapshot), best of several runs;
 - bytes per entry, measured with tracemalloc, key strings and expiries included.
 
-Usage: ``python bench/bench_revocation_set.py [--quick] [--n N]``.  Prints a table and
-writes bench/results/revocation_set.json (revocation_set.quick.json for fewer than
-1,000,000 entries).  Timings on a shared machine are noisy;
-each figure is the best of ``--repeat`` runs.
+Part of ``python -m bench`` (``--only lookup``).  Timings on a shared machine are
+noisy; each in-memory figure is the best of ``repeat`` runs, each Redis figure the
+best of ``repeat`` runs of ``REDIS_LOOKUPS`` sequential GETs.
 """
 
 from __future__ import annotations
 
-import argparse
+import asyncio
 import gc
-import json
-import os
-import platform
 import random
-import sys
+import tempfile
 import time
 import tracemalloc
 import uuid
@@ -30,14 +29,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import redis
+import redis.asyncio as aioredis
 from cachetools import TLRUCache
 
+from bench import common
 from revsync.changes import Change, Kind
 from revsync.revocation_set import RevocationSet
 
-RESULTS = Path(__file__).resolve().parent / "results" / "revocation_set.json"
-QUICK_RESULTS = RESULTS.with_suffix(".quick.json")  # so a quick run never replaces a full one
 LOOKUPS = 100_000
+REDIS_LOOKUPS = 5_000
 CHUNK = 500  # fresh strings made per timed batch: small enough to stay in cache
 Lookup = Callable[[object, str | None, object], bool]
 
@@ -166,38 +167,81 @@ def run(n: int, repeat: int) -> dict[str, Any]:
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10,000 entries instead of 1,000,000")
-    parser.add_argument("--n", type=int, help="number of entries (overrides --quick)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per timing; the best counts")
-    parser.add_argument("--output", type=Path, help="where to write the JSON")
-    args = parser.parse_args()
-    n = args.n or (10_000 if args.quick else 1_000_000)
-    output = args.output or (QUICK_RESULTS if n < 1_000_000 else RESULTS)
+def redis_get_ns(
+    redis_url: str, keys: list[str], hits: list[str], misses: list[str], repeat: int
+) -> dict[str, float]:
+    """Fill Redis with ``keys`` (pipelined SETs with a TTL), then ns per GET."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.flushdb()
+        for start in range(0, len(keys), 10_000):
+            with client.pipeline(transaction=False) as pipe:
+                for key in keys[start : start + 10_000]:
+                    pipe.set("revoked:" + key, "1", ex=86_400)
+                pipe.execute()
+        results: dict[str, float] = {}
+        for label, sample in (("hit", hits), ("miss", misses)):
+            sample = sample[:REDIS_LOOKUPS]
+            best = float("inf")
+            for _ in range(repeat):
+                started = time.perf_counter_ns()
+                for key in sample:
+                    client.get("revoked:" + key)
+                best = min(best, (time.perf_counter_ns() - started) / len(sample))
+            results[f"{label}_ns"] = best
+            results[f"async_{label}_ns"] = asyncio.run(_async_get_ns(redis_url, sample, repeat))
+        client.flushdb()
+    finally:
+        client.close()
+    return results
 
-    results = run(n, args.repeat)
-    report = {
-        "entries": n,
-        "repeat": args.repeat,
-        "python": sys.version.split()[0],
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "cpus": os.cpu_count(),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **results,
-    }
-    print(f"{n:,} entries, best of {args.repeat}; loop alone {results['loop_ns']:.0f} ns")
-    print(f"{'':16}{'hit ns':>10}{'miss ns':>10}{'load s':>10}{'bytes/entry':>14}")
-    for name in ("revocation_set", "tlru_cache"):
-        row = results[name]
+
+async def _async_get_ns(redis_url: str, sample: list[str], repeat: int) -> float:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        best = float("inf")
+        for _ in range(repeat):
+            started = time.perf_counter_ns()
+            for key in sample:
+                await client.get("revoked:" + key)
+            best = min(best, (time.perf_counter_ns() - started) / len(sample))
+        return best
+    finally:
+        await client.aclose()
+
+
+def run_suite(*, quick: bool) -> dict[str, Any]:
+    """The lookup benchmark as ``python -m bench`` runs it."""
+    n = 10_000 if quick else 1_000_000
+    repeat = 2 if quick else 3
+    results = run(n, repeat)
+    now = time.time()
+    rng = random.Random(1)
+    keys = [change.key for change in make_changes(n, now, rng)]
+    hits = random.Random(3).sample(keys, min(REDIS_LOOKUPS, n))
+    misses = [str(uuid.uuid4()) for _ in range(min(REDIS_LOOKUPS, n))]
+    with (
+        tempfile.TemporaryDirectory(prefix="revsync-bench-") as tmp,
+        common.private_redis(Path(tmp)) as redis_url,
+    ):
+        results["redis_get"] = redis_get_ns(redis_url, keys, hits, misses, repeat)
+    rs, tl, rg = results["revocation_set"], results["tlru_cache"], results["redis_get"]
+    print(f"  {n:,} entries, best of {repeat}; loop alone {results['loop_ns']:.0f} ns")
+    print(f"  {'':18}{'hit ns':>10}{'miss ns':>10}{'load s':>10}{'bytes/entry':>14}")
+    for name, row in (("revocation_set", rs), ("tlru_cache", tl)):
         print(
-            f"{name:16}{row['hit_ns']:>10.0f}{row['miss_ns']:>10.0f}"
+            f"  {name:18}{row['hit_ns']:>10.0f}{row['miss_ns']:>10.0f}"
             f"{row['load_s']:>10.3f}{row['bytes_per_entry']:>14.0f}"
         )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {output}")
-
-
-if __name__ == "__main__":
-    main()
+    print(f"  {'redis GET':18}{rg['hit_ns']:>10.0f}{rg['miss_ns']:>10.0f}")
+    print(f"  {'redis.asyncio GET':18}{rg['async_hit_ns']:>10.0f}{rg['async_miss_ns']:>10.0f}")
+    return {
+        "method": (
+            f"{n:,} jti entries; ns per call, best of {repeat}, each lookup on a fresh "
+            f"unhashed string, loop included; Redis: {REDIS_LOOKUPS:,} sequential GETs on "
+            "loopback against the same keys; bytes per entry by tracemalloc"
+        ),
+        "entries": n,
+        "repeat": repeat,
+        **results,
+    }

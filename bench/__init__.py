@@ -1,0 +1,1 @@
+"""revsync benchmarks: ``python -m bench [--quick] [--only NAME ...]`` (see bench/__main__.py)."""

@@ -1,0 +1,1 @@
+"""The servers the benchmarks compare; each is served by ``hypercorn <module>:app``."""

@@ -1,0 +1,422 @@
+"""What every benchmark shares: machine facts, result files, servers and stores on loopback.
+
+Servers run in sessions of their own (``start_new_session``) and are stopped by
+process group, so a hypercorn worker never outlives its benchmark.  Every run gets
+a private ``redis-server`` on a free port (other programs on the machine may flush
+the shared one) and, for PostgreSQL, a database of its own (``revsync_bench``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import secrets
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt as pyjwt
+
+from services.demo.cluster import RedisProcess, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(os.environ.get("REVSYNC_BENCH_RESULTS") or ROOT / "bench" / "results")
+PG_ADMIN_URL = os.environ.get("REVSYNC_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+PG_DB = "revsync_bench"
+SECRET = "bench-" + "s" * 40  # JWT_SECRET_KEY of every bench node (>= 32 bytes)
+ADMIN_TOKEN = "bench-admin-token-0123456789"
+
+
+def machine() -> dict[str, Any]:
+    """The facts a reader needs to judge a figure: CPU, cores, load, versions."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_gb = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        first = Path("/proc/meminfo").read_text().splitlines()[0]
+        mem_gb = round(int(first.split()[1]) / 1024 / 1024, 1)
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "memory_gb": mem_gb,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": sys.version.split()[0],
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def write_result(name: str, data: dict[str, Any], *, quick: bool) -> Path:
+    """bench/results/<name>.json (``<name>.quick.json`` for quick runs, so CI never
+    replaces a full result); the machine facts are added at the end of the run."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / (f"{name}.quick.json" if quick else f"{name}.json")
+    payload = {"benchmark": name, "quick": quick, "machine": machine(), **data}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(path)
+    print(f"wrote {path}")
+    return path
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50, p99 and max (plus count and mean) of a list of samples."""
+    if not values:
+        return {"count": 0}
+    ordered = sorted(values)
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+    return {
+        "count": len(ordered),
+        "p50": pick(0.50),
+        "p90": pick(0.90),
+        "p99": pick(0.99),
+        "max": ordered[-1],
+        "mean": statistics.fmean(ordered),
+    }
+
+
+# -- processes -------------------------------------------------------------------------
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """The environment of a bench server: no inherited REVSYNC_*/JWT_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REVSYNC_", "JWT_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def node_env(redis_url: str, store_url: str, channel: str, **extra: str) -> dict[str, str]:
+    """Environment of an api node (services/api) for the benchmarks."""
+    return base_env(
+        JWT_SECRET_KEY=SECRET,
+        JWT_ACCESS_TOKEN_EXPIRES="86400",
+        REVSYNC_REDIS_URL=redis_url,
+        REVSYNC_STORE_URL=store_url,
+        REVSYNC_CHANNEL=channel,
+        REVSYNC_ADMIN_TOKEN=ADMIN_TOKEN,
+        REVSYNC_STARTUP_TIMEOUT="120",
+        **extra,
+    )
+
+
+class Server:
+    """``hypercorn <app>`` (one worker) or any command, on a loopback port."""
+
+    def __init__(
+        self,
+        name: str,
+        app: str,
+        env: Mapping[str, str],
+        logdir: Path,
+        *,
+        python: str | None = None,
+        command: list[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.port = free_port()
+        self.log = logdir / f"{name}.log"
+        python = python or sys.executable
+        self.args = command or [
+            python,
+            "-m",
+            "hypercorn",
+            app,
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            "1",
+        ]
+        self.env = dict(env)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.started_at = time.monotonic()
+            self.proc = subprocess.Popen(
+                self.args,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait(
+        self,
+        path: str = "/readyz",
+        timeout: float = 120.0,
+        interval: float = 0.01,
+        *,
+        any_answer: bool = False,
+    ) -> float:
+        """Block until ``path`` answers 200 (any HTTP answer with ``any_answer``);
+        return the seconds since ``start()``."""
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self.proc is None or self.proc.poll() is not None:
+                    msg = f"{self.name} exited during start-up:\n{self.tail()}"
+                    raise RuntimeError(msg)
+                try:
+                    resp = client.get(self.url + path)
+                    if resp.status_code == 200 or any_answer:
+                        return time.monotonic() - self.started_at
+                    last = f"{resp.status_code} {resp.text[:200]}"
+                except httpx.HTTPError as exc:
+                    last = type(exc).__name__
+                time.sleep(interval)
+        msg = f"{self.name}: {path} not 200 after {timeout:g}s ({last})\n{self.tail()}"
+        raise RuntimeError(msg)
+
+    def rss_bytes(self) -> int:
+        """Resident memory of every process of the server's group (hypercorn and workers)."""
+        return group_rss(self.proc.pid) if self.proc is not None else 0
+
+    def tail(self, lines: int = 15) -> str:
+        with contextlib.suppress(OSError):
+            text = self.log.read_text(errors="replace").splitlines()[-lines:]
+            return "\n".join(f"  | {line}" for line in text)
+        return ""
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5.0)
+        # hypercorn's worker shares the group: make sure nothing of it survives
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5.0)
+
+
+def group_rss(pgid: int) -> int:
+    """Sum of VmRSS over the processes whose process group is ``pgid``."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:  # fields after the name: state, ppid, pgrp, ...
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+@contextlib.contextmanager
+def servers(*items: Server) -> Iterator[list[Server]]:
+    """Start the servers; stop every one of them on the way out, whatever happened."""
+    started: list[Server] = []
+    try:
+        for server in items:
+            server.start()
+            started.append(server)
+        yield started
+    finally:
+        for server in started:
+            server.stop()
+
+
+@contextlib.contextmanager
+def private_redis(workdir: Path) -> Iterator[str]:
+    """A redis-server of our own on a free port, stopped at the end; yields its URL."""
+    proc = RedisProcess(workdir)
+    try:
+        yield proc.url
+    finally:
+        proc.stop()
+
+
+def channel() -> str:
+    return f"revsync-bench-{secrets.token_hex(4)}"
+
+
+# -- tokens --------------------------------------------------------------------------------
+
+
+def mint(jti: str | None = None, identity: str = "test", lifetime: int = 86_400) -> str:
+    """An access token the api node accepts (the claims revsync.jwt's
+    create_access_token writes), signed with the bench nodes' secret."""
+    now = int(time.time())
+    claims = {
+        "iat": now - 1,
+        "nbf": now - 1,
+        "jti": jti or str(uuid.uuid4()),
+        "exp": now + lifetime,
+        "identity": identity,
+        "fresh": False,
+        "type": "access",
+    }
+    return pyjwt.encode(claims, SECRET, algorithm="HS256")
+
+
+# -- bulk population of the stores (never through revoke: a million revokes take hours) -------
+
+
+def jti_of(i: int) -> str:
+    """A uuid4-shaped jti, different for every ``i`` (36 characters, as real ones)."""
+    return str(uuid.UUID(int=(i * 0x9E3779B97F4A7C15_F39CC0605CEDC834) % (1 << 128), version=4))
+
+
+def sqlite_populate(path: Path, n: int, start: int = 0) -> None:
+    """Create the store's schema (through SqliteStore) and insert n live jti rows in
+    one transaction with executemany."""
+    from revsync.stores.sqlite import SqliteStore
+
+    async def schema() -> None:
+        store = SqliteStore(path)
+        await store.connect()
+        await store.close()
+
+    asyncio.run(schema())
+    now = time.time()
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            (head,) = conn.execute("SELECT seq FROM revsync_meta WHERE id = 1").fetchone()
+            rows = (
+                (
+                    head + k + 1,
+                    "jti",
+                    jti_of(start + k),
+                    1,
+                    now + 3600 + (k % 86_400),
+                    None,
+                    None,
+                    now,
+                )
+                for k in range(n)
+            )
+            conn.executemany(
+                "INSERT INTO revsync_changes (seq, kind, key, revoked, expires_at, identity,"
+                " cutoff, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            conn.execute("UPDATE revsync_meta SET seq = ? WHERE id = 1", (head + n,))
+    finally:
+        conn.close()
+
+
+def pg_url() -> str:
+    """URL of the bench's own PostgreSQL database, created on first use."""
+    import asyncpg
+
+    async def create() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+        try:
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", PG_DB)
+            if not exists:
+                await conn.execute(f'CREATE DATABASE "{PG_DB}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + PG_DB
+
+
+def pg_populate(url: str, n: int) -> None:
+    """Empty the store, then insert n live jti rows with one server-side
+    INSERT ... SELECT over generate_series (uuid-shaped keys from md5)."""
+    import asyncpg
+
+    from revsync.stores.postgres import PostgresStore
+
+    async def fill() -> None:
+        store = PostgresStore(url)
+        await store.connect()
+        await store.close()
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            now = time.time()
+            async with conn.transaction():
+                await conn.execute("TRUNCATE revsync_changes")
+                await conn.execute(
+                    "INSERT INTO revsync_changes (seq, kind, key, revoked, expires_at,"
+                    " identity, cutoff, created_at)"
+                    " SELECT g, 'jti', md5(g::text)::uuid::text, true,"
+                    " $2 + 3600 + (g % 86400), NULL, NULL, $2"
+                    " FROM generate_series(1, $1::bigint) g",
+                    n,
+                    now,
+                )
+                await conn.execute("UPDATE revsync_meta SET seq = $1 WHERE id = 1", n)
+            await conn.execute("VACUUM ANALYZE revsync_changes")
+        finally:
+            await conn.close()
+
+    asyncio.run(fill())
+
+
+# Rows in RedisStore's layout (see revsync/stores/redis.py), generated inside Redis by
+# this script, BATCH rows per call.  ARGV: prefix, first index, count, now, base exp.
+_REDIS_FILL = """
+local base, first, count = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local now, exp0 = ARGV[4], tonumber(ARGV[5])
+for i = first, first + count - 1 do
+  local key = redis.sha1hex(tostring(i))
+  key = string.sub(key, 1, 8) .. '-' .. string.sub(key, 9, 12) .. '-4' .. string.sub(key, 14, 16)
+    .. '-8' .. string.sub(key, 18, 20) .. '-' .. string.sub(key, 21, 32)
+  local member = 'jti:' .. key
+  local expires = string.format('%d', exp0 + (i % 86400))
+  local seq = string.format('%d', i)
+  local doc = '[' .. seq .. ',"jti",' .. cjson.encode(key) .. ',true,' .. expires
+    .. ',null,null,' .. now .. ']'
+  redis.call('HSET', base .. ':row:' .. member,
+    'seq', seq, 'revoked', '1', 'expires_at', expires, 'json', doc)
+  redis.call('ZADD', base .. ':log', i, member)
+  redis.call('ZADD', base .. ':exp', expires, member)
+end
+redis.call('SET', base .. ':seq', string.format('%d', first + count - 1))
+return count
+"""
+REDIS_BATCH = 20_000
+
+
+def redis_populate(url: str, n: int, prefix: str = "revsync") -> None:
+    """FLUSHDB (the bench's private Redis), then n rows made by a Lua script in batches."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+        fill = client.register_script(_REDIS_FILL)
+        now = time.time()
+        for first in range(1, n + 1, REDIS_BATCH):
+            count = min(REDIS_BATCH, n - first + 1)
+            fill(args=["{" + prefix + "}", first, count, repr(now), int(now) + 3600])
+    finally:
+        client.close()
