@@ -7,13 +7,11 @@ therefore only moves bytes; noticing and repairing loss is the subscriber's job.
 
 from __future__ import annotations
 
-import redis.asyncio as redis
 from redis.asyncio.client import PubSub
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from revsync.config import validate_redis_url
+from revsync.redis_topology import BusConnection
 
 
 class BusError(Exception):
@@ -27,29 +25,18 @@ class RedisBus:
         self.url = validate_redis_url(url)
         self.channel = channel
         self.timeout = timeout
-        # Publishing: bounded timeouts so a hung Redis cannot hold a logout for
-        # long; one immediate retry survives a pooled connection that died with a
-        # Redis restart.
-        self._publisher = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 1),
-            health_check_interval=0,
-        )
-        # Subscribing: no read timeout (a quiet channel is normal) and no silent
-        # retries, so a dropped connection surfaces as an error we can count.
-        self._subscriber = redis.Redis.from_url(
-            url,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
+        # One server, the Sentinel master or a Cluster (SPUBLISH/SSUBSCRIBE), by URL
+        # scheme.  Publishing: bounded timeouts so a hung Redis cannot hold a logout
+        # for long; one immediate retry survives a pooled connection that died with a
+        # Redis restart.  Subscribing: no read timeout (a quiet channel is normal)
+        # and no silent retries, so a dropped connection surfaces as an error we can
+        # count.  See revsync/redis_topology.py.
+        self._connection = BusConnection(url, timeout)
 
     async def publish(self, data: bytes) -> int:
         """Publish one message; return how many subscribers received it."""
         try:
-            receivers: int = await self._publisher.publish(self.channel, data)
+            receivers = await self._connection.publish(self.channel, data)
         except (RedisError, OSError) as exc:
             msg = f"publish to Redis channel {self.channel!r} failed: {exc}"
             raise BusError(msg) from exc
@@ -58,16 +45,15 @@ class RedisBus:
     async def ping(self) -> None:
         """Round-trip to Redis; raises BusError if it does not answer in time."""
         try:
-            await self._publisher.ping()
+            await self._connection.ping()
         except (RedisError, OSError) as exc:
             msg = f"Redis at {self.url} did not answer: {exc}"
             raise BusError(msg) from exc
 
     def subscription(self) -> PubSub:
         """A new, not yet subscribed PubSub on its own connection."""
-        return self._subscriber.pubsub()
+        return self._connection.subscription()
 
     async def close(self) -> None:
         """Close both connection pools."""
-        await self._publisher.aclose()
-        await self._subscriber.aclose()
+        await self._connection.close()

@@ -16,6 +16,13 @@ from datetime import timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from revsync.redis_topology import (
+    CLUSTER_FORM,
+    SENTINEL_FORM,
+    is_topology_url,
+    parse_topology_url,
+)
+
 DEFAULTS: dict[str, Any] = {
     "REVSYNC_REDIS_URL": "redis://127.0.0.1:6379/0",
     "REVSYNC_STORE_URL": "sqlite:///revsync.db",
@@ -101,6 +108,9 @@ def validate_redis_url(url: object, key: str = "REVSYNC_REDIS_URL") -> str:
     if not isinstance(url, str) or not url:
         msg = f"{key} must be a Redis URL such as redis://127.0.0.1:6379/0, got {url!r}"
         raise ValueError(msg)
+    if is_topology_url(url):  # redis+sentinel:// or redis+cluster://
+        parse_topology_url(url, key)
+        return url
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -109,8 +119,9 @@ def validate_redis_url(url: object, key: str = "REVSYNC_REDIS_URL") -> str:
         raise ValueError(msg) from None
     if parts.scheme not in REDIS_SCHEMES:
         msg = (
-            f"{key} must start with redis://, rediss:// or unix://, got {url!r} "
-            "(example: redis://127.0.0.1:6379/0)"
+            f"{key} must start with redis://, rediss://, unix://, redis+sentinel:// or "
+            f"redis+cluster://, got {url!r} (example: redis://127.0.0.1:6379/0, "
+            f"{SENTINEL_FORM}, {CLUSTER_FORM})"
         )
         raise ValueError(msg)
     if parts.scheme != "unix" and not parts.hostname:

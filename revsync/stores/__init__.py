@@ -7,6 +7,8 @@ one the scheme names and nothing else, so each driver stays an optional extra.
 - ``postgresql://user:password@host:port/database`` or ``postgres://...`` (asyncpg,
   ``pip install revsync[postgres]``)
 - ``redis://host:port/db`` or ``rediss://...`` (redis.asyncio), ``?prefix=`` for keys
+- ``redis+sentinel://h1:26379,h2:26379/mymaster`` and ``redis+cluster://h:7000``
+  (see ``revsync.redis_topology``)
 """
 
 from __future__ import annotations
@@ -26,12 +28,18 @@ _MODULES = {
     "postgres": "postgres",
     "redis": "redis",
     "rediss": "redis",
+    "redis+sentinel": "redis",
+    "rediss+sentinel": "redis",
+    "redis+cluster": "redis",
+    "rediss+cluster": "redis",
 }
 
 _FORMS = (
     "sqlite:///relative/path.db or sqlite:////absolute/path.db (a file every node process "
     "can open; not :memory:), postgresql://user:password@host:port/database (or postgres://), "
-    "redis://host:port/db or rediss://... (optionally ?prefix=name)"
+    "redis://host:port/db or rediss://... (optionally ?prefix=name), "
+    "redis+sentinel://host:port[,host:port...]/service_name[/db] (optionally "
+    "?prefix=name&min_replicas=1), redis+cluster://host:port[,host:port...]"
 )
 
 _EXTRAS = {"asyncpg": "postgres"}

@@ -29,12 +29,14 @@ from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from revsync.changes import Change, ChangeRequest, Kind
+from revsync.redis_topology import data_client, is_topology_url, parse_topology_url
 from revsync.stores.base import StoreError
 from revsync.stores.common import KINDS, PAGE, check_figures, check_request, mask_url, translate
 
@@ -123,7 +125,23 @@ return #members
 
 
 def from_url(url: str, **options: Any) -> RedisStore:
-    """A store for ``redis://`` or ``rediss://`` URLs; ``?prefix=`` names the key prefix."""
+    """A store for ``redis://`` or ``rediss://`` URLs; ``?prefix=`` names the key prefix.
+
+    ``redis+sentinel://`` and ``redis+cluster://`` URLs (see revsync.redis_topology) are
+    accepted too; with Sentinel, ``?min_replicas=N`` makes every write wait until N
+    replicas acknowledged it (WAIT), so a failover cannot lose a returned write.
+    """
+    if is_topology_url(url):
+        topology = parse_topology_url(url, "")
+        params = dict(topology.query)
+        if "prefix" in params:
+            options.setdefault("prefix", params["prefix"])
+        if "min_replicas" in params:
+            if topology.kind == "cluster" or not params["min_replicas"].isdigit():
+                msg = "min_replicas must be a number of replicas, and only with Sentinel"
+                raise ValueError(msg)
+            options.setdefault("min_replicas", int(params["min_replicas"]))
+        return RedisStore(url, display_url=url, **options)
     parts = urlsplit(url)
     parts.port  # noqa: B018 - raises ValueError for a malformed port
     query = parse_qsl(parts.query, keep_blank_values=True)
@@ -148,6 +166,8 @@ class RedisStore:
         socket_timeout: float = 10.0,
         display_url: str = "",
         client_name: str | None = None,
+        min_replicas: int = 0,
+        replica_timeout: float = 1.0,
     ) -> None:
         if not prefix or "{" in prefix or "}" in prefix:
             msg = f"the Redis key prefix must be non-empty without braces, not {prefix!r}"
@@ -161,7 +181,8 @@ class RedisStore:
         )
         self._timeouts = (connect_timeout, socket_timeout)
         self._client_name = client_name
-        self._client: aioredis.Redis | None = None
+        self._client: aioredis.Redis | RedisCluster | None = None
+        self._wait = (min_replicas, int(replica_timeout * 1000))
         self._scripts: dict[str, Any] = {}
 
     async def connect(self) -> None:
@@ -173,7 +194,9 @@ class RedisStore:
             # No automatic retries: a retried write script could apply twice, and a
             # second seq for a stale change breaks last-write-wins.  The pool opens a
             # fresh connection on the next call after a failure.
-            client = aioredis.Redis.from_url(
+            # One server, the Sentinel master or a Cluster, by URL scheme; every key
+            # shares the {prefix} hash tag, so the scripts run on one Cluster slot.
+            client = data_client(
                 self._client_url,
                 socket_connect_timeout=connect_timeout,
                 socket_timeout=socket_timeout,
@@ -228,7 +251,29 @@ class RedisStore:
                 cutoff,
             )
         keys = [self._counter, self._log, self._exp]
+        if self._wait[0]:
+            return _changes(await self._write_replicated(keys, args))
         return _changes(await self._call("write", "write", keys, args))
+
+    async def _write_replicated(self, keys: list[str], args: list[Any]) -> Any:
+        """The write script then WAIT on the same connection: returns only once
+        ``min_replicas`` replicas hold the write, so a Sentinel failover keeps it."""
+        wanted, timeout_ms = self._wait
+        if not isinstance(self._client, aioredis.Redis):
+            msg = f"Redis store {self.url} is not connected; call connect() first"
+            raise StoreError(msg)
+        with translate(_ERRORS, lambda: f"write on Redis store {self.url} failed"):
+            pipe = self._client.pipeline(transaction=False)
+            await self._scripts["write"](keys=keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", wanted, timeout_ms)
+            doc, acked = await pipe.execute()
+        if int(acked) < wanted:
+            msg = (
+                f"write on Redis store {self.url} reached {acked} of {wanted} replicas "
+                f"within {timeout_ms} ms; a failover now could lose it"
+            )
+            raise StoreError(msg)
+        return doc
 
     async def _range(self, key: str, low: str, limit: int) -> list[Change]:
         return _changes(await self._call("read", "range", [key], [self._base, low, limit]))

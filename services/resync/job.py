@@ -10,10 +10,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO, TypeVar
 
-import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from revsync.config import DEFAULTS, Settings, resolve
+from revsync.redis_topology import data_client
 from revsync.stores import store_from_url
 from revsync.stores.base import Store, StoreError
 from revsync.stores.common import mask_url
@@ -115,7 +117,10 @@ async def _retry(what: str, wait: float, attempt: Callable[[], Awaitable[T]]) ->
 
 
 async def _ping_redis(url: str) -> None:
-    client = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    # One server, the Sentinel master or a Cluster, by URL scheme.
+    client = data_client(
+        url, socket_connect_timeout=2, socket_timeout=2, retry=Retry(NoBackoff(), 0)
+    )
     try:
         await client.ping()
     finally:

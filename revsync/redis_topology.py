@@ -1,0 +1,383 @@
+"""Redis topologies: one server, Sentinel, or Cluster, picked by the URL scheme.
+
+- ``redis://host:port/db``, ``rediss://...``, ``unix://...``: one server (redis-py's
+  own URL forms).
+- ``redis+sentinel://[user:password@]host:port[,host:port...]/service[/db][?...]``:
+  the master Sentinel names ``service``; clients ask the sentinels again on every
+  new connection, so they follow the master through a failover.  Query:
+  ``db``, ``sentinel_username``, ``sentinel_password``.
+- ``redis+cluster://[user:password@]host:port[,host:port...][?...]``: a Redis
+  Cluster; the bus uses sharded pub/sub (SPUBLISH/SSUBSCRIBE, Redis >= 7.0), so a
+  message travels only within the shard that owns the channel's slot.
+
+``rediss+sentinel://`` and ``rediss+cluster://`` use TLS to the data nodes.  The
+store's own query parameters (``prefix``, ``min_replicas``) are accepted and left
+to the store.  Parsing never connects; errors name the config key and the form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import ConnectionPool, SSLConnection
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+__all__ = [
+    "CLUSTER_FORM",
+    "SENTINEL_FORM",
+    "TOPOLOGY_SCHEMES",
+    "BusConnection",
+    "ShardedPubSub",
+    "Topology",
+    "UnsupportedRedis",
+    "data_client",
+    "is_topology_url",
+    "parse_topology_url",
+]
+
+SENTINEL_FORM: Final = (
+    "redis+sentinel://[user:password@]host:port[,host:port...]/service_name[/db]"
+    " (example: redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster)"
+)
+CLUSTER_FORM: Final = (
+    "redis+cluster://[user:password@]host:port[,host:port...]"
+    " (example: redis+cluster://10.0.0.1:7000,10.0.0.2:7000)"
+)
+TOPOLOGY_SCHEMES: Final[dict[str, tuple[Literal["sentinel", "cluster"], bool]]] = {
+    "redis+sentinel": ("sentinel", False),
+    "rediss+sentinel": ("sentinel", True),
+    "redis+cluster": ("cluster", False),
+    "rediss+cluster": ("cluster", True),
+}
+# Query parameters these URLs may carry; the store reads prefix and min_replicas.
+_QUERY: Final = {
+    "sentinel": {"db", "sentinel_username", "sentinel_password", "prefix", "min_replicas"},
+    "cluster": {"prefix", "min_replicas"},
+}
+SHARDED_PUBSUB_SINCE: Final = (7, 0)
+
+
+class UnsupportedRedis(RedisConnectionError):
+    """The servers lack a feature the topology needs (sharded pub/sub before Redis 7)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """A parsed Sentinel or Cluster URL."""
+
+    kind: Literal["sentinel", "cluster"]
+    hosts: tuple[tuple[str, int], ...]
+    service: str | None
+    db: int
+    username: str | None
+    password: str | None
+    ssl: bool
+    sentinel_username: str | None
+    sentinel_password: str | None
+    query: tuple[tuple[str, str], ...]
+
+
+def is_topology_url(url: object) -> bool:
+    """Whether ``url`` uses a Sentinel or Cluster scheme."""
+    return isinstance(url, str) and url.partition("://")[0].lower() in TOPOLOGY_SCHEMES
+
+
+def _mask(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, hosts = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.partition(':')[0]}:***@{hosts}"
+
+
+def parse_topology_url(url: str, key: str = "REVSYNC_REDIS_URL") -> Topology:
+    """Parse a ``redis+sentinel://`` or ``redis+cluster://`` URL without connecting.
+
+    Raises ValueError naming ``key`` (or "the URL" when it is empty) and the
+    expected form.
+    """
+    scheme, _, rest = url.partition("://")
+    kind, ssl = TOPOLOGY_SCHEMES[scheme.lower()]
+    form = SENTINEL_FORM if kind == "sentinel" else CLUSTER_FORM
+
+    subject = f"{key}={_mask(url)!r}" if key else "the URL"
+
+    def bad(problem: str) -> ValueError:
+        return ValueError(f"{subject} {problem}; expected {form}")
+
+    parts = urlsplit(f"x://{rest}")
+    if parts.fragment:
+        raise bad("has a #fragment")
+    userinfo, _, netloc = parts.netloc.rpartition("@")
+    username = password = None
+    if userinfo:
+        user, has_password, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if has_password else None
+    hosts: list[tuple[str, int]] = []
+    for item in netloc.split(","):
+        host, colon, port_text = item.strip().rpartition(":")
+        host = host.strip("[]")
+        if not colon or not host:
+            raise bad(f"has {item.strip()!r} where host:port belongs")
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise bad(f"has an invalid port {port_text!r} in {item.strip()!r}")
+        hosts.append((host, int(port_text)))
+    segments = [s for s in parts.path.split("/") if s]
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    unknown = sorted({name for name, _ in query} - _QUERY[kind])
+    if unknown:
+        raise bad(f"has unknown query parameters {unknown} (accepted: {sorted(_QUERY[kind])})")
+    params = dict(query)
+    service: str | None = None
+    db_text = params.get("db", "0")
+    if kind == "sentinel":
+        if not segments:
+            raise bad("names no master service (the /service_name part)")
+        if len(segments) > 2:
+            raise bad("has more than /service_name/db in its path")
+        service = unquote(segments[0])
+        if len(segments) == 2:
+            db_text = segments[1]
+    elif segments not in ([], ["0"]):
+        raise bad("has a path; a Cluster has only database 0")
+    if not db_text.isdigit():
+        raise bad(f"has database {db_text!r}, not a number")
+    return Topology(
+        kind=kind,
+        hosts=tuple(hosts),
+        service=service,
+        db=int(db_text),
+        username=username,
+        password=password,
+        ssl=ssl,
+        sentinel_username=params.get("sentinel_username") or None,
+        sentinel_password=params.get("sentinel_password") or None,
+        query=tuple(query),
+    )
+
+
+def _node_kwargs(topology: Topology) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"username": topology.username, "password": topology.password}
+    if topology.ssl:
+        kwargs["ssl"] = True
+    return kwargs
+
+
+def _sentinel(topology: Topology, timeout: float) -> Sentinel:
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "username": topology.sentinel_username,
+        "password": topology.sentinel_password,
+    }
+    return Sentinel(  # type: ignore[no-untyped-call]
+        list(topology.hosts), sentinel_kwargs=sentinel_kwargs
+    )
+
+
+def data_client(
+    url: str,
+    *,
+    socket_timeout: float | None,
+    socket_connect_timeout: float,
+    retry: Retry,
+    client_name: str | None = None,
+    health_check_interval: int = 0,
+) -> aioredis.Redis | RedisCluster:
+    """A client for commands: one server, the Sentinel master, or a Cluster."""
+    common: dict[str, Any] = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_connect_timeout,
+        "retry": retry,
+        "client_name": client_name,
+        "health_check_interval": health_check_interval,
+    }
+    if not is_topology_url(url):
+        return aioredis.Redis.from_url(url, **common)
+    topology = parse_topology_url(url)
+    if topology.kind == "sentinel":
+        assert topology.service is not None  # parse_topology_url checked it
+        master: aioredis.Redis = _sentinel(topology, socket_connect_timeout).master_for(
+            topology.service, db=topology.db, **_node_kwargs(topology), **common
+        )
+        return master
+    return _cluster_client(topology, common)
+
+
+def _cluster_client(topology: Topology, common: dict[str, Any]) -> RedisCluster:
+    nodes = [ClusterNode(host, port) for host, port in topology.hosts]
+    return RedisCluster(startup_nodes=nodes, **_node_kwargs(topology), **common)
+
+
+def _version(info: dict[str, Any]) -> tuple[int, ...]:
+    text = str(info.get("redis_version", "0"))
+    return tuple(int(p) for p in text.split(".")[:2] if p.isdigit())
+
+
+def check_sharded_pubsub(version: tuple[int, ...], where: str) -> None:
+    """Raise UnsupportedRedis when a Cluster node is older than Redis 7.0."""
+    if version < SHARDED_PUBSUB_SINCE:
+        shown = ".".join(map(str, version)) or "unknown"
+        msg = (
+            f"Redis Cluster node {where} runs Redis {shown}, which has no sharded pub/sub "
+            "(SPUBLISH/SSUBSCRIBE, Redis >= 7.0); revsync needs it in Cluster mode and "
+            "does not fall back to cluster-wide PUBLISH"
+        )
+        raise UnsupportedRedis(msg)
+
+
+class ShardedPubSub(PubSub):
+    """A PubSub on the primary that owns the channel's slot, speaking SSUBSCRIBE.
+
+    It looks the owner up afresh on every ``subscribe`` (so a new subscription after
+    a failover finds the promoted replica) and reports ``ssubscribe``/``smessage`` as
+    ``subscribe``/``message``, so a reader written for PUBLISH/SUBSCRIBE works
+    unchanged.  When the server moves the slot away (``sunsubscribe`` it did not ask
+    for) it raises ConnectionError, so the reader reconnects and catches up.
+    """
+
+    def __init__(self, cluster: RedisCluster, topology: Topology, timeout: float) -> None:
+        self._cluster = cluster
+        self._topology = topology
+        self._timeout = timeout
+        host, port = topology.hosts[0]
+        super().__init__(connection_pool=self._pool(host, port))
+
+    def _pool(self, host: str, port: int) -> ConnectionPool:
+        extra: dict[str, Any] = {"connection_class": SSLConnection} if self._topology.ssl else {}
+        return ConnectionPool(
+            host=host,
+            port=port,
+            username=self._topology.username,
+            password=self._topology.password,
+            socket_connect_timeout=self._timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+            **extra,
+        )
+
+    async def subscribe(self, *args: Any, **kwargs: Any) -> None:
+        """SSUBSCRIBE the channels on their shard's current primary (one channel's
+        slot: revsync subscribes to exactly one channel)."""
+        await self._cluster.nodes_manager.initialize()
+        node = self._cluster.get_node_from_key(args[0])
+        if node is None:
+            msg = f"no Redis Cluster node serves the slot of channel {args[0]!r}"
+            raise RedisConnectionError(msg)
+        probe = aioredis.Redis(connection_pool=self._pool(node.host, int(node.port)))
+        try:
+            check_sharded_pubsub(_version(await probe.info("server")), node.name)
+        finally:
+            await probe.aclose(close_connection_pool=True)
+        await self.connection_pool.disconnect()
+        self.connection_pool = self._pool(node.host, int(node.port))
+        await self.ssubscribe(*args, **kwargs)
+
+    async def get_message(
+        self,
+        ignore_subscribe_messages: bool = False,
+        timeout: float | None = 0.0,  # noqa: ASYNC109 - PubSub's own signature
+    ) -> dict[str, Any] | None:
+        """The next message, with sharded types renamed to their classic names."""
+        message: dict[str, Any] | None = await super().get_message(
+            ignore_subscribe_messages, timeout
+        )
+        if message is None:
+            return None
+        kind = message["type"]
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        if kind == "sunsubscribe":  # never asked for: the server moved the slot
+            msg = "the channel's slot moved to another Redis Cluster node"
+            raise RedisConnectionError(msg)
+        message["type"] = {"smessage": "message", "ssubscribe": "subscribe"}.get(kind, kind)
+        return message
+
+    async def aclose(self) -> None:
+        """Close the connection and the pool of this subscription."""
+        await super().aclose()  # type: ignore[no-untyped-call]
+        await self.connection_pool.disconnect()
+
+
+class BusConnection:
+    """The bus's clients for one topology: publish, ping, and new subscriptions.
+
+    Publishing has bounded timeouts and one immediate retry (a pooled connection
+    that died with a restart or failover); subscribing has no read timeout and no
+    silent retries, so a lost subscription surfaces as an error the reader counts.
+    """
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self.sharded = False
+        self._topology: Topology | None = None
+        self._cluster: RedisCluster | None = None
+        self._timeout = timeout
+        self.publisher = data_client(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),
+        )
+        if not is_topology_url(url):
+            self.subscriber: aioredis.Redis | RedisCluster = aioredis.Redis.from_url(
+                url,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),
+                health_check_interval=0,
+            )
+            return
+        self._topology = topology = parse_topology_url(url)
+        if topology.kind == "sentinel":
+            assert topology.service is not None  # parse_topology_url checked it
+            self.subscriber = _sentinel(topology, timeout).master_for(
+                topology.service,
+                db=topology.db,
+                socket_connect_timeout=timeout,
+                socket_timeout=None,
+                retry=Retry(NoBackoff(), 0),
+                health_check_interval=0,
+                **_node_kwargs(topology),
+            )
+        else:
+            self.sharded = True
+            # Used only to learn which primary owns the channel's slot.
+            self.subscriber = self._cluster = _cluster_client(
+                topology,
+                {
+                    "socket_timeout": timeout,
+                    "socket_connect_timeout": timeout,
+                    "retry": Retry(NoBackoff(), 0),
+                },
+            )
+
+    async def publish(self, channel: str, data: bytes) -> int:
+        """PUBLISH, or SPUBLISH in a Cluster; return how many subscribers received it."""
+        if isinstance(self.publisher, RedisCluster):
+            receivers: int = await self.publisher.spublish(channel, data)
+        else:
+            receivers = await self.publisher.publish(channel, data)
+        return receivers
+
+    async def ping(self) -> None:
+        """Round trip to Redis (every primary in a Cluster)."""
+        await self.publisher.ping()
+
+    def subscription(self) -> PubSub:
+        """A new, not yet subscribed PubSub on a connection of its own."""
+        if self._cluster is not None and self._topology is not None:
+            return ShardedPubSub(self._cluster, self._topology, self._timeout)
+        assert isinstance(self.subscriber, aioredis.Redis)
+        return self.subscriber.pubsub()
+
+    async def close(self) -> None:
+        """Close every connection pool."""
+        await self.publisher.aclose()
+        await self.subscriber.aclose()

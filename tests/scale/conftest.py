@@ -1,0 +1,279 @@
+"""Real Redis topologies on free loopback ports: Sentinel (1 master, 1 replica,
+3 sentinels) and Cluster (3 masters + 3 replicas), each in its own tmp dirs.
+
+Both skip with a reason when redis-server cannot run them, except under
+REVSYNC_REQUIRE_SERVICES=1, where they fail.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import REQUIRE_SERVICES, RedisServer, free_port
+
+SERVICE = "mymaster"
+
+
+def _unavailable(what: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{what}, and REVSYNC_REQUIRE_SERVICES=1 forbids skipping")
+    pytest.skip(what)
+
+
+def _wait(check: object, what: str, within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except (redis.RedisError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not within {within}s")
+        time.sleep(0.05)
+
+
+class SentinelProcess:
+    """``redis-server sentinel.conf --sentinel`` on a free port."""
+
+    def __init__(self, port: int, workdir: Path, master_port: int) -> None:
+        self.port = port
+        self.workdir = workdir
+        self.master_port = master_port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "sentinel.conf"
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.workdir}\n"
+            f"sentinel monitor {SERVICE} 127.0.0.1 {self.master_port} 2\n"
+            f"sentinel down-after-milliseconds {SERVICE} 500\n"
+            f"sentinel failover-timeout {SERVICE} 2000\n"
+            f"sentinel parallel-syncs {SERVICE} 1\n"
+        )
+        binary = shutil.which("redis-sentinel") or shutil.which("redis-server")
+        if binary is None:
+            _unavailable("neither redis-sentinel nor redis-server is on PATH")
+        log = (self.workdir / "sentinel.log").open("wb")
+        self.proc = subprocess.Popen([str(binary), str(conf), "--sentinel"], stdout=log, stderr=log)
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        while True:
+            if self.proc.poll() is not None:
+                _unavailable(
+                    f"this redis-server cannot run as a sentinel (exit {self.proc.returncode}; "
+                    f"see {self.workdir / 'sentinel.log'})"
+                )
+            try:
+                client.execute_command("SENTINEL", "MASTERS")
+                break
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    _unavailable("a sentinel did not answer SENTINEL MASTERS within 10s")
+                time.sleep(0.05)
+        client.close()
+
+    def master_port_now(self) -> int:
+        client = redis.Redis(port=self.port, socket_timeout=1)
+        try:
+            addr = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
+        finally:
+            client.close()
+        return int(addr[1])
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+@dataclass
+class SentinelSetup:
+    master: RedisServer
+    replica: RedisServer
+    sentinels: list[SentinelProcess]
+
+    def url(self, query: str = "") -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{SERVICE}/0{query}"
+
+    def master_port(self) -> int:
+        return self.sentinels[0].master_port_now()
+
+
+@pytest.fixture
+def sentinel_setup(tmp_path: Path) -> Iterator[SentinelSetup]:
+    """One master, one replica and three sentinels watching them."""
+    master = RedisServer(free_port(), tmp_path / "master")
+    replica_port = free_port()
+    replica = RedisServer(
+        replica_port,
+        tmp_path / "replica",
+        ["--replicaof", "127.0.0.1", str(master.port), "--replica-announce-ip", "127.0.0.1"],
+    )
+    sentinels = [
+        SentinelProcess(free_port(), tmp_path / f"sentinel{i}", master.port) for i in range(3)
+    ]
+    setup = SentinelSetup(master, replica, sentinels)
+    try:
+        for server in (master, replica):
+            server.workdir.mkdir(parents=True)
+            server.start()
+        _wait(
+            lambda: replica.client().info("replication")["master_link_status"] == "up",
+            "replica in sync",
+        )
+        for sentinel in sentinels:
+            sentinel.start()
+
+        def all_know_replica() -> bool:
+            for s in sentinels:
+                c = redis.Redis(port=s.port, socket_timeout=1)
+                try:
+                    replicas = c.execute_command("SENTINEL", "REPLICAS", SERVICE)
+                    others = c.execute_command("SENTINEL", "SENTINELS", SERVICE)
+                finally:
+                    c.close()
+                if len(replicas) < 1 or len(others) < 2:
+                    return False
+            return True
+
+        _wait(all_know_replica, "sentinels discovering the replica and each other")
+        yield setup
+    finally:
+        for sentinel in sentinels:
+            sentinel.kill()
+        master.kill()
+        replica.kill()
+
+
+@dataclass
+class ClusterSetup:
+    servers: list[RedisServer]
+    down: set[int] = field(default_factory=set)
+
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.servers)
+        return f"redis+cluster://{hosts}"
+
+    def live(self) -> list[RedisServer]:
+        return [s for s in self.servers if s.port not in self.down]
+
+    def primary_for(self, key: str) -> RedisServer:
+        """The server that owns ``key``'s slot now."""
+        for server in self.live():
+            client = server.client()
+            try:
+                slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+                for start, end, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                    if start <= slot <= end:
+                        port = int(primary[1])
+                        return next(s for s in self.servers if s.port == port)
+            except redis.RedisError:
+                continue
+            finally:
+                client.close()
+        pytest.fail(f"no live node knows the owner of {key!r}")
+
+    def ok(self) -> bool:
+        for server in self.live():
+            client = server.client()
+            try:
+                info = client.execute_command("CLUSTER", "INFO")
+            finally:
+                client.close()
+            text = info.decode() if isinstance(info, bytes) else str(info)
+            if "cluster_state:ok" not in text:
+                return False
+        return True
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is valid and free too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+@pytest.fixture
+def cluster_setup(tmp_path: Path) -> Iterator[ClusterSetup]:
+    """Three masters and three replicas, made one Cluster by redis-cli --cluster create."""
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        _unavailable("redis-cli is not on PATH (needed for redis-cli --cluster create)")
+    servers = []
+    for i in range(6):
+        port = _cluster_port()
+        workdir = tmp_path / f"node{i}"
+        workdir.mkdir()
+        servers.append(
+            RedisServer(
+                port,
+                workdir,
+                [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    str(workdir / "nodes.conf"),
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--cluster-replica-validity-factor",
+                    "0",
+                ],
+            )
+        )
+    setup = ClusterSetup(servers)
+    try:
+        for server in servers:
+            server.start()
+        version = servers[0].client().info("server")["redis_version"]
+        if int(str(version).split(".")[0]) < 7:
+            _unavailable(f"redis-server {version} has no sharded pub/sub (Redis >= 7.0)")
+        create = subprocess.run(
+            [
+                str(cli),
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{s.port}" for s in servers),
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        if create.returncode != 0:
+            pytest.fail(f"redis-cli --cluster create failed: {create.stdout!r} {create.stderr!r}")
+        _wait(setup.ok, "cluster_state:ok on every node", within=30)
+
+        def replicas_linked() -> bool:
+            links = 0
+            for server in servers:
+                info = server.client().info("replication")
+                links += info.get("role") == "slave" and info.get("master_link_status") == "up"
+            return links == 3
+
+        _wait(replicas_linked, "three replicas in sync", within=30)
+        yield setup
+    finally:
+        for server in servers:
+            server.kill()
