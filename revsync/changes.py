@@ -22,6 +22,10 @@ class Kind(StrEnum):
     """A single token, by its ``jti`` claim."""
     SUBJECT = "subject"
     """Every token of one identity issued at or before ``cutoff``."""
+    TOKEN = "token"  # noqa: S105 - a kind of change, not a password
+    """A token the app issued (the token registry, ``revsync.registry``): ``revoked``
+    is always False, and the row is what allowlist mode lets in.  Written only when
+    REVSYNC_TRACK_TOKENS is on."""
 
 
 class Change(NamedTuple):

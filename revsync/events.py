@@ -88,6 +88,8 @@ class Op(StrEnum):
     REVOKE_SUBJECT = "revoke_subject"
     UNREVOKE_SUBJECT = "unrevoke_subject"
     PING = "ping"
+    ISSUE = "issue"
+    """A token was registered (REVSYNC_TRACK_TOKENS): a doorbell, like unrevoke."""
 
 
 _OPS = {op.value: op for op in Op}
@@ -96,12 +98,14 @@ _OP_OF = {
     (Kind.JTI, False): Op.UNREVOKE,
     (Kind.SUBJECT, True): Op.REVOKE_SUBJECT,
     (Kind.SUBJECT, False): Op.UNREVOKE_SUBJECT,
+    (Kind.TOKEN, False): Op.ISSUE,
 }
 _KIND_OF = {
     Op.REVOKE: Kind.JTI,
     Op.UNREVOKE: Kind.JTI,
     Op.REVOKE_SUBJECT: Kind.SUBJECT,
     Op.UNREVOKE_SUBJECT: Kind.SUBJECT,
+    Op.ISSUE: Kind.TOKEN,
 }
 
 
@@ -192,7 +196,7 @@ class RevocationEvent:
     def from_change(cls, change: Change, origin: str, sent_at: float) -> RevocationEvent:
         """The event announcing a stored change."""
         op = _OP_OF.get((Kind(change.kind), bool(change.revoked)))
-        if op is None:  # pragma: no cover - Kind has two members
+        if op is None:  # a token row is never revoked: revocations are Kind.JTI rows
             msg = f"no event for a change of kind {change.kind!r}"
             raise ValueError(msg)
         return cls(

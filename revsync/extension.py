@@ -15,6 +15,7 @@ from revsync.bus import BusError, RedisBus
 from revsync.changes import Change, ChangeRequest, Kind, canonical_identity
 from revsync.config import Settings, resolve
 from revsync.events import RevocationEvent, encode_event
+from revsync.registry import IssuedTokens, Registry, RegistrySettings, TokenRecord
 from revsync.replica import Replica
 from revsync.revocation_set import RevocationSet
 from revsync.stats import SyncStats
@@ -60,6 +61,10 @@ class RevSync:
         node_id: str | None = None,
         leeway: float | None = None,
         subject_ttl: float | None = None,
+        track_tokens: bool | None = None,
+        mode: str | None = None,
+        rotate_refresh: bool | None = None,
+        allowlist_wait: float | None = None,
     ) -> None:
         self._overrides: dict[str, Any] = {
             "redis_url": redis_url,
@@ -76,6 +81,13 @@ class RevSync:
             "leeway": leeway,
             "subject_ttl": subject_ttl,
         }
+        self._registry_overrides: dict[str, Any] = {
+            "track_tokens": track_tokens,
+            "mode": mode,
+            "rotate_refresh": rotate_refresh,
+            "allowlist_wait": allowlist_wait,
+        }
+        self.registry: Registry | None = None
         self._given_store = store
         self.stats = SyncStats()
         self._started = False
@@ -101,6 +113,8 @@ class RevSync:
         self._identity_claim = self.settings.identity_claim
         self._max_staleness = self.settings.max_staleness
         self._fail_closed = self.settings.fail_mode == "closed"
+        registry = RegistrySettings.resolve(app.config, self._registry_overrides)
+        self.registry = Registry(self, registry) if registry.track_tokens else None
 
         app.extensions["revsync"] = self
         manager = app.extensions.get("revsync.jwt")
@@ -116,6 +130,9 @@ class RevSync:
 
     def attach(self, manager: Any) -> None:
         """Register as ``manager``'s blacklist loader (called by JWTManager.init_app too)."""
+        if self.registry is not None:
+            self.registry.attach(manager)
+            return
         manager.token_in_blacklist_loader(self.is_revoked)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -326,6 +343,49 @@ class RevSync:
             last_seq=changes[-1].seq,
         )
         return changes
+
+    # -- the token registry (REVSYNC_TRACK_TOKENS; see revsync.registry) -----------------
+
+    def _require_registry(self) -> Registry:
+        if self.registry is None:
+            msg = "the token registry is off: set REVSYNC_TRACK_TOKENS=true"
+            raise RuntimeError(msg)
+        return self.registry
+
+    async def issue_tokens(
+        self,
+        identity: Any,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        fresh: bool = False,
+        refresh: bool = True,
+    ) -> IssuedTokens:
+        """Register and create an access (and refresh) token; call inside a request.
+
+        With REVSYNC_TRACK_TOKENS on, create tokens through this (not
+        ``create_access_token``), or allowlist mode refuses them.  ``metadata``: at most
+        8 string fields, 1 KB as JSON (user_agent, ip, device...); else ValueError.
+        """
+        return await self._require_registry().issue_tokens(
+            identity, metadata=metadata, fresh=fresh, refresh=refresh
+        )
+
+    async def refresh_tokens(
+        self, claims: Mapping[str, Any], *, metadata: Mapping[str, str] | None = None
+    ) -> IssuedTokens:
+        """New tokens for a verified refresh token (rotated with REVSYNC_ROTATE_REFRESH).
+
+        Raises ``revsync.registry.RefreshTokenReused`` (family revoked) on reuse.
+        """
+        return await self._require_registry().refresh(claims, metadata=metadata)
+
+    async def active_tokens(self, identity: object) -> list[TokenRecord]:
+        """The identity's live, non-revoked registered tokens with their metadata."""
+        return await self._require_registry().active_tokens(identity)
+
+    async def token_record(self, jti: str) -> TokenRecord | None:
+        """The registry record of one jti (revoked or not), or None."""
+        return await self._require_registry().token(_check_jti(jti))
 
     async def list_revocations(self, identity: object) -> list[Change]:
         """The store's live revocations of one identity (its tokens and cut-offs)."""

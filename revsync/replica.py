@@ -27,7 +27,8 @@ from revsync.stats import SyncStats
 from revsync.stores.base import Store
 
 PAGE_SIZE = 10_000
-_DOORBELLS = (Op.UNREVOKE, Op.UNREVOKE_SUBJECT)
+# Events that could let a token in: re-read from the store, never obeyed as sent.
+_DOORBELLS = (Op.UNREVOKE, Op.UNREVOKE_SUBJECT, Op.ISSUE)
 
 
 @contextlib.contextmanager

@@ -35,6 +35,7 @@ bucket to re-check on each prune; entries are removed exactly on time either way
 
 _JTI = Kind.JTI
 _SUBJECT = Kind.SUBJECT
+_TOKEN = Kind.TOKEN
 _INF = math.inf
 
 
@@ -112,6 +113,8 @@ class RevocationSet:
     """
 
     __slots__ = (
+        "_allowed",
+        "_allowed_index",
         "_clock",
         "_cutoffs",
         "_jti_index",
@@ -146,6 +149,9 @@ class RevocationSet:
         self._subject_index = _ExpiryIndex(bucket_seconds)
         self._cutoffs: dict[str, float] = {}
         """canonical identity -> cut-off; ``_subject_index`` holds their expiries."""
+        self._allowed_index = _ExpiryIndex(bucket_seconds)
+        self._allowed = self._allowed_index.expiries
+        """Registered (issued) jti -> expires_at: the allowlist (``Kind.TOKEN`` rows)."""
 
     # -- the request path ---------------------------------------------------------
 
@@ -267,6 +273,11 @@ class RevocationSet:
                     raise ValueError(msg)
                 self._cutoffs[key] = change.cutoff
                 self._subject_index.set(key, expires_at)
+        elif kind == _TOKEN:
+            if revoked:
+                self._allowed.pop(key, None)
+            elif not expires_at + self._leeway < now:
+                self._allowed_index.set(key, expires_at)
         else:
             msg = f"unknown change kind {kind!r} (seq {change.seq})"
             raise ValueError(msg)
@@ -286,7 +297,8 @@ class RevocationSet:
         subjects = self._subject_index.prune(now, self._leeway)
         for key in subjects:
             del self._cutoffs[key]
-        return len(jtis) + len(subjects)
+        allowed = self._allowed_index.prune(now, self._leeway)
+        return len(jtis) + len(subjects) + len(allowed)
 
     def clear(self) -> None:
         """Forget every entry."""
@@ -294,6 +306,7 @@ class RevocationSet:
         self._revoked.clear()
         self._subject_index.clear()
         self._cutoffs.clear()
+        self._allowed_index.clear()
 
     # -- inspection ---------------------------------------------------------------
 
@@ -314,6 +327,18 @@ class RevocationSet:
     def leeway(self) -> float:
         """Seconds an entry outlives its ``expires_at``."""
         return self._leeway
+
+    @property
+    def allowed_count(self) -> int:
+        """How many registered (issued, unexpired) tokens the set holds."""
+        return len(self._allowed)
+
+    def is_allowed(self, jti: object) -> bool:
+        """Whether ``jti`` names a registered token (allowlist mode); no I/O."""
+        try:
+            return jti in self._allowed
+        except TypeError:  # unhashable jti: a malformed token
+            return False
 
     def contains_jti(self, jti: str) -> bool:
         """Whether ``jti`` is in the set (expired or not)."""

@@ -102,6 +102,9 @@ class JWTManager:
         self._decode_key_callback: Callable[..., Any] | None = None
         self._decode_key_callback_takes_header = True
         self._encode_key_callback: Callable[..., Any] | None = None
+        # Called with (token type, payload) just before a new token is signed; they may
+        # add or pin claims (the token registry pins jti/exp and adds rsq/fam).
+        self.payload_hooks: list[Callable[[str, dict[str, Any]], None]] = []
         if app is not None:
             self.init_app(app)
 
@@ -263,6 +266,8 @@ class JWTManager:
         else:
             key = yield self._encode_key_callback(identity)
         payload = build_payload(cfg, kind, subject, expires, user_claims, fresh)
+        for hook in self.payload_hooks:
+            hook(kind, payload)
         return encode_payload(cfg, payload, key, headers)
 
     def decode_steps(

@@ -33,6 +33,7 @@ from revsync.stores.common import (
     mask_url,
     translate,
 )
+from revsync.stores.tokens import TokenRecord, records_from_rows, request_for, row_for
 
 __all__ = ["PostgresStore", "from_url"]
 
@@ -61,7 +62,7 @@ CREATE TABLE IF NOT EXISTS revsync_meta (
 INSERT INTO revsync_meta (id, seq) VALUES (1, 0) ON CONFLICT DO NOTHING;
 CREATE TABLE IF NOT EXISTS revsync_changes (
     seq bigint NOT NULL,
-    kind text NOT NULL CHECK (kind IN ('jti', 'subject')),
+    kind text NOT NULL CHECK (kind IN ('jti', 'subject', 'token')),
     key text NOT NULL,
     revoked boolean NOT NULL,
     expires_at double precision NOT NULL,
@@ -73,6 +74,32 @@ CREATE TABLE IF NOT EXISTS revsync_changes (
 CREATE UNIQUE INDEX IF NOT EXISTS revsync_changes_seq ON revsync_changes (seq);
 CREATE INDEX IF NOT EXISTS revsync_changes_identity ON revsync_changes (identity, seq);
 CREATE INDEX IF NOT EXISTS revsync_changes_expires_at ON revsync_changes (expires_at);
+CREATE TABLE IF NOT EXISTS revsync_tokens (
+    jti text PRIMARY KEY,
+    identity text NOT NULL,
+    type text NOT NULL,
+    family text,
+    issued_at double precision NOT NULL,
+    expires_at double precision NOT NULL,
+    metadata text NOT NULL,
+    rotated boolean NOT NULL,
+    seq bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS revsync_tokens_identity ON revsync_tokens (identity, seq);
+CREATE INDEX IF NOT EXISTS revsync_tokens_family ON revsync_tokens (family);
+CREATE INDEX IF NOT EXISTS revsync_tokens_expires_at ON revsync_tokens (expires_at);
+-- Tables created before the token registry only allowed 'jti' and 'subject'.  Altered
+-- only then: an ALTER on every connect would lock out (and deadlock with) writers.
+DO $$ BEGIN
+    IF EXISTS (SELECT 1 FROM pg_constraint
+               WHERE conname = 'revsync_changes_kind_check'
+                 AND conrelid = 'revsync_changes'::regclass
+                 AND pg_get_constraintdef(oid) NOT LIKE '%token%') THEN
+        ALTER TABLE revsync_changes DROP CONSTRAINT revsync_changes_kind_check;
+        ALTER TABLE revsync_changes ADD CONSTRAINT revsync_changes_kind_check
+            CHECK (kind IN ('jti', 'subject', 'token')) NOT VALID;
+    END IF;
+END $$;
 """
 
 _LOAD = """
@@ -96,6 +123,22 @@ _SELECT = (
 _GET = f"{_SELECT} WHERE kind = $1 AND key = $2"
 _SINCE = f"{_SELECT} WHERE seq > $1 ORDER BY seq LIMIT $2"
 _BY_IDENTITY = f"{_SELECT} WHERE identity = $1 ORDER BY seq"
+
+
+_RECORD_SELECT = (
+    "SELECT jti, identity, type, family, issued_at, expires_at, metadata, rotated, seq"
+    " FROM revsync_tokens"
+)
+_RECORD = _RECORD_SELECT + " WHERE jti = $1"
+_RECORDS_BY = {
+    "identity": _RECORD_SELECT + " WHERE identity = $1 ORDER BY seq",
+    "family": _RECORD_SELECT + " WHERE family = $1 ORDER BY seq",
+}
+_INSERT_RECORD = (
+    "INSERT INTO revsync_tokens"
+    " (jti, identity, type, family, issued_at, expires_at, metadata, rotated, seq)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (jti) DO NOTHING"
+)
 
 
 def from_url(url: str, **options: Any) -> PostgresStore:
@@ -182,23 +225,74 @@ class PostgresStore:
         if not checked:
             return []
         async with self._errors("write to"), self._acquire() as conn, conn.transaction():
-            head = await conn.fetchval(
-                "UPDATE revsync_meta SET seq = seq + $1 WHERE id = 1 RETURNING seq",
-                len(checked),
-            )
-            if head is None:
-                msg = f"PostgreSQL store {self.url} has no sequence counter row"
-                raise StoreError(msg)
-            targets = {(request.kind, request.key) for request in checked}
-            kinds, keys = zip(*((kind.value, key) for kind, key in targets), strict=True)
-            old = {(c.kind, c.key): c for c in _changes(await conn.fetch(_LOAD, kinds, keys))}
-            changes, final = apply_all(old, checked, head - len(checked) + 1, time.time())
-            columns = list(zip(*final, strict=True))
-            columns[1] = tuple(kind.value for kind in columns[1])
-            await conn.execute(_UPSERT, *columns)
+            changes = await self._apply(conn, checked)
             if self._delay_in_tx is not None:
                 await self._delay_in_tx()
         return changes
+
+    async def _apply(self, conn: Any, checked: list[ChangeRequest]) -> list[Change]:
+        """Number and merge ``checked`` inside the caller's transaction."""
+        head = await conn.fetchval(
+            "UPDATE revsync_meta SET seq = seq + $1 WHERE id = 1 RETURNING seq",
+            len(checked),
+        )
+        if head is None:
+            msg = f"PostgreSQL store {self.url} has no sequence counter row"
+            raise StoreError(msg)
+        targets = {(request.kind, request.key) for request in checked}
+        kinds, keys = zip(*((kind.value, key) for kind, key in targets), strict=True)
+        old = {(c.kind, c.key): c for c in _changes(await conn.fetch(_LOAD, kinds, keys))}
+        changes, final = apply_all(old, checked, head - len(checked) + 1, time.time())
+        columns = list(zip(*final, strict=True))
+        columns[1] = tuple(kind.value for kind in columns[1])
+        await conn.execute(_UPSERT, *columns)
+        return changes
+
+    # -- the token registry (revsync.registry) ------------------------------------------
+
+    async def register(
+        self, records: Sequence[TokenRecord], *, rotate: str | None = None
+    ) -> list[Change] | None:
+        """Record issued tokens and their ``Kind.TOKEN`` changes in one transaction.
+
+        With ``rotate``, first mark that refresh jti rotated, compare-and-set (the row
+        lock serialises two nodes rotating the same token): if it is unknown or already
+        rotated, write nothing and return None.
+        """
+        requests = [check_request(request_for(record)) for record in records]
+        async with self._errors("write to"), self._acquire() as conn, conn.transaction():
+            if rotate is not None:
+                status = await conn.execute(
+                    "UPDATE revsync_tokens SET rotated = true WHERE jti = $1 AND NOT rotated",
+                    rotate,
+                )
+                if status != "UPDATE 1":
+                    return None
+            if not requests:
+                return []
+            changes = await self._apply(conn, requests)
+            rows = [row_for(r, c.seq) for r, c in zip(records, changes, strict=True)]
+            await conn.executemany(
+                _INSERT_RECORD,
+                rows,
+            )
+            if self._delay_in_tx is not None:
+                await self._delay_in_tx()
+        return changes
+
+    async def token(self, jti: str) -> TokenRecord | None:
+        """The registry record of one jti, or None."""
+        sql = _RECORD
+        found = records_from_rows(await self._fetch(sql, jti))
+        return found[0] if found else None
+
+    async def tokens(
+        self, *, identity: str | None = None, family: str | None = None
+    ) -> list[TokenRecord]:
+        """Registry records of one identity or one refresh family, ascending by seq."""
+        column, value = ("identity", identity) if family is None else ("family", family)
+        sql = _RECORDS_BY[column]
+        return records_from_rows(await self._fetch(sql, value))
 
     @contextlib.asynccontextmanager
     async def _errors(self, what: str) -> AsyncIterator[None]:
@@ -242,6 +336,7 @@ class PostgresStore:
         sql = "DELETE FROM revsync_changes WHERE expires_at < $1"
         async with self._errors("prune of"), self._acquire() as conn:
             status: str = await conn.execute(sql, float(before))
+            await conn.execute("DELETE FROM revsync_tokens WHERE expires_at < $1", float(before))
         return int(status.rpartition(" ")[2])
 
     async def by_identity(self, identity: str) -> list[Change]:

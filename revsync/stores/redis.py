@@ -10,6 +10,10 @@ for keys of the script's own slot):
 - ``{p}:log``            sorted set of targets by seq (``since``)
 - ``{p}:exp``            sorted set of targets by expires_at (``prune``)
 - ``{p}:id:<identity>``  sorted set of one identity's targets by seq (``by_identity``)
+- ``{p}:tok:<jti>``, ``{p}:tok-id:<identity>``, ``{p}:tok-fam:<family>``, ``{p}:tok-exp``
+                          the token registry (REVSYNC_TRACK_TOKENS): a record hash and
+                          its indexes by identity, family (by seq) and expiry; written
+                          with its ``Kind.TOKEN`` change in one script (``register``)
 
 A write is one Lua script, so the counter, the row and the indexes change together
 or not at all, and in seq order.  The script mirrors ``common.merge``.  Times travel
@@ -39,6 +43,7 @@ from revsync.changes import Change, ChangeRequest, Kind
 from revsync.redis_topology import data_client, is_topology_url, parse_topology_url
 from revsync.stores.base import StoreError
 from revsync.stores.common import KINDS, PAGE, check_figures, check_request, mask_url, translate
+from revsync.stores.tokens import TokenRecord, request_for
 
 __all__ = ["RedisStore", "from_url"]
 
@@ -49,12 +54,12 @@ _ARGS_PER_REQUEST = 6
 # KEYS: counter, log, exp.  ARGV: prefix, now, count, then per request
 # kind, key, revoked ("1"/"0"), expires_at, identity ("" = none, else "=" .. identity),
 # cutoff ("" = none).  Returns the JSON array of the written changes.
-_WRITE = """
-local base, now, count = ARGV[1], ARGV[2], tonumber(ARGV[3])
+_WRITE_CHANGES = """
+local function write_changes(base, now, count, first)
 local last = redis.call('INCRBY', KEYS[1], count)
 local out = {}
 for i = 0, count - 1 do
-  local a = 4 + i * 6
+  local a = first + i * 6
   local kind, key, revoked = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local expires, identity, cutoff = ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
   local member = kind .. ':' .. key
@@ -95,7 +100,85 @@ for i = 0, count - 1 do
   redis.call('ZADD', KEYS[3], expires, member)
   out[#out + 1] = doc
 end
+return out, last - count + 1
+end
+"""
+
+_WRITE = (
+    _WRITE_CHANGES
+    + """
+local out = write_changes(ARGV[1], ARGV[2], tonumber(ARGV[3]), 4)
 return '[' .. table.concat(out, ',') .. ']'
+"""
+)
+
+# The token registry.  Per record ``{p}:tok:<jti>``, a hash: doc (the JSON array jti,
+# identity, type, family, issued_at, expires_at, metadata), identity, family, rotated
+# ("0"/"1"), seq; indexes ``{p}:tok-id:<identity>`` and ``{p}:tok-fam:<family>`` by
+# seq, ``{p}:tok-exp`` by expires_at (prune).
+#
+# KEYS: counter, log, exp, tok-exp.  ARGV: prefix, now, rotate ("" = none, else "=" ..
+# jti), count, then per record the 6 change arguments of _WRITE, then per record
+# jti, identity, family ("" = none, else "=" .. family), expires_at, rotated, doc.  Returns the
+# JSON array of the written changes, or nil (writing nothing) when the rotated jti is
+# unknown or already rotated: the compare-and-set runs in the same script.
+_REGISTER = (
+    _WRITE_CHANGES
+    + """
+local base, now, rotate, count = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+if rotate ~= '' then
+  local row = base .. ':tok:' .. string.sub(rotate, 2)
+  if redis.call('HGET', row, 'rotated') ~= '0' then return false end
+  redis.call('HSET', row, 'rotated', '1')
+end
+if count == 0 then return '[]' end
+local out, first = write_changes(base, now, count, 5)
+for i = 0, count - 1 do
+  local a = 5 + count * 6 + i * 6
+  local jti, identity, family = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  local expires, rotated, doc = ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+  local row = base .. ':tok:' .. jti
+  local old = redis.call('HMGET', row, 'identity', 'family')
+  if old[1] then redis.call('ZREM', base .. ':tok-id:' .. old[1], jti) end
+  if old[2] then redis.call('ZREM', base .. ':tok-fam:' .. old[2], jti) end
+  local seq = string.format('%d', first + i)
+  redis.call('DEL', row)
+  redis.call('HSET', row, 'doc', doc, 'identity', identity, 'rotated', rotated, 'seq', seq)
+  redis.call('ZADD', base .. ':tok-id:' .. identity, seq, jti)
+  if family ~= '' then
+    family = string.sub(family, 2)
+    redis.call('HSET', row, 'family', family)
+    redis.call('ZADD', base .. ':tok-fam:' .. family, seq, jti)
+  end
+  redis.call('ZADD', KEYS[4], expires, jti)
+end
+return '[' .. table.concat(out, ',') .. ']'
+"""
+)
+
+# KEYS: an index of records (tok-id or tok-fam).  ARGV: prefix.  Returns the JSON
+# array of [doc, rotated, seq] ascending by seq.
+_RECORDS = """
+local out = {}
+for _, jti in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local r = redis.call('HMGET', ARGV[1] .. ':tok:' .. jti, 'doc', 'rotated', 'seq')
+  if r[1] then out[#out + 1] = '[' .. r[1] .. ',' .. r[2] .. ',' .. r[3] .. ']' end
+end
+return '[' .. table.concat(out, ',') .. ']'
+"""
+
+# KEYS: tok-exp.  ARGV: prefix, before, batch.  Returns how many records it deleted.
+_PRUNE_RECORDS = """
+local jtis = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2], 'LIMIT', 0, ARGV[3])
+for _, jti in ipairs(jtis) do
+  local row = ARGV[1] .. ':tok:' .. jti
+  local old = redis.call('HMGET', row, 'identity', 'family')
+  if old[1] then redis.call('ZREM', ARGV[1] .. ':tok-id:' .. old[1], jti) end
+  if old[2] then redis.call('ZREM', ARGV[1] .. ':tok-fam:' .. old[2], jti) end
+  redis.call('DEL', row)
+  redis.call('ZREM', KEYS[1], jti)
+end
+return #jtis
 """
 
 # KEYS: a sorted set of targets.  ARGV: prefix, min score, limit (-1 = all).
@@ -176,8 +259,8 @@ class RedisStore:
         self.url = mask_url(display_url or url)
         self.prefix = prefix
         self._base = "{" + prefix + "}"
-        self._counter, self._log, self._exp = (
-            f"{self._base}:{name}" for name in ("seq", "log", "exp")
+        self._counter, self._log, self._exp, self._token_exp = (
+            f"{self._base}:{name}" for name in ("seq", "log", "exp", "tok-exp")
         )
         self._timeouts = (connect_timeout, socket_timeout)
         self._client_name = client_name
@@ -211,7 +294,14 @@ class RedisStore:
                 raise
         self._scripts = {
             name: client.register_script(source)
-            for name, source in (("write", _WRITE), ("range", _RANGE), ("prune", _PRUNE))
+            for name, source in (
+                ("write", _WRITE),
+                ("range", _RANGE),
+                ("prune", _PRUNE),
+                ("register", _REGISTER),
+                ("records", _RECORDS),
+                ("prune_records", _PRUNE_RECORDS),
+            )
         }
         self._client = client
 
@@ -238,24 +328,16 @@ class RedisStore:
         checked = [check_request(request) for request in requests]
         if not checked:
             return []
-        args: list[Any] = [self._base, repr(time.time()), len(checked)]
-        for r in checked:
-            identity = "" if r.identity is None else "=" + r.identity
-            cutoff = "" if r.cutoff is None else repr(r.cutoff)
-            args += (
-                r.kind.value,
-                r.key,
-                "1" if r.revoked else "0",
-                repr(r.expires_at),
-                identity,
-                cutoff,
-            )
+        args: list[Any] = [self._base, repr(time.time()), len(checked), *_change_args(checked)]
         keys = [self._counter, self._log, self._exp]
-        if self._wait[0]:
-            return _changes(await self._write_replicated(keys, args))
-        return _changes(await self._call("write", "write", keys, args))
+        return _changes(await self._write("write", keys, args))
 
-    async def _write_replicated(self, keys: list[str], args: list[Any]) -> Any:
+    async def _write(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        if self._wait[0]:
+            return await self._write_replicated(script, keys, args)
+        return await self._call("write", script, keys, args)
+
+    async def _write_replicated(self, script: str, keys: list[str], args: list[Any]) -> Any:
         """The write script then WAIT on the same connection: returns only once
         ``min_replicas`` replicas hold the write, so a Sentinel failover keeps it."""
         wanted, timeout_ms = self._wait
@@ -264,7 +346,7 @@ class RedisStore:
             raise StoreError(msg)
         with translate(_ERRORS, lambda: f"write on Redis store {self.url} failed"):
             pipe = self._client.pipeline(transaction=False)
-            await self._scripts["write"](keys=keys, args=args, client=pipe)
+            await self._scripts[script](keys=keys, args=args, client=pipe)
             pipe.execute_command("WAIT", wanted, timeout_ms)
             doc, acked = await pipe.execute()
         if int(acked) < wanted:
@@ -309,7 +391,63 @@ class RedisStore:
             deleted = int(await self._call("prune", "prune", [self._exp, self._log], args))
             total += deleted
             if deleted < _PRUNE_BATCH:
+                break
+        while True:  # registry records: not counted, like the SQL stores
+            deleted = int(await self._call("prune", "prune_records", [self._token_exp], args))
+            if deleted < _PRUNE_BATCH:
                 return total
+
+    # -- the token registry (revsync.registry) ------------------------------------------
+
+    async def register(
+        self, records: Sequence[TokenRecord], *, rotate: str | None = None
+    ) -> list[Change] | None:
+        """Record issued tokens and their ``Kind.TOKEN`` changes in one script run.
+
+        With ``rotate``, the script first marks that refresh jti rotated, compare-and-set:
+        if it is unknown or already rotated, it writes nothing and this returns None.
+        """
+        requests = [check_request(request_for(record)) for record in records]
+        args: list[Any] = [
+            self._base,
+            repr(time.time()),
+            "" if rotate is None else "=" + rotate,
+            len(requests),
+            *_change_args(requests),
+        ]
+        for r in records:
+            fields = [r.jti, r.identity, r.type, r.family, r.issued_at, r.expires_at, r.metadata]
+            args += (
+                r.jti,
+                r.identity,
+                "" if r.family is None else "=" + r.family,
+                repr(float(r.expires_at)),
+                "1" if r.rotated else "0",
+                json.dumps(fields, sort_keys=True),
+            )
+        keys = [self._counter, self._log, self._exp, self._token_exp]
+        written = await self._write("register", keys, args)
+        return None if written is None else _changes(written)
+
+    async def token(self, jti: str) -> TokenRecord | None:
+        """The registry record of one jti, or None."""
+        if self._client is None:
+            msg = f"Redis store {self.url} is not connected; call connect() first"
+            raise StoreError(msg)
+        with translate(_ERRORS, lambda: f"read on Redis store {self.url} failed"):
+            found = await self._client.hmget(f"{self._base}:tok:{jti}", ["doc", "rotated", "seq"])
+        doc, rotated, seq = cast("list[bytes | None]", found)
+        if doc is None or rotated is None or seq is None:
+            return None
+        return _records(b"[[" + doc + b"," + rotated + b"," + seq + b"]]")[0]
+
+    async def tokens(
+        self, *, identity: str | None = None, family: str | None = None
+    ) -> list[TokenRecord]:
+        """Registry records of one identity or one refresh family, ascending by seq."""
+        index = f"tok-id:{identity}" if family is None else f"tok-fam:{family}"
+        key = f"{self._base}:{index}"
+        return _records(await self._call("read", "records", [key], [self._base]))
 
     async def by_identity(self, identity: str) -> list[Change]:
         """Rows of one identity, ascending by seq."""
@@ -334,6 +472,31 @@ class RedisStore:
             msg = f"Redis store {self.url}: {listed} in the log, {expiring} by expiry, {rows} rows"
             raise StoreError(msg)
         return check_figures(head, rows, last, self.url)
+
+
+def _change_args(requests: Sequence[ChangeRequest]) -> list[Any]:
+    """The 6 script arguments of each (checked) request, flattened."""
+    args: list[Any] = []
+    for r in requests:
+        identity = "" if r.identity is None else "=" + r.identity
+        cutoff = "" if r.cutoff is None else repr(r.cutoff)
+        args += (
+            r.kind.value,
+            r.key,
+            "1" if r.revoked else "0",
+            repr(r.expires_at),
+            identity,
+            cutoff,
+        )
+    return args
+
+
+def _records(doc: bytes) -> list[TokenRecord]:
+    """Records from a JSON array of [[jti, ..., metadata], rotated, seq]."""
+    return [
+        TokenRecord(d[0], d[1], d[2], d[3], float(d[4]), float(d[5]), d[6], bool(rotated), seq)
+        for d, rotated, seq in json.loads(doc)
+    ]
 
 
 def _changes(doc: bytes) -> list[Change]:

@@ -28,6 +28,7 @@ import aiosqlite
 from revsync.changes import Change, ChangeRequest, Kind
 from revsync.stores.base import StoreError
 from revsync.stores.common import KINDS, apply_all, check_figures, check_request, translate
+from revsync.stores.tokens import TokenRecord, records_from_rows, request_for, row_for
 
 __all__ = ["SqliteStore", "from_url"]
 
@@ -35,16 +36,10 @@ _ERRORS = (sqlite3.Error, OSError)
 _BOOL = (False, True)
 _KEYS_PER_QUERY = 500
 
-_SCHEMA = """
-BEGIN IMMEDIATE;
-CREATE TABLE IF NOT EXISTS revsync_meta (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    seq INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO revsync_meta (id, seq) VALUES (1, 0);
-CREATE TABLE IF NOT EXISTS revsync_changes (
+_CHANGES_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
     seq INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL CHECK (kind IN ('jti', 'subject')),
+    kind TEXT NOT NULL CHECK (kind IN ('jti', 'subject', 'token')),
     key TEXT NOT NULL,
     revoked INTEGER NOT NULL,
     expires_at REAL NOT NULL,
@@ -53,10 +48,47 @@ CREATE TABLE IF NOT EXISTS revsync_changes (
     created_at REAL NOT NULL,
     UNIQUE (kind, key)
 );
-CREATE INDEX IF NOT EXISTS revsync_changes_identity ON revsync_changes (identity, seq);
-CREATE INDEX IF NOT EXISTS revsync_changes_expires_at ON revsync_changes (expires_at);
+"""
+_CHANGES_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS revsync_changes_identity ON revsync_changes (identity, seq)",
+    "CREATE INDEX IF NOT EXISTS revsync_changes_expires_at ON revsync_changes (expires_at)",
+)
+_COPY_CHANGES = (
+    "INSERT INTO revsync_changes_migrating"
+    " (seq, kind, key, revoked, expires_at, identity, cutoff, created_at)"
+    " SELECT seq, kind, key, revoked, expires_at, identity, cutoff, created_at"
+    " FROM revsync_changes"
+)
+
+_SCHEMA_TEMPLATE = """
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS revsync_meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO revsync_meta (id, seq) VALUES (1, 0);
+{changes_table}
+{changes_indexes}
+CREATE TABLE IF NOT EXISTS revsync_tokens (
+    jti TEXT PRIMARY KEY,
+    identity TEXT NOT NULL,
+    type TEXT NOT NULL,
+    family TEXT,
+    issued_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    metadata TEXT NOT NULL,
+    rotated INTEGER NOT NULL,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS revsync_tokens_identity ON revsync_tokens (identity, seq);
+CREATE INDEX IF NOT EXISTS revsync_tokens_family ON revsync_tokens (family);
+CREATE INDEX IF NOT EXISTS revsync_tokens_expires_at ON revsync_tokens (expires_at);
 COMMIT;
 """
+_SCHEMA = _SCHEMA_TEMPLATE.format(
+    changes_table=_CHANGES_TABLE.format(name="revsync_changes").strip(),
+    changes_indexes="\n".join(f"{index};" for index in _CHANGES_INDEXES),
+)
 
 
 _SELECT = (
@@ -69,6 +101,22 @@ _REPLACE = (
     "INSERT OR REPLACE INTO revsync_changes"
     " (seq, kind, key, revoked, expires_at, identity, cutoff, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+_RECORD_SELECT = (
+    "SELECT jti, identity, type, family, issued_at, expires_at, metadata, rotated, seq"
+    " FROM revsync_tokens"
+)
+_RECORD = _RECORD_SELECT + " WHERE jti = ?"
+_RECORDS_BY = {
+    "identity": _RECORD_SELECT + " WHERE identity = ? ORDER BY seq",
+    "family": _RECORD_SELECT + " WHERE family = ? ORDER BY seq",
+}
+_INSERT_RECORD = (
+    "INSERT OR REPLACE INTO revsync_tokens"
+    " (jti, identity, type, family, issued_at, expires_at, metadata, rotated, seq)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -144,6 +192,11 @@ class SqliteStore:
         # commit a transaction opened outside it.  Several processes may run it at once.
         try:
             await conn.executescript(_SCHEMA)
+            if await _needs_kind_migration(conn):
+                await conn.execute("BEGIN IMMEDIATE")
+                if await _needs_kind_migration(conn):  # another process may have done it
+                    await _migrate_kind_check(conn)
+                await conn.execute("COMMIT")
         except BaseException:
             await _rollback(conn)
             raise
@@ -238,10 +291,67 @@ class SqliteStore:
         async with self._write_lock:
             conn = self._conn(self._writer)
             with translate(_ERRORS, lambda: f"prune of SQLite store {self.url} failed"):
-                sql = "DELETE FROM revsync_changes WHERE expires_at < ?"
-                work = functools.partial(conn.execute, sql, (float(before),))
-                cursor = await self._transaction(conn, work)
-                return int(cursor.rowcount)
+
+                async def work() -> int:
+                    sql = "DELETE FROM revsync_changes WHERE expires_at < ?"
+                    cursor = await conn.execute(sql, (float(before),))
+                    await conn.execute(
+                        "DELETE FROM revsync_tokens WHERE expires_at < ?", (float(before),)
+                    )
+                    return int(cursor.rowcount)
+
+                pruned: int = await self._transaction(conn, work)
+                return pruned
+
+    # -- the token registry (revsync.registry) ------------------------------------------
+
+    async def register(
+        self, records: Sequence[TokenRecord], *, rotate: str | None = None
+    ) -> list[Change] | None:
+        """Record issued tokens and their ``Kind.TOKEN`` changes in one transaction.
+
+        With ``rotate``, first mark that refresh jti rotated, compare-and-set: if it is
+        unknown or already rotated, write nothing and return None.
+        """
+        requests = [check_request(request_for(record)) for record in records]
+        async with self._write_lock:
+            conn = self._conn(self._writer)
+
+            async def work() -> list[Change] | None:
+                if rotate is not None:
+                    cursor = await conn.execute(
+                        "UPDATE revsync_tokens SET rotated = 1 WHERE jti = ? AND rotated = 0",
+                        (rotate,),
+                    )
+                    if cursor.rowcount != 1:
+                        return None
+                if not requests:
+                    return []
+                changes = await self._apply(conn, requests)
+                rows = [row_for(r, c.seq) for r, c in zip(records, changes, strict=True)]
+                await conn.executemany(
+                    _INSERT_RECORD,
+                    rows,
+                )
+                return changes
+
+            with translate(_ERRORS, lambda: f"write to SQLite store {self.url} failed"):
+                result: list[Change] | None = await self._transaction(conn, work, hook=True)
+        return result
+
+    async def token(self, jti: str) -> TokenRecord | None:
+        """The registry record of one jti, or None."""
+        sql = _RECORD
+        found = records_from_rows(await self._read(sql, (jti,)))
+        return found[0] if found else None
+
+    async def tokens(
+        self, *, identity: str | None = None, family: str | None = None
+    ) -> list[TokenRecord]:
+        """Registry records of one identity or one refresh family, ascending by seq."""
+        column, value = ("identity", identity) if family is None else ("family", family)
+        sql = _RECORDS_BY[column]
+        return records_from_rows(await self._read(sql, (value,)))
 
     async def by_identity(self, identity: str) -> list[Change]:
         """Rows of one identity, ascending by seq."""
@@ -255,6 +365,25 @@ class SqliteStore:
         )
         ((counter, rows, max_row_seq),) = await self._read(sql)
         return check_figures(counter, rows, max_row_seq, self.url)
+
+
+async def _needs_kind_migration(conn: aiosqlite.Connection) -> bool:
+    """Whether revsync_changes predates the token registry: its CHECK refuses 'token'."""
+    sql = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'revsync_changes'"
+    rows = list(await conn.execute_fetchall(sql))
+    return bool(rows) and "'token'" not in rows[0][0]
+
+
+async def _migrate_kind_check(conn: aiosqlite.Connection) -> None:
+    """Rebuild revsync_changes with the current CHECK, inside the caller's transaction
+    (SQLite cannot alter a constraint in place): copy, drop, rename, re-index."""
+    await conn.execute("DROP TABLE IF EXISTS revsync_changes_migrating")
+    await conn.execute(_CHANGES_TABLE.format(name="revsync_changes_migrating"))
+    await conn.execute(_COPY_CHANGES)
+    await conn.execute("DROP TABLE revsync_changes")
+    await conn.execute("ALTER TABLE revsync_changes_migrating RENAME TO revsync_changes")
+    for index in _CHANGES_INDEXES:
+        await conn.execute(index)
 
 
 def _probe(path: str) -> None:

@@ -17,7 +17,7 @@ from quart import Quart
 
 from revsync import RevSync
 from revsync.jwt import JWTManager
-from services.api import admin, errors, health, tokens
+from services.api import admin, errors, health, sessions, tokens
 from services.api.metrics import registry_for
 from services.api.settings import ConfigError, from_env
 
@@ -50,6 +50,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Quart:
     app.register_blueprint(tokens.blueprint)
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(sessions.blueprint)
     return app
 
 

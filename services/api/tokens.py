@@ -6,7 +6,7 @@ the store cannot record it the caller gets 503 and the token stays valid.
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, current_app, jsonify
+from quart import Blueprint, Response, current_app, jsonify, request
 
 from revsync import RevSync, StoreError
 from revsync.jwt import (
@@ -17,6 +17,7 @@ from revsync.jwt import (
     jwt_refresh_token_required,
     jwt_required,
 )
+from revsync.registry import RefreshTokenReused, UnknownToken
 from services.api.errors import ApiError, error, field, json_object
 
 blueprint = Blueprint("tokens", __name__)
@@ -37,6 +38,15 @@ async def login() -> tuple[Response, int]:
     password = field(body, "password")
     if USERS.get(username) != password:
         return error(401, "Bad username or password")
+    if _revsync().registry is not None:
+        try:
+            issued = await _revsync().issue_tokens(username, metadata=_client_metadata(body))
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        except StoreError:
+            raise ApiError(503, "token registry unavailable; try again") from None
+        tokens = {"access_token": issued.access_token, "refresh_token": issued.refresh_token}
+        return jsonify(tokens), 200
     ret = {
         "access_token": create_access_token(identity=username),
         "refresh_token": create_refresh_token(identity=username),
@@ -48,7 +58,32 @@ async def login() -> tuple[Response, int]:
 @jwt_refresh_token_required
 async def refresh() -> tuple[Response, int]:
     current_user = get_jwt_identity()
+    if _revsync().registry is not None:
+        try:
+            issued = await _revsync().refresh_tokens(get_raw_jwt())
+        except (RefreshTokenReused, UnknownToken):
+            return error(401, "Token has been revoked")
+        except StoreError:
+            raise ApiError(503, "token registry unavailable; try again") from None
+        ret = {"access_token": issued.access_token}
+        if issued.refresh_token is not None:
+            ret["refresh_token"] = issued.refresh_token
+        return jsonify(ret), 200
     return jsonify({"access_token": create_access_token(identity=current_user)}), 200
+
+
+def _client_metadata(body: dict[str, object]) -> dict[str, str]:
+    """What the registry keeps about the client: its user agent, address, device label."""
+    metadata = {
+        "user_agent": request.headers.get("User-Agent", "")[:256],
+        "ip": request.remote_addr or "",
+    }
+    device = body.get("device")
+    if device is not None:
+        if not isinstance(device, str):
+            raise ApiError(400, "field device must be a string")
+        metadata["device"] = device
+    return metadata
 
 
 async def _revoke_current() -> tuple[Response, int]:

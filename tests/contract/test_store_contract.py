@@ -168,7 +168,7 @@ async def test_invalid_request_raises_value_error_and_writes_nothing(store: Stor
         with pytest.raises(ValueError, match="must be"):
             await store.write(bad)
     with pytest.raises(ValueError, match="kind"):
-        await store.write(ChangeRequest("token", "t", True, EXP))
+        await store.write(ChangeRequest("bogus", "t", True, EXP))
     with pytest.raises(ValueError, match="must be"):
         await store.write_many([jti("ok"), jti("")])
     assert await store.head() == 0

@@ -100,6 +100,7 @@ def test_the_constants_are_as_documented() -> None:
         "revoke_subject",
         "unrevoke_subject",
         "ping",
+        "issue",
     ]
 
 

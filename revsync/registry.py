@@ -1,0 +1,394 @@
+"""The token registry: issued tokens in the store, allowlist mode, refresh rotation.
+
+Off by default.  With ``REVSYNC_TRACK_TOKENS`` every token issued through
+:meth:`Registry.issue_tokens` (``RevSync.issue_tokens``) is recorded in the durable
+store with its identity, type, times and client metadata, in one transaction with a
+``Kind.TOKEN`` change numbered by the same counter as every revocation.  Nodes learn
+of it through the snapshot, catch-up and bus (``Op.ISSUE``, a doorbell), so each
+node's in-memory set also holds the allowlist.
+
+- ``REVSYNC_MODE=allowlist``: a token whose jti is not registered is refused.  Each
+  token carries ``rsq``, the seq of its registration: a node that has not applied
+  that seq yet waits for it (at most ``REVSYNC_ALLOWLIST_WAIT`` seconds, in memory,
+  while a background catch-up runs) instead of refusing, so the first request to
+  another node right after login succeeds.  Known tokens take the sync fast path.
+- ``REVSYNC_ROTATE_REFRESH``: refresh tokens carry a family id (``fam``); a refresh
+  marks the presented jti rotated and registers its successors in one
+  compare-and-set transaction.  Presenting a rotated token again revokes the whole
+  family on every node and logs ``revsync.refresh_token_reused``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from inspect import isawaitable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, runtime_checkable
+
+import structlog
+
+from revsync.changes import Change, canonical_identity
+from revsync.config import _bool, _seconds
+from revsync.stores.tokens import TokenRecord
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from revsync.extension import RevSync
+
+__all__ = [
+    "IssuedTokens",
+    "RefreshTokenReused",
+    "Registry",
+    "RegistrySettings",
+    "TokenRecord",
+    "TokenStore",
+    "UnknownToken",
+    "check_metadata",
+]
+
+logger = structlog.get_logger("revsync")
+
+MAX_METADATA_BYTES = 1024
+MAX_METADATA_KEYS = 8
+MAX_METADATA_KEY_CHARS = 64
+SEQ_CLAIM = "rsq"
+FAMILY_CLAIM = "fam"
+
+REGISTRY_DEFAULTS: dict[str, Any] = {
+    "REVSYNC_TRACK_TOKENS": False,
+    "REVSYNC_MODE": "denylist",
+    "REVSYNC_ROTATE_REFRESH": False,
+    "REVSYNC_ALLOWLIST_WAIT": 1.0,
+}
+
+_PINNED: contextvars.ContextVar[dict[str, dict[str, Any]] | None] = contextvars.ContextVar(
+    "revsync_pinned_claims", default=None
+)
+
+
+class RefreshTokenReused(Exception):
+    """A rotated refresh token was presented again: its whole family is now revoked."""
+
+
+class UnknownToken(LookupError):
+    """No registry record for this jti."""
+
+
+@runtime_checkable
+class TokenStore(Protocol):
+    """The store methods the registry needs (the SQLite, PostgreSQL and Redis stores
+    have them)."""
+
+    async def register(
+        self, records: Sequence[TokenRecord], *, rotate: str | None = None
+    ) -> list[Change] | None:
+        """Write records and their ``Kind.TOKEN`` changes atomically; with ``rotate``,
+        first compare-and-set that jti rotated, and write nothing (None) if it was
+        unknown or already rotated."""
+
+    async def token(self, jti: str) -> TokenRecord | None:
+        """The record of one jti, or None."""
+
+    async def tokens(
+        self, *, identity: str | None = None, family: str | None = None
+    ) -> list[TokenRecord]:
+        """The records of one identity or one family, ascending by seq."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySettings:
+    """Validated ``REVSYNC_TRACK_TOKENS``, ``REVSYNC_MODE``, ``REVSYNC_ROTATE_REFRESH``."""
+
+    track_tokens: bool = False
+    mode: Literal["denylist", "allowlist"] = "denylist"
+    rotate_refresh: bool = False
+    allowlist_wait: float = 1.0
+
+    @classmethod
+    def resolve(cls, config: Mapping[str, Any], overrides: Mapping[str, Any]) -> RegistrySettings:
+        """Read the keys from ``overrides`` (keywords), else ``config``, else defaults."""
+
+        def get(key: str) -> Any:
+            value = overrides.get(key.removeprefix("REVSYNC_").lower())
+            return config.get(key, REGISTRY_DEFAULTS[key]) if value is None else value
+
+        mode = get("REVSYNC_MODE")
+        mode = mode.strip().lower() if isinstance(mode, str) else mode
+        if mode not in ("denylist", "allowlist"):
+            msg = f"REVSYNC_MODE must be 'denylist' or 'allowlist', got {mode!r}"
+            raise ValueError(msg)
+        settings = cls(
+            mode=cast(Literal["denylist", "allowlist"], mode),
+            track_tokens=_bool("REVSYNC_TRACK_TOKENS", get("REVSYNC_TRACK_TOKENS")),
+            rotate_refresh=_bool("REVSYNC_ROTATE_REFRESH", get("REVSYNC_ROTATE_REFRESH")),
+            allowlist_wait=_seconds("REVSYNC_ALLOWLIST_WAIT", get("REVSYNC_ALLOWLIST_WAIT")),
+        )
+        if not settings.track_tokens and (settings.mode == "allowlist" or settings.rotate_refresh):
+            what = (
+                "REVSYNC_MODE=allowlist"
+                if settings.mode == "allowlist"
+                else "REVSYNC_ROTATE_REFRESH"
+            )
+            msg = f"{what} needs REVSYNC_TRACK_TOKENS=true"
+            raise ValueError(msg)
+        return settings
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedTokens:
+    """What :meth:`Registry.issue_tokens` returns."""
+
+    access_token: str
+    refresh_token: str | None
+    access: TokenRecord
+    refresh: TokenRecord | None
+
+
+def check_metadata(metadata: object) -> dict[str, str]:
+    """``metadata`` as a dict of short strings, or ValueError saying what is wrong."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        msg = f"token metadata must be an object of strings, got {type(metadata).__name__}"
+        raise ValueError(msg)
+    if len(metadata) > MAX_METADATA_KEYS:
+        msg = f"token metadata has {len(metadata)} fields; at most {MAX_METADATA_KEYS} allowed"
+        raise ValueError(msg)
+    checked: dict[str, str] = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key or len(key) > MAX_METADATA_KEY_CHARS:
+            msg = f"token metadata keys must be strings of 1 to {MAX_METADATA_KEY_CHARS} characters"
+            raise ValueError(msg)
+        if not isinstance(value, str):
+            msg = f"token metadata {key!r} must be a string, got {type(value).__name__}"
+            raise ValueError(msg)
+        checked[key] = value
+    size = len(json.dumps(checked).encode())
+    if size > MAX_METADATA_BYTES:
+        msg = f"token metadata is {size} bytes as JSON; at most {MAX_METADATA_BYTES} allowed"
+        raise ValueError(msg)
+    return checked
+
+
+def _pin_claims(kind: str, payload: dict[str, Any]) -> None:
+    """The JWTManager payload hook: pin the jti/exp chosen by ``issue_tokens``."""
+    pinned = _PINNED.get()
+    if pinned is not None and kind in pinned:
+        payload.update(pinned[kind])
+
+
+class Registry:
+    """The token registry of one RevSync instance (see the module docstring)."""
+
+    def __init__(self, revsync: RevSync, settings: RegistrySettings) -> None:
+        store = revsync.store
+        if not isinstance(store, TokenStore):
+            msg = (
+                f"REVSYNC_TRACK_TOKENS needs a store that can keep token records "
+                f"(register, token, tokens): REVSYNC_STORE_URL={store.url} names a store "
+                f"of type {type(store).__name__}, which cannot; use a sqlite:///, "
+                f"postgresql:// or redis:// URL"
+            )
+            raise ValueError(msg)
+        self._revsync = revsync
+        self._store: TokenStore = store
+        self.settings = settings
+        self._catch_up: asyncio.Task[int] | None = None
+
+    # -- wiring --------------------------------------------------------------------------
+
+    def attach(self, manager: Any) -> None:
+        """Pin claims of tokens issued through the registry; in allowlist mode, check them."""
+        if _pin_claims not in manager.payload_hooks:
+            manager.payload_hooks.append(_pin_claims)
+        if self.settings.mode == "allowlist":
+            manager.token_in_blacklist_loader(self.is_refused)
+        else:
+            manager.token_in_blacklist_loader(self._revsync.is_revoked)
+
+    # -- issuing -------------------------------------------------------------------------
+
+    async def issue_tokens(
+        self,
+        identity: Any,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        fresh: bool = False,
+        refresh: bool = True,
+        family: str | None = None,
+        rotate: str | None = None,
+    ) -> IssuedTokens:
+        """Register then create an access token (and a refresh token, unless ``refresh``
+        is False) for ``identity``.  Must run inside an app context (a request)."""
+
+        from revsync.jwt.utils import create_access_token, create_refresh_token, jwt_context
+
+        meta = check_metadata(metadata)
+        cfg = jwt_context()[1]
+        key = canonical_identity(identity)
+        now = time.time()
+        family = family or (str(uuid.uuid4()) if refresh else None)
+
+        def record(kind: str) -> TokenRecord:
+            lifetime = cfg.expires_for(kind)
+            if lifetime is False:
+                msg = f"REVSYNC_TRACK_TOKENS needs {kind} tokens that expire (JWT_*_EXPIRES)"
+                raise ValueError(msg)
+            expires = int(now) + int(lifetime.total_seconds())
+            return TokenRecord(str(uuid.uuid4()), key, kind, family, now, float(expires), meta)
+
+        records = [record("access")] + ([record("refresh")] if refresh else [])
+        changes = await self._store.register(records, rotate=rotate)
+        if changes is None:
+            raise RefreshTokenReused(rotate)
+        for change in changes:
+            await self._revsync._after_write(change)
+        written = [
+            TokenRecord(**{**_fields(r), "seq": c.seq})
+            for r, c in zip(records, changes, strict=True)
+        ]
+        pinned: dict[str, dict[str, Any]] = {}
+        for r in written:
+            claims: dict[str, Any] = {"jti": r.jti, "exp": int(r.expires_at), SEQ_CLAIM: r.seq}
+            if r.type == "refresh" and self.settings.rotate_refresh:
+                claims[FAMILY_CLAIM] = r.family
+            pinned[r.type] = claims
+        token = _PINNED.set(pinned)
+        try:
+            access = await _settle(create_access_token(identity=identity, fresh=fresh))
+            refresh_token = (
+                await _settle(create_refresh_token(identity=identity)) if refresh else None
+            )
+        finally:
+            _PINNED.reset(token)
+        logger.info(
+            "revsync.tokens_issued", identity=key, jtis=[r.jti for r in written], family=family
+        )
+        return IssuedTokens(access, refresh_token, written[0], written[1] if refresh else None)
+
+    async def refresh(
+        self, claims: Mapping[str, Any], *, metadata: Mapping[str, str] | None = None
+    ) -> IssuedTokens:
+        """New tokens for the verified refresh token ``claims``.
+
+        Without rotation: a new access token only.  With rotation: a new access and
+        refresh token of the same family, and the presented one is retired; if it was
+        already retired, every token of its family is revoked and RefreshTokenReused
+        raised.
+        """
+        identity = claims.get(self._revsync.settings.identity_claim)
+        if not self.settings.rotate_refresh:
+            return await self.issue_tokens(identity, metadata=metadata, refresh=False)
+        jti = claims.get("jti")
+        family = claims.get(FAMILY_CLAIM)
+        if not isinstance(jti, str) or not isinstance(family, str):
+            msg = "this refresh token has no registered family; log in again"
+            raise UnknownToken(msg)
+        if metadata is None:
+            current = await self._store.token(jti)
+            metadata = current.metadata if current is not None else None
+        try:
+            return await self.issue_tokens(identity, metadata=metadata, family=family, rotate=jti)
+        except RefreshTokenReused:
+            current = await self._store.token(jti)
+            if current is None:
+                msg = f"refresh token {jti} is not registered; log in again"
+                raise UnknownToken(msg) from None
+            await self.revoke_family(family, reused_jti=jti)
+            raise
+
+    async def revoke_family(self, family: str, *, reused_jti: str | None = None) -> list[Change]:
+        """Revoke every token of a refresh family on every node."""
+        members = await self._store.tokens(family=family)
+        changes = await self._revsync.revoke_many(
+            [(r.jti, r.expires_at) for r in members if r.expires_at > time.time()]
+        )
+        logger.warning(
+            "revsync.refresh_token_reused" if reused_jti else "revsync.family_revoked",
+            family=family,
+            jti=reused_jti,
+            identity=members[0].identity if members else None,
+            revoked=len(changes),
+        )
+        return changes
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def token(self, jti: str) -> TokenRecord | None:
+        """The registry record of one jti, or None."""
+        return await self._store.token(jti)
+
+    async def active_tokens(self, identity: object) -> list[TokenRecord]:
+        """The identity's live, non-revoked tokens, oldest first, with their metadata."""
+        now = time.time()
+        key = canonical_identity(identity)
+        records = await self._store.tokens(identity=key)
+        revoked = {c.key for c in await self._revsync.list_revocations(key) if c.kind == "jti"}
+        cutoff = max(
+            (c.cutoff for c in await self._revsync.list_revocations(key) if c.cutoff is not None),
+            default=None,
+        )
+        return [
+            r
+            for r in records
+            if r.expires_at > now
+            and r.jti not in revoked
+            and not r.rotated
+            and (cutoff is None or r.issued_at > cutoff)
+        ]
+
+    # -- the request path (allowlist mode) ---------------------------------------------
+
+    def is_refused(self, claims: Mapping[str, Any]) -> bool | Awaitable[bool]:
+        """The blacklist loader in allowlist mode.
+
+        Sync and in memory for a registered token.  For an unknown jti whose ``rsq``
+        this node has not applied yet, an awaitable that waits (bounded) for it.
+        """
+        revsync = self._revsync
+        if revsync.revocations.is_allowed(claims.get("jti")):
+            return revsync.is_revoked(claims)
+        seq = claims.get(SEQ_CLAIM)
+        if type(seq) is not int or seq <= revsync.replica.bus_seq or not revsync.ready:
+            return True
+        return self._wait_for(claims, seq)
+
+    async def _wait_for(self, claims: Mapping[str, Any], seq: int) -> bool:
+        revsync = self._revsync
+        deadline = time.monotonic() + self.settings.allowlist_wait
+        jti = claims.get("jti")
+        polls = 0
+        while time.monotonic() < deadline:
+            if revsync.revocations.is_allowed(jti):
+                return revsync.is_revoked(claims)
+            if seq <= revsync.replica.bus_seq:
+                return True
+            polls += 1
+            if polls == 10 and (self._catch_up is None or self._catch_up.done()):
+                # The bus is late or lost the event: read the store in the background.
+                self._catch_up = asyncio.create_task(revsync.replica.catch_up())
+                self._catch_up.add_done_callback(_ignore_result)
+            await asyncio.sleep(0.005)
+        logger.warning("revsync.allowlist_wait_timeout", jti=jti, rsq=seq)
+        return True
+
+
+def _fields(record: TokenRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in TokenRecord.__slots__}
+
+
+def _ignore_result(task: asyncio.Task[int]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("revsync.allowlist_catch_up_failed", error=str(task.exception()))
+
+
+async def _settle(value: str | Awaitable[str]) -> str:
+    if isawaitable(value):
+        return await value
+    return value

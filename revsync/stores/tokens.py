@@ -1,0 +1,82 @@
+"""The token registry's records, as every store keeps them (REVSYNC_TRACK_TOKENS).
+
+A record is written together with a ``Kind.TOKEN`` change in one transaction, so
+the record's seq comes from the same counter as every revocation and the nodes
+learn of it through the snapshot, catch-up and bus like any other change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from revsync.changes import ChangeRequest, Kind
+
+__all__ = ["TokenRecord", "records_from_rows", "request_for", "row_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """One issued token, as the registry keeps it."""
+
+    jti: str
+    identity: str
+    """The canonical identity string (``revsync.changes.canonical_identity``)."""
+    type: str
+    """"access" or "refresh"."""
+    family: str | None
+    """The refresh-token family (REVSYNC_ROTATE_REFRESH); None for untracked families."""
+    issued_at: float
+    expires_at: float
+    metadata: dict[str, str] = field(default_factory=dict)
+    """Client metadata the app passed: user_agent, ip, device (strings, size-limited)."""
+    rotated: bool = False
+    """A refresh token already exchanged for a new one (presenting it again is reuse)."""
+    seq: int = 0
+    """The seq of the ``Kind.TOKEN`` change that registered it (0 before it is written)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        return {
+            "jti": self.jti,
+            "identity": self.identity,
+            "type": self.type,
+            "family": self.family,
+            "issued_at": self.issued_at,
+            "expires_at": self.expires_at,
+            "metadata": dict(self.metadata),
+            "rotated": self.rotated,
+            "seq": self.seq,
+        }
+
+
+def request_for(record: TokenRecord) -> ChangeRequest:
+    """The ``Kind.TOKEN`` change that announces ``record`` to every node."""
+    return ChangeRequest(Kind.TOKEN, record.jti, False, record.expires_at, record.identity)
+
+
+def row_for(record: TokenRecord, seq: int) -> tuple[Any, ...]:
+    """The SQL row of ``record``: jti ... rotated, then seq."""
+    return (
+        record.jti,
+        record.identity,
+        record.type,
+        record.family,
+        record.issued_at,
+        record.expires_at,
+        json.dumps(record.metadata, sort_keys=True),
+        bool(record.rotated),
+        seq,
+    )
+
+
+def records_from_rows(rows: Iterable[Any]) -> list[TokenRecord]:
+    """Records from SQL rows selected as jti ... rotated, seq."""
+    return [
+        TokenRecord(
+            r[0], r[1], r[2], r[3], float(r[4]), float(r[5]), json.loads(r[6]), bool(r[7]), r[8]
+        )
+        for r in rows
+    ]
