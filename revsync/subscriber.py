@@ -81,6 +81,7 @@ class Subscriber:
         self._ever_subscribed = False
         self._tasks: list[asyncio.Task[None]] = []
         self._on_confirmed: Callable[[], None] = lambda: None
+        self._heartbeat: asyncio.Task[None] | None = None
         # Without a heartbeat for this long the connection is presumed hung.
         self.heartbeat_timeout = max(3 * settings.heartbeat_interval, 1.0)
 
@@ -99,8 +100,17 @@ class Subscriber:
 
     async def stop(self) -> None:
         """Cancel the tasks, wait for them, and re-raise any real error they died of."""
-        for task in self._tasks:
-            task.cancel()
+        if self._heartbeat is not None:
+            self._tasks.append(self._heartbeat)
+            self._heartbeat = None
+        # Cancel until every task has ended: on Python 3.11 a cancellation that lands
+        # as an ``asyncio.timeout`` expires comes out as TimeoutError, which the reader
+        # treats as a dropped connection and retries, so one cancel() can be lost.
+        pending = set(self._tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=1.0)
         results = await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         errors = [r for r in results if isinstance(r, BaseException)]
@@ -296,7 +306,12 @@ class Subscriber:
             now = time.monotonic()
             if now >= next_ping:
                 next_ping = now + self.settings.heartbeat_interval
-                await self._publish_heartbeat()
+                # In a task of its own: a publish to a hung Redis waits for its
+                # timeout, and the resync timer must keep its period meanwhile.
+                if self._heartbeat is None or self._heartbeat.done():
+                    self._heartbeat = asyncio.create_task(
+                        self._publish_heartbeat(), name="revsync-heartbeat"
+                    )
             if (self.ready.is_set() and now >= next_resync) or (
                 self._need_catch_up and now >= next_retry
             ):
