@@ -30,6 +30,16 @@ from tests.engine.conftest import make_node, store_url  # noqa: F401 - fixtures 
 from tests.services.conftest import start_node  # noqa: F401 - the API node process fixture
 
 LONG = os.environ.get("REVSYNC_LONG_TESTS") == "1"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long forms run for many minutes: lift the suite's per-test time limit."""
+    if LONG:
+        for item in items:
+            if item.path.is_relative_to(Path(__file__).parent):
+                item.add_marker(pytest.mark.timeout(3600))
+
+
 MODE = "long" if LONG else "bounded"
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "faults.json"
 
