@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "REVSYNC_NODE_ID": None,
     "REVSYNC_LEEWAY": None,
     "REVSYNC_SUBJECT_TTL": None,
+    "REVSYNC_PRUNE_INTERVAL": 600.0,
 }
 
 # The keyword argument of RevSync that each key can also be given as.
@@ -68,6 +69,7 @@ class Settings:
     leeway: float
     subject_ttl: float
     identity_claim: str
+    prune_interval: float = 600.0
 
 
 def _seconds(key: str, value: object, *, allow_zero: bool = False) -> float:
@@ -232,4 +234,5 @@ def resolve(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> Settings
         leeway=leeway,
         subject_ttl=subject_ttl,
         identity_claim=str(config.get("JWT_IDENTITY_CLAIM", "identity")),
+        prune_interval=_seconds("REVSYNC_PRUNE_INTERVAL", get("REVSYNC_PRUNE_INTERVAL")),
     )

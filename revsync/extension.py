@@ -61,6 +61,7 @@ class RevSync:
         node_id: str | None = None,
         leeway: float | None = None,
         subject_ttl: float | None = None,
+        prune_interval: float | None = None,
         track_tokens: bool | None = None,
         mode: str | None = None,
         rotate_refresh: bool | None = None,
@@ -80,6 +81,7 @@ class RevSync:
             "node_id": node_id,
             "leeway": leeway,
             "subject_ttl": subject_ttl,
+            "prune_interval": prune_interval,
         }
         self._registry_overrides: dict[str, Any] = {
             "track_tokens": track_tokens,

@@ -21,6 +21,7 @@ class SyncStats:
     reconnects: int = 0
     heartbeats: int = 0
     pruned: int = 0
+    store_pruned: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     # Called with the propagation lag in seconds of every event applied from the
     # bus (services/api feeds a Prometheus histogram from it).
@@ -38,5 +39,6 @@ class SyncStats:
             "reconnects": self.reconnects,
             "heartbeats": self.heartbeats,
             "pruned": self.pruned,
+            "store_pruned": self.store_pruned,
             "rejected": dict(self.rejected),
         }

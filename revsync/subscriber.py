@@ -82,6 +82,7 @@ class Subscriber:
         self._tasks: list[asyncio.Task[None]] = []
         self._on_confirmed: Callable[[], None] = lambda: None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._store_prune: asyncio.Task[None] | None = None
         # Without a heartbeat for this long the connection is presumed hung.
         self.heartbeat_timeout = max(3 * settings.heartbeat_interval, 1.0)
 
@@ -100,9 +101,10 @@ class Subscriber:
 
     async def stop(self) -> None:
         """Cancel the tasks, wait for them, and re-raise any real error they died of."""
-        if self._heartbeat is not None:
-            self._tasks.append(self._heartbeat)
-            self._heartbeat = None
+        for extra in (self._heartbeat, self._store_prune):
+            if extra is not None:
+                self._tasks.append(extra)
+        self._heartbeat = self._store_prune = None
         # Cancel until every task has ended: on Python 3.11 a cancellation that lands
         # as an ``asyncio.timeout`` expires comes out as TimeoutError, which the reader
         # treats as a dropped connection and retries, so one cancel() can be lost.
@@ -302,6 +304,8 @@ class Subscriber:
         next_resync = now + self.settings.resync_interval
         next_retry = now
         next_prune = now + PRUNE_INTERVAL
+        # Jittered, so that nodes started together do not all prune the store at once.
+        next_store_prune = now + random.uniform(0.5, 1.0) * self.settings.prune_interval
         while True:
             now = time.monotonic()
             if now >= next_ping:
@@ -323,7 +327,24 @@ class Subscriber:
                 next_prune = now + PRUNE_INTERVAL
                 async with self.replica.lock:
                     self.stats.pruned += self.replica.revocations.prune()
+            if self.ready.is_set() and now >= next_store_prune:
+                next_store_prune = now + random.uniform(0.75, 1.25) * self.settings.prune_interval
+                if self._store_prune is None or self._store_prune.done():
+                    self._store_prune = asyncio.create_task(
+                        self._prune_store(), name="revsync-store-prune"
+                    )
             await asyncio.sleep(TICK)
+
+    async def _prune_store(self) -> None:
+        """Drop store rows whose tokens expired (plus leeway): invariant 8 for the store."""
+        try:
+            removed = await self.replica.store.prune(time.time() - self.settings.leeway)
+        except Exception as exc:
+            logger.warning("revsync.store_prune_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        self.stats.store_pruned += removed
+        if removed:
+            logger.info("revsync.store_pruned", rows=removed)
 
     def seconds_since_sync(self) -> float | None:
         """Seconds since sync was last confirmed both ways: a store catch-up and a

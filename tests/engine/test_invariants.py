@@ -365,3 +365,27 @@ async def test_revoke_rejects_tokens_without_jti_or_exp(
         await node.revoke_jti("", time.time())
     with pytest.raises(ValueError, match="expires_at"):
         await node.revoke_jti("abc", float("nan"))
+
+
+async def test_nodes_prune_expired_rows_from_the_store(
+    make_node: NodeFactory, store_url: str
+) -> None:
+    """Invariant 8 for the store: rows of expired tokens go; live ones stay."""
+    writer = store_from_url(store_url)
+    await writer.connect()
+    now = time.time()
+    expired = await writer.write(ChangeRequest(Kind.JTI, "gone", True, now - 60))
+    live = await writer.write(ChangeRequest(Kind.JTI, "kept", True, now + 3600))
+    node = await make_node(store_url, prune_interval=0.2)
+
+    async def rows() -> tuple[object, object]:
+        return await writer.get(Kind.JTI, "gone"), await writer.get(Kind.JTI, "kept")
+
+    deadline = time.monotonic() + 5
+    while (await rows())[0] is not None:
+        assert time.monotonic() < deadline, "the expired row was never pruned"
+        await asyncio.sleep(0.05)
+    assert (await rows())[1] == live
+    assert node.stats.store_pruned >= 1
+    assert expired.seq < live.seq
+    await writer.close()
