@@ -332,9 +332,7 @@ class RevSync:
         if not requests:
             return []
         changes = await self.store.write_many(requests)
-        async with self.replica.lock:
-            for change in changes:
-                self.revocations.apply(change)
+        await self.replica.apply_local(*changes)
         to_publish = changes if len(changes) <= PUBLISH_EACH_LIMIT else changes[-1:]
         for change in to_publish:
             await self._publish(change)

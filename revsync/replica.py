@@ -98,12 +98,13 @@ class Replica:
                 break
         return total
 
-    async def apply_local(self, change: Change) -> None:
-        """Apply a change this node just wrote to the store."""
+    async def apply_local(self, *changes: Change) -> None:
+        """Apply changes this node just wrote to the store."""
         async with self.lock:
-            self.revocations.apply(change)
-            if change.seq > self.bus_seq:
-                self._ahead[(change.kind, change.key)] = change.seq
+            for change in changes:
+                self.revocations.apply(change)
+                if change.seq > self.bus_seq:
+                    self._ahead[(change.kind, change.key)] = change.seq
 
     async def apply_event(self, event: RevocationEvent) -> bool:
         """Apply one validated bus event; return True if it revealed a gap.
