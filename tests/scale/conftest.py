@@ -52,6 +52,16 @@ class SentinelProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        # free_port() only finds a port that was free a moment ago; another process
+        # can take it before the sentinel binds, so a lost race retries on a new one.
+        for _ in range(3):
+            if self._start():
+                return
+            self.port = free_port()
+        _unavailable(f"no free port for a sentinel after 3 tries (see {self.workdir})")
+
+    def _start(self) -> bool:
+        """Start on ``self.port``; False if another process took that port first."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "sentinel.conf"
         conf.write_text(
@@ -70,6 +80,10 @@ class SentinelProcess:
         deadline = time.monotonic() + 10
         while True:
             if self.proc.poll() is not None:
+                log.close()
+                if b"Address already in use" in (self.workdir / "sentinel.log").read_bytes():
+                    self.proc = None
+                    return False
                 _unavailable(
                     f"this redis-server cannot run as a sentinel (exit {self.proc.returncode}; "
                     f"see {self.workdir / 'sentinel.log'})"
@@ -82,6 +96,7 @@ class SentinelProcess:
                     _unavailable("a sentinel did not answer SENTINEL MASTERS within 10s")
                 time.sleep(0.05)
         client.close()
+        return True
 
     def master_port_now(self) -> int:
         client = redis.Redis(port=self.port, socket_timeout=1)
