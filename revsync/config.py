@@ -197,10 +197,23 @@ def resolve(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> Settings
         msg = f"REVSYNC_NODE_ID must be a string of at most 128 characters, got {node_id!r}"
         raise ValueError(msg)
 
+    try:
+        raw_leeway = config.get("JWT_DECODE_LEEWAY", 0) or 0
+        decode_leeway = _seconds("JWT_DECODE_LEEWAY", raw_leeway, allow_zero=True)
+    except ValueError:
+        decode_leeway = 0.0  # the JWT layer reports its own bad values
     leeway_value = get("REVSYNC_LEEWAY")
-    if leeway_value is None:
-        leeway_value = config.get("JWT_DECODE_LEEWAY", 0) or 0
-    leeway = _seconds("REVSYNC_LEEWAY", leeway_value, allow_zero=True)
+    leeway = _seconds(
+        "REVSYNC_LEEWAY", decode_leeway if leeway_value is None else leeway_value, allow_zero=True
+    )
+    if leeway < decode_leeway:
+        # An entry dropped while the JWT layer still accepts its token forgets a revocation.
+        msg = (
+            f"REVSYNC_LEEWAY ({leeway:g}s) must be at least JWT_DECODE_LEEWAY "
+            f"({decode_leeway:g}s): revocations would be dropped while their tokens are "
+            f"still accepted"
+        )
+        raise ValueError(msg)
 
     ttl_value = get("REVSYNC_SUBJECT_TTL")
     if ttl_value is None:

@@ -301,6 +301,52 @@ def encode_event(event: RevocationEvent, key: bytes | None) -> bytes:
     return data
 
 
+ANNOUNCE_MARGIN = 64
+"""Bytes kept free when checking a change before it is written: the stored row may
+carry a longer expiry or cut-off than the request (the later one wins)."""
+
+
+_FIXED_BYTES = 400
+"""More than every part of a message but its strings: names, seq, three times, sig."""
+
+
+def check_announceable(change: Change, origin: str) -> None:
+    """Raise ValueError if the event announcing ``change`` could not be sent.
+
+    Called *before* a change is written, so that nothing durable can fail to be
+    announced afterwards: every field must be within the format's limits and the
+    message within ``MAX_EVENT_BYTES`` with ``ANNOUNCE_MARGIN`` to spare.
+    ``change.seq`` may be 0 (not yet numbered).  Raises :class:`InvalidEvent`.
+    """
+    key, identity = change.key, change.identity or ""
+    times = (change.expires_at, change.created_at, change.cutoff or 0.0)
+    if (
+        # The common case, without building the message: short printable ASCII
+        # strings (JSON escapes at most double them) and times in range.
+        len(key) <= MAX_KEY_CHARS
+        and len(identity) <= MAX_KEY_CHARS
+        and key.isascii()
+        and key.isprintable()
+        and identity.isascii()
+        and identity.isprintable()
+        and 2 * (len(key) + len(identity) + len(origin)) + _FIXED_BYTES
+        <= MAX_EVENT_BYTES - ANNOUNCE_MARGIN
+        and all(0.0 <= t <= MAX_TIME for t in times)
+    ):
+        return
+    event = RevocationEvent.from_change(change._replace(seq=MAX_SEQ), origin, change.created_at)
+    try:
+        size = len(encode_event(event, b"any key: a signature is as long")) + ANNOUNCE_MARGIN
+    except InvalidEvent:
+        size = MAX_EVENT_BYTES + 1
+    if size > MAX_EVENT_BYTES:
+        msg = (
+            f"the {change.kind} change of {key[:40]!r} would need an event of more than "
+            f"{MAX_EVENT_BYTES - ANNOUNCE_MARGIN} bytes (shorten the key or the identity)"
+        )
+        raise InvalidEvent("too_large", msg)
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):

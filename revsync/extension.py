@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from revsync.bus import BusError, RedisBus
+from revsync.bus import RedisBus
 from revsync.changes import Change, ChangeRequest, Kind, canonical_identity
-from revsync.config import Settings, resolve
-from revsync.events import RevocationEvent, encode_event
+from revsync.config import NEVER_EXPIRES_TTL, Settings, resolve
+from revsync.events import RevocationEvent, check_announceable, encode_event
 from revsync.registry import IssuedTokens, Registry, RegistrySettings, TokenRecord
 from revsync.replica import Replica
 from revsync.revocation_set import RevocationSet
+from revsync.shielded import ShieldedWork
 from revsync.stats import SyncStats
 from revsync.stores import store_from_url
 from revsync.stores.base import Store
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from quart import Quart
 
 logger = structlog.get_logger("revsync")
+T = TypeVar("T")
 
 MAX_JTI_CHARS = 512
 # revoke_many publishes each change up to this size; beyond it, only the last
@@ -92,6 +95,7 @@ class RevSync:
         self.registry: Registry | None = None
         self._given_store = store
         self.stats = SyncStats()
+        self._writes = ShieldedWork("revsync write")
         self._started = False
         self._startup_watch: asyncio.Task[None] | None = None
         self._ready = False
@@ -113,6 +117,7 @@ class RevSync:
         self.replica = Replica(self.store, self.revocations, self.stats)
         self.subscriber = Subscriber(self.settings, self.bus, self.replica, self.stats)
         self._identity_claim = self.settings.identity_claim
+        self._subject_ttl = self.settings.subject_ttl
         self._max_staleness = self.settings.max_staleness
         self._fail_closed = self.settings.fail_mode == "closed"
         registry = RegistrySettings.resolve(app.config, self._registry_overrides)
@@ -131,11 +136,44 @@ class RevSync:
         app.after_serving(self.stop)
 
     def attach(self, manager: Any) -> None:
-        """Register as ``manager``'s blacklist loader (called by JWTManager.init_app too)."""
+        """Register as ``manager``'s blacklist loader (called by JWTManager.init_app too).
+
+        Also refuses to create a token that would outlive the "log out everywhere"
+        cut-offs (see :meth:`_check_lifetime`).
+        """
         if self.registry is not None:
             self.registry.attach(manager)
+        else:
+            manager.token_in_blacklist_loader(self.is_revoked)
+        if self._check_lifetime not in manager.payload_hooks:
+            manager.payload_hooks.append(self._check_lifetime)  # last: sees pinned claims
+
+    def _check_lifetime(self, kind: str, payload: dict[str, Any]) -> None:
+        """A JWTManager payload hook: no token may outlive the cut-offs that apply to it.
+
+        A cut-off is kept REVSYNC_SUBJECT_TTL seconds, and :meth:`is_revoked` refuses
+        every token older than that (a cut-off that applied to it may be gone), so a
+        longer-lived token would stop working half-way through its life.  Refusing to
+        create it says so at once, naming the setting.
+        """
+        exp, iat = payload.get("exp"), payload.get("iat")
+        if not isinstance(iat, int | float):
             return
-        manager.token_in_blacklist_loader(self.is_revoked)
+        ttl = self._subject_ttl
+        if exp is None:
+            if ttl >= NEVER_EXPIRES_TTL:
+                return  # tokens that never expire: cut-offs are kept ten years
+            lifetime = "never expires"
+        elif not isinstance(exp, int | float) or exp - iat <= ttl:
+            return
+        else:
+            lifetime = f"lives {exp - iat:g}s"
+        msg = (
+            f"this {kind} token {lifetime}, longer than 'log out everywhere' cut-offs are "
+            f"kept (REVSYNC_SUBJECT_TTL={ttl:g}s); revsync refuses tokens older than "
+            f"that, so raise REVSYNC_SUBJECT_TTL to the longest lifetime you issue"
+        )
+        raise ValueError(msg)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -157,9 +195,15 @@ class RevSync:
             return
         try:
             async with asyncio.timeout(timeout):
-                await self.subscriber.ready.wait()
+                # The snapshot, and the node's own heartbeat back over the bus: only
+                # then can it vouch for being in sync and accept a token.
+                await self.subscriber.synced.wait()
         except TimeoutError:
-            reason = self.subscriber.last_error or "no answer"
+            reason = self.subscriber.last_error or (
+                "no heartbeat came back over the bus"
+                if self.subscriber.ready.is_set()
+                else "no answer"
+            )
             await self.stop()
             msg = (
                 f"revsync did not finish its start-up backfill within "
@@ -172,7 +216,7 @@ class RevSync:
     async def _watch_startup(self, limit: float) -> None:
         try:
             async with asyncio.timeout(limit):
-                await self.subscriber.ready.wait()
+                await self.subscriber.synced.wait()
         except TimeoutError:
             logger.error(
                 "revsync.startup_slow",
@@ -190,6 +234,10 @@ class RevSync:
         if self._startup_watch is not None:
             self._startup_watch.cancel()
             await asyncio.gather(self._startup_watch, return_exceptions=True)
+        # Writes whose callers went away still finish (and are announced) first.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10.0):
+                await self._writes.drain()
         try:
             await self.subscriber.stop()
         finally:
@@ -209,17 +257,22 @@ class RevSync:
         """Whether the token with these decoded claims must be refused.
 
         Synchronous and in memory: no I/O.  True before the start-up snapshot is
-        applied, and in fail-closed mode while sync is stale.
+        applied, and in fail-closed mode while sync is stale.  True also for a token
+        issued more than REVSYNC_SUBJECT_TTL ago: a "log out everywhere" cut-off that
+        applied to it may have been dropped already (docs/design.md).
         """
         if not self._ready:
             return True
         if self._fail_closed and time.monotonic() - self._confirmed_at > self._max_staleness:
             return True
+        iat = claims.get("iat")
+        if (type(iat) is int or type(iat) is float) and time.time() - iat > self._subject_ttl:
+            return True
         revocations = self.revocations
         if revocations.subject_count:
             identity = claims.get(self._identity_claim)
             key = None if identity is None else canonical_identity(identity)
-            return revocations.is_revoked(claims.get("jti"), key, claims.get("iat"))
+            return revocations.is_revoked(claims.get("jti"), key, iat)
         return revocations.is_revoked(claims.get("jti"), None, None)
 
     # -- writes ----------------------------------------------------------------------
@@ -258,8 +311,7 @@ class RevSync:
             _unix_time(expires_at, "expires_at"),
             None if identity is None else canonical_identity(identity),
         )
-        change = await self.store.write(request)
-        await self._after_write(change)
+        (change,) = await self._write([request])
         logger.info("revsync.revoked", jti=change.key, seq=change.seq, identity=change.identity)
         return change
 
@@ -268,8 +320,7 @@ class RevSync:
         jti = _check_jti(jti)
         current = await self.store.get(Kind.JTI, jti)
         expires_at = current.expires_at if current is not None else time.time()
-        change = await self.store.write(ChangeRequest(Kind.JTI, jti, False, expires_at))
-        await self._after_write(change)
+        (change,) = await self._write([ChangeRequest(Kind.JTI, jti, False, expires_at)])
         logger.info("revsync.unrevoked", jti=jti, seq=change.seq)
         return change
 
@@ -287,8 +338,7 @@ class RevSync:
         request = ChangeRequest(
             Kind.SUBJECT, key, True, now + self.settings.subject_ttl, key, cutoff=now
         )
-        change = await self.store.write(request)
-        await self._after_write(change)
+        (change,) = await self._write([request])
         logger.info("revsync.subject_revoked", identity=key, seq=change.seq)
         return change
 
@@ -297,8 +347,8 @@ class RevSync:
         key = canonical_identity(identity)
         current = await self.store.get(Kind.SUBJECT, key)
         expires_at = current.expires_at if current is not None else time.time()
-        change = await self.store.write(ChangeRequest(Kind.SUBJECT, key, False, expires_at, key))
-        await self._after_write(change)
+        request = ChangeRequest(Kind.SUBJECT, key, False, expires_at, key)
+        (change,) = await self._write([request])
         logger.info("revsync.subject_unrevoked", identity=key, seq=change.seq)
         return change
 
@@ -331,11 +381,7 @@ class RevSync:
             )
         if not requests:
             return []
-        changes = await self.store.write_many(requests)
-        await self.replica.apply_local(*changes)
-        to_publish = changes if len(changes) <= PUBLISH_EACH_LIMIT else changes[-1:]
-        for change in to_publish:
-            await self._publish(change)
+        changes = await self._write(requests)
         logger.info(
             "revsync.revoked_many",
             count=len(changes),
@@ -393,18 +439,56 @@ class RevSync:
         rows = await self.store.by_identity(canonical_identity(identity))
         return [row for row in rows if row.revoked and row.expires_at + self.settings.leeway > now]
 
-    async def _after_write(self, change: Change) -> None:
-        await self.replica.apply_local(change)
-        await self._publish(change)
+    async def _write(self, requests: list[ChangeRequest]) -> list[Change]:
+        """Write ``requests`` in one transaction, apply them here, announce them.
+
+        Everything that could fail after the store commits is checked first (a change
+        whose event would be refused raises ValueError here, with nothing written);
+        once the store has committed, nothing else becomes the caller's error.  The
+        whole runs to completion even if the caller is cancelled (revsync.shielded).
+        """
+        now = time.time()
+        origin = self.settings.node_id
+        for request in requests:
+            check_announceable(Change(0, *request, now), origin)
+        return await self._writes.run(self._commit(requests))
+
+    async def _commit(self, requests: list[ChangeRequest]) -> list[Change]:
+        resets = self.replica.resets
+        if len(requests) == 1:
+            changes = [await self.store.write(requests[0])]
+        else:
+            changes = await self.store.write_many(requests)
+        await self.announce(changes, resets=resets)
+        return changes
+
+    async def announce(self, changes: list[Change], *, resets: int | None = None) -> None:
+        """Apply changes this node wrote to the store here, then publish them.
+
+        ``resets``: ``replica.resets`` read before the write began (see
+        ``Replica.apply_local``).  Past a batch of PUBLISH_EACH_LIMIT only the last is
+        published: its sequence gap makes every node read the batch from the store.
+        """
+        await self.replica.apply_local(*changes, resets=resets)
+        to_publish = changes if len(changes) <= PUBLISH_EACH_LIMIT else changes[-1:]
+        for change in to_publish:
+            await self._publish(change)
+
+    async def run_write(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run a write that must finish even if its caller is cancelled (the registry's)."""
+        return await self._writes.run(work)
 
     async def _publish(self, change: Change) -> None:
-        event = RevocationEvent.from_change(change, self.settings.node_id, time.time())
         try:
+            event = RevocationEvent.from_change(change, self.settings.node_id, time.time())
             await self.bus.publish(encode_event(event, self.settings.event_key))
-        except BusError as exc:
-            # Durable already; the other nodes will read it on their next resync.
+        except Exception as exc:
+            # Durable already: never the caller's error.  The other nodes will read it
+            # on their next resync.
             self.stats.publish_failures += 1
-            logger.warning("revsync.publish_failed", seq=change.seq, error=str(exc))
+            logger.warning(
+                "revsync.publish_failed", seq=change.seq, error=f"{type(exc).__name__}: {exc}"
+            )
         else:
             self.stats.published += 1
 
@@ -418,6 +502,7 @@ class RevSync:
     def status(self) -> dict[str, Any]:
         """Ready, cursors, staleness, entry counts, connection state and counters."""
         sub = self.subscriber
+        position = self.replica.position
         since = sub.seconds_since_sync()
         stale = since is None or since > self._max_staleness
         reason = None
@@ -437,6 +522,9 @@ class RevSync:
             "fail_mode": self.settings.fail_mode,
             "last_applied_seq": self.replica.bus_seq,
             "store_seq": self.replica.store_seq,
+            "store_epoch": None if position is None else position.epoch,
+            "unconfirmed_restrictions": self.replica.overlay_count,
+            "queued_bytes": sub.queued_bytes,
             "seconds_since_sync": None if since is None else round(since, 3),
             "max_staleness": self._max_staleness,
             "entries": {

@@ -34,7 +34,8 @@ import structlog
 
 from revsync.changes import Change, canonical_identity
 from revsync.config import _bool, _seconds
-from revsync.stores.tokens import TokenRecord
+from revsync.events import check_announceable
+from revsync.stores.tokens import TokenRecord, request_for
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -199,7 +200,6 @@ class Registry:
         self._revsync = revsync
         self._store: TokenStore = store
         self.settings = settings
-        self._catch_up: asyncio.Task[int] | None = None
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -244,11 +244,12 @@ class Registry:
             return TokenRecord(str(uuid.uuid4()), key, kind, family, now, float(expires), meta)
 
         records = [record("access")] + ([record("refresh")] if refresh else [])
-        changes = await self._store.register(records, rotate=rotate)
+        origin = self._revsync.settings.node_id
+        for r in records:  # before writing: nothing durable may fail to be announced
+            check_announceable(Change(0, *request_for(r), now), origin)
+        changes = await self._revsync.run_write(self._register(records, rotate))
         if changes is None:
             raise RefreshTokenReused(rotate)
-        for change in changes:
-            await self._revsync._after_write(change)
         written = [
             TokenRecord(**{**_fields(r), "seq": c.seq})
             for r, c in zip(records, changes, strict=True)
@@ -271,6 +272,15 @@ class Registry:
             "revsync.tokens_issued", identity=key, jtis=[r.jti for r in written], family=family
         )
         return IssuedTokens(access, refresh_token, written[0], written[1] if refresh else None)
+
+    async def _register(
+        self, records: list[TokenRecord], rotate: str | None
+    ) -> list[Change] | None:
+        resets = self._revsync.replica.resets
+        changes = await self._store.register(records, rotate=rotate)
+        if changes is not None:
+            await self._revsync.announce(changes, resets=resets)
+        return changes
 
     async def refresh(
         self, claims: Mapping[str, Any], *, metadata: Mapping[str, str] | None = None
@@ -370,10 +380,10 @@ class Registry:
             if seq <= revsync.replica.bus_seq:
                 return True
             polls += 1
-            if polls == 10 and (self._catch_up is None or self._catch_up.done()):
-                # The bus is late or lost the event: read the store in the background.
-                self._catch_up = asyncio.create_task(revsync.replica.catch_up())
-                self._catch_up.add_done_callback(_ignore_result)
+            if polls == 10:
+                # The bus is late or lost the event: have the subscriber read the store
+                # (one catch-up at a time, versioned like every other, stopped with it).
+                revsync.subscriber.request_catch_up()
             await asyncio.sleep(0.005)
         logger.warning("revsync.allowlist_wait_timeout", jti=jti, rsq=seq)
         return True
@@ -381,11 +391,6 @@ class Registry:
 
 def _fields(record: TokenRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in TokenRecord.__slots__}
-
-
-def _ignore_result(task: asyncio.Task[int]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.warning("revsync.allowlist_catch_up_failed", error=str(task.exception()))
 
 
 async def _settle(value: str | Awaitable[str]) -> str:

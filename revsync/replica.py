@@ -1,34 +1,107 @@
-"""A node's copy of the store: the in-memory set plus how far it has read.
+"""A node's copy of the store: the in-memory set, versioned per target.
 
-Two cursors say how current the copy is:
+The state model (docs/design.md, "The state model"):
 
-- ``store_seq``: every change up to it has been read from the store (moved only by
-  store reads, so a forged or lost bus message can never advance it);
-- ``bus_seq``: every change up to it has been applied, from the store or from
-  contiguous bus events.  An event beyond ``bus_seq + 1`` is a gap.
+- **Store state is versioned.**  Every target's state on a node is the state of one
+  store change, and a change read from the store (snapshot, catch-up, a doorbell's
+  read, the result of this node's own write) replaces it only when its seq is
+  higher, whichever path it came by and in whatever order the paths finish.  The
+  version of most targets is implicit: ``store_seq`` says every change up to it has
+  been read, so a target's state is at least that new.  Targets whose state came
+  from beyond ``store_seq`` (a local write, a doorbell) carry an explicit version in
+  ``_ahead`` until a catch-up passes it.
+- **Bus messages only restrict.**  A revoke or revoke_subject message is merged with
+  :meth:`RevocationSet.restrict` (revoked wins, the later expiry, the later cut-off)
+  and remembered as an *overlay*: the message's seq, the restriction it carried and
+  the store state beneath it.  A store change at or past the overlay's seq replaces
+  both; an older one replaces the state beneath and the overlay is merged on top again.
+- **Unconfirmed overlays are shed.**  A genuine message names a change that was
+  committed before it was sent, so the first catch-up that starts after it arrived
+  reads that change (or a later one of the same target).  An overlay that such a
+  catch-up did not confirm was forged (or its change was lost by the store): the
+  state beneath it is restored, and the message counted as ``unconfirmed``.  A
+  forged message can therefore refuse a token only until the next catch-up.
+- **Loosening messages are doorbells.**  An unrevoke, unrevoke_subject or issue
+  message is never applied as sent: the node reads that target from the store and
+  applies what the store says, versioned like any store read.
+- **The store can go back in time.**  Each catch-up first reads the store's identity,
+  epoch and head, and checks that the write it saw at the head last time is still in
+  the store's history ring (or, if the ring has turned over since, re-reads a few
+  rows it read last: anchors).  A different identity or epoch, a head below
+  ``store_seq``, a write gone from the ring, or an anchor that vanished or went back
+  means the store lost history (a failover that lost writes, a restore from a
+  backup): the node re-reads everything into a fresh set and swaps it in.
 
-All writes to the set go through one lock, and a catch-up holds it while it reads a
-page *and* applies it, so a page read before a local ``revoke()`` committed can never
-be applied after that revoke and undo it.
+Cursors: ``store_seq`` moves only on store reads; ``bus_seq`` also on contiguous bus
+events, and says where the next event is expected (an event beyond ``bus_seq + 1``
+is a gap).  All changes to the set happen under ``lock``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import gc
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import structlog
 
 from revsync.changes import Change, Kind
 from revsync.events import Op, RevocationEvent
 from revsync.revocation_set import RevocationSet
 from revsync.stats import SyncStats
-from revsync.stores.base import Store
+from revsync.stores.base import Store, StorePosition
+
+logger = structlog.get_logger("revsync")
 
 PAGE_SIZE = 10_000
-# Events that could let a token in: re-read from the store, never obeyed as sent.
-_DOORBELLS = (Op.UNREVOKE, Op.UNREVOKE_SUBJECT, Op.ISSUE)
+ANCHORS = 2
+"""Rows of the last catch-up re-read by the next one to notice a store that lost them."""
+MAX_WITNESSES = 16
+"""Rows doorbells read from beyond the cursor, checked like anchors until a catch-up
+reads past them."""
+ANCHOR_MARGIN = 300.0
+"""An anchor row missing from the store means lost history only if it had this many
+seconds left to live: a row near its expiry may have been pruned by a node whose
+clock runs ahead."""
+PENDING_LIMIT = 10_000
+"""Overlays held before the node asks for a catch-up to confirm or shed them."""
+
+_DOORBELLS = frozenset((Op.UNREVOKE, Op.UNREVOKE_SUBJECT, Op.ISSUE))
+Target = tuple[Kind, str]
+
+
+class Verdict(enum.Enum):
+    """What applying one bus event told the subscriber."""
+
+    APPLIED = "applied"
+    """Applied (or confirmed by a doorbell read), and in sequence."""
+    GAP = "gap"
+    """Applied, but events before it are missing: catch up now."""
+    DUPLICATE = "duplicate"
+    """Nothing new: this node already holds that change or a later one."""
+    SUSPECT = "suspect"
+    """A restriction the node should already have read and did not: forged, or the
+    store went back in time.  Worth a (rate-limited) catch-up, which tells which."""
+    UNCONFIRMED = "unconfirmed"
+    """A doorbell the store does not confirm: dropped."""
+
+
+@dataclass(slots=True)
+class _Overlay:
+    """A bus restriction not yet confirmed by a store read."""
+
+    seq: int
+    """The highest seq of the messages merged into it."""
+    round: int
+    """The catch-up round in which the last of them arrived."""
+    restriction: Change
+    """Everything the messages restrict, merged."""
+    beneath: Change
+    """The store state the restriction was merged over (restored if it is shed)."""
 
 
 @contextlib.contextmanager
@@ -44,8 +117,17 @@ def _collector_paused(pause: bool) -> Iterator[None]:
         gc.enable()
 
 
+def _merge(a: Change, b: Change) -> Change:
+    """Two restrictions of one target as one: the later expiry and cut-off."""
+    cutoffs = [c for c in (a.cutoff, b.cutoff) if c is not None]
+    cutoff = max(cutoffs) if cutoffs else None
+    return a._replace(
+        seq=max(a.seq, b.seq), expires_at=max(a.expires_at, b.expires_at), cutoff=cutoff
+    )
+
+
 class Replica:
-    """Keeps a RevocationSet equal to the store's live revocations."""
+    """Keeps a RevocationSet equal to the store (see the module docstring)."""
 
     def __init__(
         self,
@@ -54,6 +136,7 @@ class Replica:
         stats: SyncStats,
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.revocations = revocations
@@ -62,25 +145,48 @@ class Replica:
         self.store_seq = 0
         self.bus_seq = 0
         self.last_store_sync: float | None = None
+        self.position: StorePosition | None = None
+        """The store's identity, epoch and head as of the last catch-up."""
         self._monotonic = monotonic
-        # Targets applied with a seq beyond bus_seq (local writes, out-of-order
-        # events): an older event for the same target must not undo them.
-        self._ahead: dict[tuple[Kind, str], int] = {}
+        self._clock = clock
+        self._ahead: dict[Target, int] = {}
+        self._overlays: dict[Target, _Overlay] = {}
+        self._round = 0
+        self._anchors: list[Change] = []
+        self._witnesses: list[Change] = []
+        self._newest: tuple[int, float] | None = None
+        """(seq, created_at) of the newest write this node knows its history stamp of:
+        the head at its last catch-up, or its own last write."""
+        self.resets = 0
+        """How many times this node re-read the whole store (its history generation)."""
+
+    # -- reading the store ----------------------------------------------------------
 
     async def catch_up(self) -> int:
         """Read every change after ``store_seq`` from the store and apply it.
 
-        Returns how many rows were read.  Raises the store's error if it fails;
-        cursors then stay where the last applied page left them.
+        Re-reads everything instead when the store lost history.  Returns how many
+        rows were read.  Raises the store's error if it fails; cursors then stay where
+        the last applied page left them.
         """
-        total = 0
-        # A snapshot builds a tuple per row, a million at a time: the cyclic garbage
-        # collector would rescan them all over and over (measured: 4.2 s instead
-        # of 2.6 s for 1M rows from SQLite).  None of them forms a cycle.
-        with _collector_paused(self.store_seq == 0):
-            total = await self._read_pages()
+        self._round += 1
+        started = self._round
+        position = await self.store.position()
+        reason = await self._lost_history(position)
+        if reason is not None:
+            total = await self._reread(position, reason)
+        else:
+            # A snapshot builds a tuple per row, a million at a time: the cyclic garbage
+            # collector would rescan them all over and over (measured: 4.2 s instead
+            # of 2.6 s for 1M rows from SQLite).  None of them forms a cycle.
+            with _collector_paused(self.store_seq == 0):
+                total = await self._read_pages()
+        self.position = position
+        if position.stamp is not None:
+            self._note_newest(position.head, position.stamp)
+        async with self.lock:
+            self._shed(started)
         self.bus_seq = max(self.bus_seq, self.store_seq)
-        self._ahead = {t: s for t, s in self._ahead.items() if s > self.store_seq}
         self.last_store_sync = self._monotonic()
         return total
 
@@ -91,57 +197,280 @@ class Replica:
                 rows = await self.store.since(self.store_seq, PAGE_SIZE)
                 if not rows:
                     break
-                self.revocations.load(rows)
+                self._load(rows)
                 self.store_seq = rows[-1].seq
+                self._anchors = (self._anchors + rows[-ANCHORS:])[-ANCHORS:]
+                if self._witnesses:
+                    self._witnesses = [w for w in self._witnesses if w.seq > self.store_seq]
+                if self._ahead:
+                    floor = self.store_seq
+                    self._ahead = {t: s for t, s in self._ahead.items() if s > floor}
                 total += len(rows)
             if len(rows) < PAGE_SIZE:
                 break
         return total
 
-    async def apply_local(self, *changes: Change) -> None:
-        """Apply changes this node just wrote to the store."""
+    def _load(self, rows: list[Change]) -> None:
+        """Apply one page of store rows (each a different target, all past store_seq)."""
+        ahead, overlays = self._ahead, self._overlays
+        if not ahead and not overlays:
+            self.revocations.load(rows)
+            return
+        plain = []
+        for row in rows:
+            target = (row.kind, row.key)
+            if target in ahead or target in overlays:
+                self._confirm(row)
+            else:
+                plain.append(row)
+        self.revocations.load(plain)
+
+    async def _lost_history(self, position: StorePosition) -> str | None:
+        """Why the store no longer holds what this node read from it, or None.
+
+        Lost writes are always the newest (a failover loses the tail, a restore returns
+        to an older point), so it is enough to find the newest write this node knows
+        in the store's history ring, and to re-read the rows it knows of only from
+        beyond that write (its anchors).
+        """
+        known = self.position
+        if known is None:
+            return None
+        if (position.store_id, position.epoch) != (known.store_id, known.epoch):
+            return (
+                f"store identity or epoch changed from {known.store_id}/{known.epoch} "
+                f"to {position.store_id}/{position.epoch}"
+            )
+        seen = max(self.store_seq, max(self._ahead.values(), default=0))
+        if self._newest is not None:
+            seen = max(seen, self._newest[0])
+        if position.head < seen:
+            return f"store head {position.head} is below seq {seen}, which this node has read"
+        verified = 0
+        if self._newest is not None:
+            seq, stamp = self._newest
+            entry = await self.store.history(seq)
+            if entry is None or entry[0] < seq:
+                return f"the write of seq {seq} is gone from the store's history"
+            if entry[0] == seq:
+                if entry[1] != stamp:
+                    return f"seq {seq} now names another write"
+                verified = seq  # every write up to it is intact
+        now = self._clock()
+        for anchor in (*self._anchors, *self._witnesses):
+            if anchor.seq <= verified:
+                continue
+            row = await self.store.get(anchor.kind, anchor.key)
+            if row is None:
+                if anchor.expires_at > now + ANCHOR_MARGIN:
+                    return f"row seq {anchor.seq} ({anchor.kind}) vanished from the store"
+            elif row.seq < anchor.seq or (
+                row.seq == anchor.seq and row.created_at != anchor.created_at
+            ):
+                return f"row seq {anchor.seq} ({anchor.kind}) went back to seq {row.seq}"
+        return None
+
+    def _note_newest(self, seq: int, stamp: float) -> None:
+        if self._newest is None or seq > self._newest[0]:
+            self._newest = (seq, stamp)
+
+    async def _reread(self, position: StorePosition, reason: str) -> int:
+        """Re-read the whole store into a fresh set and swap it in.
+
+        Holds the lock throughout, so a local write made meanwhile is applied to the
+        new set, after it, never lost with the old one.
+        """
+        old = self.revocations
+        fresh = RevocationSet(leeway=old.leeway, clock=self._clock)
+        total, last = 0, 0
+        anchors: list[Change] = []
+        async with self.lock:
+            with _collector_paused(True):
+                while rows := await self.store.since(last, PAGE_SIZE):
+                    fresh.load(rows)
+                    last = rows[-1].seq
+                    anchors = (anchors + rows[-ANCHORS:])[-ANCHORS:]
+                    total += len(rows)
+                    if len(rows) < PAGE_SIZE:
+                        break
+            lost = _dropped(old, fresh)
+            old.adopt(fresh)
+            self.store_seq = self.bus_seq = last
+            self._ahead.clear()
+            self._overlays.clear()
+            self._anchors = anchors
+            self._witnesses = []
+            self._newest = None if position.stamp is None else (position.head, position.stamp)
+            self.resets += 1
+        self.stats.store_resets += 1
+        logger.error(
+            "revsync.store_history_lost",
+            reason=reason,
+            action="re-read the whole store",
+            rows=total,
+            seq=last,
+            entries_dropped=lost,
+        )
+        return total
+
+    # -- applying store state -------------------------------------------------------
+
+    async def apply_local(self, *changes: Change, resets: int | None = None) -> None:
+        """Apply changes this node just wrote to the store (versioned like any read).
+
+        ``resets``: the value of :attr:`resets` when the write began.  If the node has
+        re-read the whole store since, the write may belong to the history the store
+        lost; its targets are then read back from the store instead of trusted.
+        """
+        if resets is not None and resets != self.resets:
+            await self._reconfirm([(c.kind, c.key) for c in changes])
+            return
         async with self.lock:
             for change in changes:
-                self.revocations.apply(change)
-                if change.seq > self.bus_seq:
-                    self._ahead[(change.kind, change.key)] = change.seq
+                self._confirm(change)
+            if changes:
+                # The last change of a write is the write's own entry in the history ring.
+                last = max(changes, key=lambda c: c.seq)
+                self._note_newest(last.seq, last.created_at)
 
-    async def apply_event(self, event: RevocationEvent) -> bool:
-        """Apply one validated bus event; return True if it revealed a gap.
+    async def _reconfirm(self, targets: list[Target]) -> None:
+        rows = [await self.store.get(kind, key) for kind, key in targets]
+        async with self.lock:
+            for row in rows:
+                if row is not None:
+                    self._confirm(row)
 
-        Restrictions (revoke, revoke_subject) apply as they come.  Unrevokes are
-        only doorbells: the node re-reads that target from the store and applies
-        what the store says, so a forged unrevoke can never let a token in.
-        """
-        if event.seq <= self.bus_seq:
-            self.stats.duplicates += 1
-            return False
-        target = (event.kind, event.key)
+    def _confirm(self, change: Change) -> None:
+        """Apply a change read from the store, if it is newer than what is held."""
+        if change.kind is Kind.TOKEN:
+            # Registrations never change once written: nothing to order.
+            self.revocations.apply(change)
+            return
+        target = (change.kind, change.key)
+        held = self._ahead.get(target, self.store_seq)
+        if change.seq <= held:
+            return  # this node holds that change already, or a later one
+        overlay = self._overlays.get(target)
+        self.revocations.apply(change)
+        if overlay is not None:
+            if change.seq >= overlay.seq:
+                del self._overlays[target]  # confirmed, or superseded by the store
+            else:
+                overlay.beneath = change
+                self.revocations.restrict(overlay.restriction)
+        if change.seq > self.store_seq:
+            self._ahead[target] = change.seq
+
+    def _shed(self, started: int) -> None:
+        """Drop overlays that the catch-up of round ``started`` should have confirmed."""
+        unconfirmed = [t for t, o in self._overlays.items() if o.round < started]
+        for target in unconfirmed:
+            overlay = self._overlays.pop(target)
+            self.revocations.apply(overlay.beneath)
+            self.stats.rejected["unconfirmed"] += 1
+            logger.warning(
+                "revsync.restriction_unconfirmed",
+                kind=str(target[0]),
+                seq=overlay.seq,
+                action="dropped: the store holds no such change",
+            )
+
+    # -- applying bus events --------------------------------------------------------
+
+    async def apply_event(self, event: RevocationEvent) -> Verdict:
+        """Apply one validated bus event (see the module docstring for the rules)."""
         if event.op in _DOORBELLS:
-            row = await self.store.get(event.kind, event.key)
-            if row is None or row.seq < event.seq:
-                # The store holds no such change: a forged or stray doorbell.  It
-                # must not move bus_seq, or the genuine event carrying that seq
-                # would be dropped as a duplicate and its revocation missed.
-                self.stats.rejected["unconfirmed_doorbell"] += 1
-                return False
-            async with self.lock:
-                if row is not None and row.seq >= self._ahead.get(target, 0):
-                    self.revocations.apply(row)
-                    self._note_ahead(target, row.seq)
+            verdict = await self._ring(event)
         else:
-            change = event.to_change()
             async with self.lock:
-                if self._ahead.get(target, 0) <= event.seq:
-                    self.revocations.apply(change)
-                    self._note_ahead(target, event.seq)
+                verdict = self._restrict(event)
+        if verdict is Verdict.DUPLICATE:
+            self.stats.duplicates += 1
+        if verdict is not Verdict.APPLIED:
+            return verdict
         self.stats.applied += 1
         if event.seq == self.bus_seq + 1:
             self.bus_seq = event.seq
-            return False
-        self.stats.gaps += 1
-        return True
+        elif event.seq > self.bus_seq + 1:
+            self.stats.gaps += 1
+            return Verdict.GAP
+        if len(self._overlays) > PENDING_LIMIT:
+            return Verdict.GAP  # a catch-up confirms or sheds them
+        return Verdict.APPLIED
 
-    def _note_ahead(self, target: tuple[Kind, str], seq: int) -> None:
-        if seq > self.bus_seq + 1:
-            self._ahead[target] = seq
+    def _confirmed(self, target: Target) -> int:
+        """A seq this node's store state for ``target`` is at least as new as."""
+        return self._ahead.get(target, self.store_seq)
+
+    def _restrict(self, event: RevocationEvent) -> Verdict:
+        target = (event.kind, event.key)
+        change = event.to_change()
+        if change.expires_at + self.revocations.leeway < self._clock():
+            return Verdict.DUPLICATE  # its token has expired: nothing to restrict
+        if event.seq <= self._confirmed(target):
+            if target in self._ahead:
+                return Verdict.DUPLICATE  # this node holds a later store change of it
+            # Read past already, yet perhaps not this: a late copy of a change since
+            # superseded (then it restricts nothing), a forgery, or a store that went
+            # back in time.  Only a catch-up can tell, so one is asked for.
+            if _adds_to(self.revocations.state(change.kind, change.key), change):
+                self.stats.rejected["stale"] += 1
+                return Verdict.SUSPECT
+            return Verdict.DUPLICATE
+        overlay = self._overlays.get(target)
+        if overlay is None:
+            beneath = self.revocations.state(change.kind, change.key)
+            self._overlays[target] = _Overlay(event.seq, self._round, change, beneath)
+        elif event.seq > overlay.seq:
+            overlay.seq, overlay.round = event.seq, self._round
+            overlay.restriction = _merge(overlay.restriction, change)
+        elif _adds_to(overlay.restriction, change):
+            overlay.restriction = _merge(overlay.restriction, change)
+        else:
+            return Verdict.DUPLICATE
+        self.revocations.restrict(change)
+        return Verdict.APPLIED
+
+    async def _ring(self, event: RevocationEvent) -> Verdict:
+        """A doorbell: re-read the target from the store and apply what it says."""
+        if event.seq <= self._confirmed((event.kind, event.key)):
+            return Verdict.DUPLICATE
+        resets = self.resets
+        row = await self.store.get(event.kind, event.key)
+        if row is None or row.seq < event.seq:
+            # The store holds no such change: a forged or stray doorbell.  It must not
+            # move bus_seq, or a genuine event carrying that seq would look in sequence.
+            self.stats.rejected["unconfirmed_doorbell"] += 1
+            return Verdict.UNCONFIRMED
+        async with self.lock:
+            if resets == self.resets:  # else the re-read has just read it anyway
+                self._confirm(row)
+                if row.seq > self.store_seq:
+                    # Known from beyond the cursor: checked like an anchor until read.
+                    self._witnesses = [*self._witnesses, row][-MAX_WITNESSES:]
+        return Verdict.APPLIED
+
+    # -- inspection -------------------------------------------------------------------
+
+    @property
+    def overlay_count(self) -> int:
+        """Bus restrictions not yet confirmed by a store read."""
+        return len(self._overlays)
+
+
+def _dropped(old: RevocationSet, new: RevocationSet) -> int:
+    """How many revocations ``old`` holds that ``new`` does not (the store lost them)."""
+    jtis = old.snapshot_jtis().keys() - new.snapshot_jtis().keys()
+    subjects = old.snapshot_subjects().keys() - new.snapshot_subjects().keys()
+    return len(jtis) + len(subjects)
+
+
+def _adds_to(held: Change, restriction: Change) -> bool:
+    """Whether merging ``restriction`` over ``held`` would restrict anything more."""
+    if not held.revoked:
+        return True
+    if restriction.expires_at > held.expires_at:
+        return True
+    return restriction.cutoff is not None and (
+        held.cutoff is None or restriction.cutoff > held.cutoff
+    )

@@ -282,6 +282,77 @@ class RevocationSet:
             msg = f"unknown change kind {kind!r} (seq {change.seq})"
             raise ValueError(msg)
 
+    def restrict(self, change: Change) -> bool:
+        """Merge ``change`` as a restriction only; return True if the set changed.
+
+        What a bus message may do (docs/design.md, "Bus messages only restrict"): a
+        revoked jti is added or kept until the *later* of the two expiries; a subject
+        cut-off becomes the *later* of the two cut-offs, kept until the later expiry.
+        Nothing is ever removed or shortened, whatever the message says.  Changes that
+        are not restrictions (unrevokes, token registrations) raise ValueError.
+        """
+        kind, key, expires_at = change.kind, change.key, change.expires_at
+        if not change.revoked or kind == _TOKEN:
+            msg = f"only a revocation can be merged as a restriction, not {change!r}"
+            raise ValueError(msg)
+        if expires_at + self._leeway < self._clock():
+            return False  # its token has expired: nothing left to restrict
+        if kind == _JTI:
+            held = self._jtis.get(key)
+            if held is not None and not held < expires_at:
+                return False
+            self._jti_index.set(key, expires_at)
+            self._revoked.add(key)
+            return True
+        if kind == _SUBJECT:
+            if change.cutoff is None:
+                msg = f"a subject revocation needs a cutoff (seq {change.seq})"
+                raise ValueError(msg)
+            held_cutoff = self._cutoffs.get(key)
+            held_expiry = self._subject_index.expiries.get(key)
+            cutoff = change.cutoff if held_cutoff is None else max(held_cutoff, change.cutoff)
+            until = expires_at if held_expiry is None else max(held_expiry, expires_at)
+            if cutoff == held_cutoff and until == held_expiry:
+                return False
+            self._cutoffs[key] = cutoff
+            self._subject_index.set(key, until)
+            return True
+        msg = f"unknown change kind {kind!r} (seq {change.seq})"
+        raise ValueError(msg)
+
+    def state(self, kind: Kind, key: str) -> Change:
+        """What the set holds for one target, as a change with seq 0.
+
+        A target the set holds nothing for comes back as a tombstone (``revoked``
+        False), which :meth:`apply` turns back into "nothing held".
+        """
+        if kind == _JTI:
+            expires_at = self._jtis.get(key)
+            if expires_at is not None:
+                return Change(0, kind, key, True, expires_at, None, None, 0.0)
+        elif kind == _SUBJECT:
+            cutoff = self._cutoffs.get(key)
+            if cutoff is not None:
+                expiry = self._subject_index.expiries[key]
+                return Change(0, kind, key, True, expiry, key, cutoff, 0.0)
+        elif kind == _TOKEN:
+            expires_at = self._allowed.get(key)
+            if expires_at is not None:
+                return Change(0, kind, key, False, expires_at, None, None, 0.0)
+            return Change(0, kind, key, True, 0.0, None, None, 0.0)
+        return Change(0, kind, key, False, 0.0, None, None, 0.0)
+
+    def adopt(self, other: RevocationSet) -> None:
+        """Take over every entry of ``other`` at once, dropping this set's own.
+
+        A node that must re-read the whole store builds a new set beside the one it
+        serves from, then swaps them in one step: a request never sees a half-loaded set.
+        """
+        for name in ("_jti_index", "_jtis", "_revoked", "_subject_index", "_cutoffs"):
+            setattr(self, name, getattr(other, name))
+        self._allowed_index = other._allowed_index
+        self._allowed = other._allowed
+
     # -- expiry -------------------------------------------------------------------
 
     def prune(self, now: float | None = None) -> int:

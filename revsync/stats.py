@@ -22,6 +22,10 @@ class SyncStats:
     heartbeats: int = 0
     pruned: int = 0
     store_pruned: int = 0
+    store_resets: int = 0
+    """Times the node found the store had lost history and re-read all of it."""
+    queue_overflows: int = 0
+    """Messages dropped because the subscriber's queue was full (a catch-up follows)."""
     rejected: Counter[str] = field(default_factory=Counter)
     # Called with the propagation lag in seconds of every event applied from the
     # bus (services/api feeds a Prometheus histogram from it).
@@ -40,5 +44,7 @@ class SyncStats:
             "heartbeats": self.heartbeats,
             "pruned": self.pruned,
             "store_pruned": self.store_pruned,
+            "store_resets": self.store_resets,
+            "queue_overflows": self.queue_overflows,
             "rejected": dict(self.rejected),
         }

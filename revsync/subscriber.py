@@ -1,14 +1,19 @@
 """The node's background sync: three supervised tasks around one queue.
 
-- reader: holds the Redis subscription and moves raw messages into the queue.  It
-  treats every subscribe confirmation as a (re)connect, since redis-py may
-  re-subscribe silently, and reconnects itself, with backoff and jitter, on an
-  error or when the node's own heartbeat stops coming back (a hung connection).
-- applier: the only consumer of the queue.  It validates messages, applies events,
-  and catches up from the store after a (re)connect, a sequence gap, a queue
-  overflow and on the resync timer.  The first catch-up is the start-up snapshot:
-  the subscription is confirmed before it starts and events arriving meanwhile
-  wait in the queue (list-then-watch), then the node is ready.
+- reader: holds the Redis subscription, validates each message as it arrives
+  (size first, then format and signature) and moves valid events into the queue,
+  which is bounded in bytes as well as in items.  It recognises the node's own
+  heartbeats itself, so a slow catch-up cannot delay them.  It treats every
+  subscribe confirmation as a (re)connect, since redis-py may re-subscribe
+  silently, and reconnects itself, with backoff and jitter, on an error or when
+  the node's own heartbeat stops coming back (a hung connection).  A subscribe
+  confirmation is never taken for a heartbeat: only a ping this node sent, coming
+  back over the bus, proves that the bus carries its messages.
+- applier: the only consumer of the queue.  It applies events, and catches up
+  from the store after a (re)connect, a sequence gap, a queue overflow, a
+  suspicious event, on request and on the resync timer.  The first catch-up is the
+  start-up snapshot: the subscription is confirmed before it starts and events
+  arriving meanwhile wait in the queue (list-then-watch), then the node is ready.
 - ticker: publishes the heartbeat, schedules resyncs and prunes expired entries.
 """
 
@@ -27,12 +32,18 @@ import structlog
 from revsync.bus import BusError, RedisBus
 from revsync.config import Settings
 from revsync.events import InvalidEvent, Op, RevocationEvent, decode_event, encode_event
-from revsync.replica import Replica
+from revsync.replica import Replica, Verdict
 from revsync.stats import SyncStats
 
 logger = structlog.get_logger("revsync")
 
 QUEUE_LIMIT: Final = 100_000
+QUEUE_BYTES: Final = 8 * 1024 * 1024
+"""Bytes of messages the queue may hold; beyond it (or QUEUE_LIMIT items) messages
+are dropped and the applier catches up from the store instead."""
+SUSPECT_CATCH_UP_INTERVAL: Final = 1.0
+"""Least seconds between catch-ups asked for by suspicious events, so a flood of
+forged messages cannot turn into a flood of store reads."""
 TICK: Final = 0.1
 BACKOFF_BASE: Final = 0.1
 BACKOFF_CAP: Final = 5.0
@@ -49,7 +60,8 @@ class _Signal:
 
 SUBSCRIBED: Final = _Signal("subscribed")
 RESYNC: Final = _Signal("resync")
-QueueItem = _Signal | tuple[bytes, float]
+QueueItem = _Signal | tuple[RevocationEvent, float, int]
+"""A marker, or (event, unix time received, size in bytes of its message)."""
 
 
 def backoff(attempt: int) -> float:
@@ -69,12 +81,21 @@ class Subscriber:
         self.replica = replica
         self.stats = stats
         self.ready = asyncio.Event()
+        self.synced = asyncio.Event()
+        """Set once the node has both its snapshot and its first heartbeat back."""
         self.bus_state = "starting"
         self.last_error: str | None = None
         self.last_heartbeat: float | None = None
         self.stale = False
         self._instance = uuid.uuid4().hex
         self._queue: asyncio.Queue[QueueItem] = asyncio.Queue()
+        self._queued_bytes = 0
+        self._resync_queued = False
+        self._pings: dict[str, float] = {}
+        """Nonces of heartbeats sent and not yet back -> monotonic time sent."""
+        self._pings_sent = 0
+        self._last_suspect = -SUSPECT_CATCH_UP_INTERVAL
+        self._next_ping = 0.0
         self._overflowed = False
         self._need_catch_up = False
         self._connected_at = time.monotonic()
@@ -148,12 +169,13 @@ class Subscriber:
                 self._connected_at = time.monotonic()
                 while True:
                     message = await pubsub.get_message(timeout=0.25)
+                    # Checked on every message too: a flood must not hide a silent link.
+                    self._check_heartbeat()
                     if message is None:
-                        self._check_heartbeat()
                         continue
                     kind = message["type"]
                     if kind == "message":
-                        self._enqueue(message["data"])
+                        self._receive(message["data"])
                     elif kind == "subscribe":
                         attempt = 0
                         self._on_subscribed()
@@ -180,20 +202,56 @@ class Subscriber:
             logger.info("revsync.subscriber_reconnected", channel=self.settings.channel)
         self._ever_subscribed = True
         self.bus_state = "connected"
+        # Restarts the watchdog's clock, not the staleness clock: a subscribe
+        # confirmation does not prove that this node's publishes reach the bus.  A
+        # ping goes out at the next tick to prove it (one sent before the
+        # subscription was confirmed could not come back).
         self._connected_at = time.monotonic()
-        # The subscribe confirmation is itself a round trip over the bus.
-        self.last_heartbeat = self._connected_at
-        self._on_confirmed()
+        self._next_ping = 0.0
         self._queue.put_nowait(SUBSCRIBED)
 
-    def _enqueue(self, data: Any) -> None:
-        if self._queue.qsize() >= QUEUE_LIMIT:
+    def _receive(self, data: Any) -> None:
+        """Validate one message and queue its event; drop and count anything else."""
+        if not isinstance(data, bytes):
+            data = str(data).encode("utf-8", "surrogatepass")
+        try:
+            event = decode_event(data, self.settings.event_key)
+        except InvalidEvent as exc:
+            self.stats.rejected[exc.reason] += 1
+            logger.warning(
+                "revsync.event_rejected", reason=exc.reason, detail=exc.detail, size=len(data)
+            )
+            return
+        if event.op is Op.PING:
+            self._on_ping(event)
+            return
+        size = len(data)
+        if self._queue.qsize() >= QUEUE_LIMIT or self._queued_bytes + size > QUEUE_BYTES:
             # Dropping is safe: the overflow flag makes the applier catch up.
             self._overflowed = True
+            self.stats.queue_overflows += 1
             return
-        self._queue.put_nowait(
-            (data if isinstance(data, bytes) else str(data).encode(), time.time())
-        )
+        self._queued_bytes += size
+        self._queue.put_nowait((event, time.time(), size))
+
+    def _on_ping(self, event: RevocationEvent) -> None:
+        """Count a heartbeat only if it is one this node sent and has not seen back."""
+        if self._pings.pop(event.key, None) is None:
+            return  # another node's, or a replay of an old one of ours
+        self.last_heartbeat = time.monotonic()
+        self.stats.heartbeats += 1
+        self._confirmed()
+
+    def _confirmed(self) -> None:
+        if self.ready.is_set() and self.last_heartbeat is not None:
+            self.synced.set()
+        self._on_confirmed()
+
+    def request_catch_up(self) -> None:
+        """Ask the applier to catch up from the store soon (at most one queued request)."""
+        if not self._resync_queued:
+            self._resync_queued = True
+            self._queue.put_nowait(RESYNC)
 
     def _check_heartbeat(self) -> None:
         """Raise when our own heartbeat has stopped coming back: the link is hung."""
@@ -209,56 +267,53 @@ class Subscriber:
     async def _apply(self) -> None:
         while True:
             item = await self._queue.get()
+            if isinstance(item, tuple):
+                self._queued_bytes -= item[2]
             if self._overflowed:
                 self._overflowed = False
                 await self._catch_up("overflow")
             if item is SUBSCRIBED:
                 await self._catch_up("snapshot" if not self.ready.is_set() else "reconnect")
             elif item is RESYNC:
+                self._resync_queued = False
                 if not self.ready.is_set():
                     await self._catch_up("snapshot")
                 else:
                     await self._catch_up("retry" if self._need_catch_up else "timer")
             elif isinstance(item, tuple):
-                await self._handle(*item)
+                await self._handle(item[0], item[1])
 
-    async def _handle(self, data: bytes, received_at: float) -> None:
-        try:
-            event = decode_event(data, self.settings.event_key)
-        except InvalidEvent as exc:
-            self.stats.rejected[exc.reason] += 1
-            logger.warning(
-                "revsync.event_rejected", reason=exc.reason, detail=exc.detail, size=len(data)
-            )
-            return
-        if event.op is Op.PING:
-            if event.key == self._instance:
-                self.last_heartbeat = time.monotonic()
-                self.stats.heartbeats += 1
-                self._on_confirmed()
-            return
+    async def _handle(self, event: RevocationEvent, received_at: float) -> None:
         if not self.ready.is_set():
             # Still before the snapshot: it will be read from the store anyway.
             return
         try:
-            gap = await self.replica.apply_event(event)
+            verdict = await self.replica.apply_event(event)
         except Exception as exc:
             # A doorbell whose store read failed: repair by catching up later.
             self.last_error = f"store: {type(exc).__name__}: {exc}"
             self._need_catch_up = True
             return
-        lag = received_at - event.sent_at
-        for observe in self.stats.lag_observers:
-            observe(lag)
-        logger.debug(
-            "revsync.event_applied",
-            op=str(event.op),
-            seq=event.seq,
-            origin=event.origin,
-            lag_ms=round(lag * 1000, 3),
-        )
-        if gap:
+        if verdict is Verdict.APPLIED or verdict is Verdict.GAP:
+            lag = received_at - event.sent_at
+            for observe in self.stats.lag_observers:
+                observe(lag)
+            logger.debug(
+                "revsync.event_applied",
+                op=str(event.op),
+                seq=event.seq,
+                origin=event.origin,
+                lag_ms=round(lag * 1000, 3),
+            )
+        if verdict is Verdict.GAP:
             await self._catch_up("gap")
+        elif verdict is Verdict.SUSPECT:
+            now = time.monotonic()
+            if now - self._last_suspect >= SUSPECT_CATCH_UP_INTERVAL:
+                self._last_suspect = now
+                await self._catch_up("suspect")
+            else:
+                self._need_catch_up = True  # the ticker retries within a second
 
     async def _catch_up(self, reason: str) -> None:
         started = time.monotonic()
@@ -275,7 +330,7 @@ class Subscriber:
         self.stats.resyncs += 1
         first = not self.ready.is_set()
         self.ready.set()
-        self._on_confirmed()
+        self._confirmed()
         duration_ms = round((time.monotonic() - started) * 1000, 3)
         log = logger.info if (count or reason != "timer") else logger.debug
         log(
@@ -300,7 +355,7 @@ class Subscriber:
 
     async def _tick(self) -> None:
         now = time.monotonic()
-        next_ping = now
+        self._next_ping = now
         next_resync = now + self.settings.resync_interval
         next_retry = now
         next_prune = now + PRUNE_INTERVAL
@@ -308,8 +363,8 @@ class Subscriber:
         next_store_prune = now + random.uniform(0.5, 1.0) * self.settings.prune_interval
         while True:
             now = time.monotonic()
-            if now >= next_ping:
-                next_ping = now + self.settings.heartbeat_interval
+            if now >= self._next_ping:
+                self._next_ping = now + self.settings.heartbeat_interval
                 # In a task of its own: a publish to a hung Redis waits for its
                 # timeout, and the resync timer must keep its period meanwhile.
                 if self._heartbeat is None or self._heartbeat.done():
@@ -321,7 +376,7 @@ class Subscriber:
             ):
                 next_resync = now + self.settings.resync_interval
                 next_retry = now + min(1.0, self.settings.resync_interval)
-                self._queue.put_nowait(RESYNC)
+                self.request_catch_up()
             self._watch_staleness()
             if now >= next_prune:
                 next_prune = now + PRUNE_INTERVAL
@@ -346,6 +401,16 @@ class Subscriber:
         if removed:
             logger.info("revsync.store_pruned", rows=removed)
 
+    @property
+    def queued(self) -> int:
+        """Items waiting in the queue (events and markers)."""
+        return self._queue.qsize()
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of the messages whose events wait in the queue (at most QUEUE_BYTES)."""
+        return self._queued_bytes
+
     def seconds_since_sync(self) -> float | None:
         """Seconds since sync was last confirmed both ways: a store catch-up and a
         heartbeat round trip over the bus.  None before the first of either."""
@@ -356,8 +421,8 @@ class Subscriber:
 
     def _watch_staleness(self) -> None:
         """Log the moment sync goes stale and the moment it is restored."""
-        if not self.ready.is_set():
-            return
+        if not self.synced.is_set():
+            return  # still starting: the start-up timeout speaks for that
         since = self.seconds_since_sync()
         stale = since is None or since > self.settings.max_staleness
         if stale and not self.stale:
@@ -376,7 +441,14 @@ class Subscriber:
         self.stale = stale
 
     async def _publish_heartbeat(self) -> None:
-        event = RevocationEvent.ping(self.settings.node_id, self._instance, time.time())
+        # A fresh nonce per ping: a replayed old ping of ours proves nothing.
+        self._pings_sent += 1
+        nonce = f"{self._instance}.{self._pings_sent}"
+        now = time.monotonic()
+        horizon = now - 2 * self.heartbeat_timeout
+        self._pings = {n: sent for n, sent in self._pings.items() if sent > horizon}
+        self._pings[nonce] = now
+        event = RevocationEvent.ping(self.settings.node_id, nonce, time.time())
         try:
             await self.bus.publish(encode_event(event, self.settings.event_key))
         except BusError as exc:

@@ -10,13 +10,32 @@ change up to N.  See DESIGN.md, "Sequence numbers from a database".
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from revsync.changes import Change, ChangeRequest, Kind
 
 
 class StoreError(Exception):
     """The store could not be reached or refused an operation."""
+
+
+class StorePosition(NamedTuple):
+    """Which store this is, which generation of its history, and how far it has got.
+
+    A node compares each position with the last one it saw: a different ``store_id``
+    or ``epoch``, or a ``head`` below what it has read, means the history it read is
+    no longer the store's (docs/design.md, "When the store goes back in time").
+    """
+
+    store_id: str
+    """A random id given to the store when its schema was created."""
+    epoch: int
+    """The generation of its history; :meth:`Store.new_epoch` moves it on."""
+    head: int
+    """The highest seq handed out so far (0 for an empty store)."""
+    stamp: float | None
+    """When the write that handed out ``head`` happened (its rows' ``created_at``), from
+    the store's history ring; None if the ring has no entry for it."""
 
 
 @runtime_checkable
@@ -63,6 +82,25 @@ class Store(Protocol):
 
     async def head(self) -> int:
         """The highest seq handed out so far (0 for an empty store)."""
+
+    async def position(self) -> StorePosition:
+        """The store's identity, epoch and head, read together."""
+
+    async def history(self, seq: int) -> tuple[int, float] | None:
+        """The entry of the store's history ring for ``seq``: ``(seq', stamp)``.
+
+        Every write records ``(its last seq, its created_at)`` in slot ``seq %
+        HISTORY_SLOTS`` of a ring.  ``seq' == seq`` gives the stamp of the write that
+        handed out ``seq``; ``seq' > seq`` means the slot was reused since (inconclusive);
+        ``seq' < seq`` or None means the store has no record of that write (lost).
+        """
+
+    async def new_epoch(self) -> StorePosition:
+        """Start a new generation of the store's history and return the new position.
+
+        For operators, after restoring the store from a backup or failing over to a
+        copy that may have lost writes: every node then re-reads the whole store.
+        """
 
     async def prune(self, before: float) -> int:
         """Delete rows whose ``expires_at`` is earlier than ``before``; return how many."""

@@ -22,6 +22,11 @@ KINDS: dict[str, Kind] = {kind.value: kind for kind in Kind}
 PAGE = 10_000
 """Rows per page when a store reads all of its rows (``check``, snapshots)."""
 
+HISTORY_SLOTS = 4096
+"""Slots of the history ring (``Store.history``): a node can check that the write at its
+cursor is still in the store's history as long as fewer writes than this happened
+since it last looked."""
+
 
 def check_request(request: ChangeRequest) -> ChangeRequest:
     """Return ``request`` with its kind a ``Kind`` and its times floats, or raise ValueError."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,8 +25,9 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from revsync.changes import Change, ChangeRequest, Kind
-from revsync.stores.base import StoreError
+from revsync.stores.base import StoreError, StorePosition
 from revsync.stores.common import (
+    HISTORY_SLOTS,
     KINDS,
     apply_all,
     check_figures,
@@ -101,6 +103,30 @@ DO $$ BEGIN
     END IF;
 END $$;
 """
+
+# The store's identity and generation (revsync.stores.base.StorePosition).
+_IDENTITY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS revsync_store (
+    id smallint PRIMARY KEY CHECK (id = 1),
+    store_id text NOT NULL,
+    epoch bigint NOT NULL
+);
+INSERT INTO revsync_store (id, store_id, epoch) VALUES (1, '{store_id}', 1) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS revsync_history (
+    slot integer PRIMARY KEY,
+    seq bigint NOT NULL,
+    stamp double precision NOT NULL
+);
+"""
+_POSITION = (
+    "SELECT s.store_id, s.epoch, m.seq, (SELECT h.stamp FROM revsync_history h"
+    " WHERE h.slot = m.seq % $1 AND h.seq = m.seq)"
+    " FROM revsync_store s, revsync_meta m WHERE s.id = 1 AND m.id = 1"
+)
+_RECORD_HISTORY = (
+    "INSERT INTO revsync_history (slot, seq, stamp) VALUES ($1, $2, $3)"
+    " ON CONFLICT (slot) DO UPDATE SET seq = EXCLUDED.seq, stamp = EXCLUDED.stamp"
+)
 
 _LOAD = """
 SELECT seq, kind, key, revoked, expires_at, identity, cutoff, created_at FROM revsync_changes
@@ -190,6 +216,7 @@ class PostgresStore:
                 async with acquire as conn, conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
                     await conn.execute(_SCHEMA)
+                    await conn.execute(_IDENTITY_SCHEMA.format(store_id=uuid.uuid4().hex))
             except BaseException:
                 pool.terminate()
                 raise
@@ -242,10 +269,12 @@ class PostgresStore:
         targets = {(request.kind, request.key) for request in checked}
         kinds, keys = zip(*((kind.value, key) for kind, key in targets), strict=True)
         old = {(c.kind, c.key): c for c in _changes(await conn.fetch(_LOAD, kinds, keys))}
-        changes, final = apply_all(old, checked, head - len(checked) + 1, time.time())
+        now = time.time()
+        changes, final = apply_all(old, checked, head - len(checked) + 1, now)
         columns = list(zip(*final, strict=True))
         columns[1] = tuple(kind.value for kind in columns[1])
         await conn.execute(_UPSERT, *columns)
+        await conn.execute(_RECORD_HISTORY, head % HISTORY_SLOTS, head, now)
         return changes
 
     # -- the token registry (revsync.registry) ------------------------------------------
@@ -330,6 +359,28 @@ class PostgresStore:
         """The highest seq handed out so far."""
         rows = await self._fetch("SELECT seq FROM revsync_meta WHERE id = 1")
         return int(rows[0][0]) if rows else 0
+
+    async def position(self) -> StorePosition:
+        """The store's identity, epoch and head, read in one statement."""
+        rows = await self._fetch(_POSITION, HISTORY_SLOTS)
+        if not rows:
+            msg = f"PostgreSQL store {self.url} has no identity row; was its schema created?"
+            raise StoreError(msg)
+        store_id, epoch, head, stamp = rows[0]
+        return StorePosition(str(store_id), int(epoch), int(head), stamp)
+
+    async def history(self, seq: int) -> tuple[int, float] | None:
+        """The history ring's entry for ``seq`` (see ``Store.history``)."""
+        sql = "SELECT seq, stamp FROM revsync_history WHERE slot = $1"
+        rows = await self._fetch(sql, seq % HISTORY_SLOTS)
+        return (int(rows[0][0]), float(rows[0][1])) if rows else None
+
+    async def new_epoch(self) -> StorePosition:
+        """Start a new generation of the store's history (after a restore or failover)."""
+        sql = "UPDATE revsync_store SET epoch = epoch + 1 WHERE id = 1"
+        async with self._errors("write to"), self._acquire() as conn:
+            await conn.execute(sql)
+        return await self.position()
 
     async def prune(self, before: float) -> int:
         """Delete rows whose ``expires_at`` is earlier than ``before``."""

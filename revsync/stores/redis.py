@@ -5,6 +5,8 @@ them in one slot (the scripts build row keys from the prefix, which Cluster allo
 for keys of the script's own slot):
 
 - ``{p}:seq``            the counter (INCRBY inside the write script)
+- ``{p}:store``          a hash: ``id`` (random, made on first use) and ``epoch``
+- ``{p}:hist``           the history ring: slot -> "seq created_at" of each write
 - ``{p}:row:<kind>:<key>`` a hash per target: revoked, expires_at, identity, cutoff,
                           seq, and ``json``, the whole row pre-serialised
 - ``{p}:log``            sorted set of targets by seq (``since``)
@@ -28,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -41,8 +44,16 @@ from redis.exceptions import RedisError
 
 from revsync.changes import Change, ChangeRequest, Kind
 from revsync.redis_topology import data_client, is_topology_url, parse_topology_url
-from revsync.stores.base import StoreError
-from revsync.stores.common import KINDS, PAGE, check_figures, check_request, mask_url, translate
+from revsync.stores.base import StoreError, StorePosition
+from revsync.stores.common import (
+    HISTORY_SLOTS,
+    KINDS,
+    PAGE,
+    check_figures,
+    check_request,
+    mask_url,
+    translate,
+)
 from revsync.stores.tokens import TokenRecord, request_for
 
 __all__ = ["RedisStore", "from_url"]
@@ -55,6 +66,7 @@ _ARGS_PER_REQUEST = 6
 # kind, key, revoked ("1"/"0"), expires_at, identity ("" = none, else "=" .. identity),
 # cutoff ("" = none).  Returns the JSON array of the written changes.
 _WRITE_CHANGES = """
+local SLOTS = @SLOTS@
 local function write_changes(base, now, count, first)
 local last = redis.call('INCRBY', KEYS[1], count)
 local out = {}
@@ -100,9 +112,11 @@ for i = 0, count - 1 do
   redis.call('ZADD', KEYS[3], expires, member)
   out[#out + 1] = doc
 end
+redis.call('HSET', base .. ':hist', string.format('%d', last % SLOTS),
+  string.format('%d', last) .. ' ' .. now)
 return out, last - count + 1
 end
-"""
+""".replace("@SLOTS@", str(HISTORY_SLOTS))
 
 _WRITE = (
     _WRITE_CHANGES
@@ -179,6 +193,20 @@ for _, jti in ipairs(jtis) do
   redis.call('ZREM', KEYS[1], jti)
 end
 return #jtis
+"""
+
+# KEYS: store, counter, hist.  ARGV: a fresh random id, "1" to start a new epoch, the
+# ring's size.  The store's identity is created on first use: after Redis lost
+# everything, a new id.  Returns [store_id, epoch, head, head's history entry or ""].
+_POSITION = """
+if redis.call('HSETNX', KEYS[1], 'id', ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'epoch', '1')
+end
+if ARGV[2] == '1' then redis.call('HINCRBY', KEYS[1], 'epoch', 1) end
+local found = redis.call('HMGET', KEYS[1], 'id', 'epoch')
+local head = redis.call('GET', KEYS[2]) or '0'
+local entry = redis.call('HGET', KEYS[3], string.format('%d', tonumber(head) % tonumber(ARGV[3])))
+return {found[1], found[2], head, entry or ''}
 """
 
 # KEYS: a sorted set of targets.  ARGV: prefix, min score, limit (-1 = all).
@@ -259,8 +287,8 @@ class RedisStore:
         self.url = mask_url(display_url or url)
         self.prefix = prefix
         self._base = "{" + prefix + "}"
-        self._counter, self._log, self._exp, self._token_exp = (
-            f"{self._base}:{name}" for name in ("seq", "log", "exp", "tok-exp")
+        self._counter, self._log, self._exp, self._token_exp, self._identity, self._history = (
+            f"{self._base}:{name}" for name in ("seq", "log", "exp", "tok-exp", "store", "hist")
         )
         self._timeouts = (connect_timeout, socket_timeout)
         self._client_name = client_name
@@ -301,6 +329,7 @@ class RedisStore:
                 ("register", _REGISTER),
                 ("records", _RECORDS),
                 ("prune_records", _PRUNE_RECORDS),
+                ("position", _POSITION),
             )
         }
         self._client = client
@@ -382,6 +411,31 @@ class RedisStore:
         with translate(_ERRORS, lambda: f"read on Redis store {self.url} failed"):
             value = await self._client.get(self._counter)
         return int(value or 0)
+
+    async def position(self) -> StorePosition:
+        """The store's identity, epoch and head, read in one script run."""
+        return await self._position(new_epoch=False)
+
+    async def new_epoch(self) -> StorePosition:
+        """Start a new generation of the store's history (after a restore or failover)."""
+        return await self._position(new_epoch=True)
+
+    async def _position(self, *, new_epoch: bool) -> StorePosition:
+        keys = [self._identity, self._counter, self._history]
+        args = [uuid.uuid4().hex, "1" if new_epoch else "0", HISTORY_SLOTS]
+        store_id, epoch, head, entry = await self._call("read", "position", keys, args)
+        found = _history_entry(entry)
+        stamp = found[1] if found is not None and found[0] == int(head) else None
+        return StorePosition(store_id.decode(), int(epoch), int(head), stamp)
+
+    async def history(self, seq: int) -> tuple[int, float] | None:
+        """The history ring's entry for ``seq`` (see ``Store.history``)."""
+        if self._client is None:
+            msg = f"Redis store {self.url} is not connected; call connect() first"
+            raise StoreError(msg)
+        with translate(_ERRORS, lambda: f"read on Redis store {self.url} failed"):
+            entry = await self._client.hget(self._history, str(seq % HISTORY_SLOTS))
+        return _history_entry(entry)
 
     async def prune(self, before: float) -> int:
         """Delete rows whose ``expires_at`` is earlier than ``before``, a batch per script run."""
@@ -489,6 +543,14 @@ def _change_args(requests: Sequence[ChangeRequest]) -> list[Any]:
             cutoff,
         )
     return args
+
+
+def _history_entry(entry: bytes | str | None) -> tuple[int, float] | None:
+    """A history ring entry, stored as "seq stamp"."""
+    if not entry:
+        return None
+    seq, _, stamp = (entry.decode() if isinstance(entry, bytes) else entry).partition(" ")
+    return int(seq), float(stamp)
 
 
 def _records(doc: bytes) -> list[TokenRecord]:

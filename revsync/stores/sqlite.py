@@ -18,6 +18,7 @@ import contextlib
 import functools
 import sqlite3
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,15 @@ from urllib.parse import unquote, urlsplit
 import aiosqlite
 
 from revsync.changes import Change, ChangeRequest, Kind
-from revsync.stores.base import StoreError
-from revsync.stores.common import KINDS, apply_all, check_figures, check_request, translate
+from revsync.stores.base import StoreError, StorePosition
+from revsync.stores.common import (
+    HISTORY_SLOTS,
+    KINDS,
+    apply_all,
+    check_figures,
+    check_request,
+    translate,
+)
 from revsync.stores.tokens import TokenRecord, records_from_rows, request_for, row_for
 
 __all__ = ["SqliteStore", "from_url"]
@@ -90,6 +98,30 @@ _SCHEMA = _SCHEMA_TEMPLATE.format(
     changes_indexes="\n".join(f"{index};" for index in _CHANGES_INDEXES),
 )
 
+
+# The store's identity and generation (revsync.stores.base.StorePosition): created
+# once, with a random id, by whichever process creates the schema first.
+_IDENTITY_SCHEMA = """
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS revsync_store (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    store_id TEXT NOT NULL,
+    epoch INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO revsync_store (id, store_id, epoch) VALUES (1, '{store_id}', 1);
+CREATE TABLE IF NOT EXISTS revsync_history (
+    slot INTEGER PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    stamp REAL NOT NULL
+);
+COMMIT;
+"""
+_POSITION = (
+    "SELECT s.store_id, s.epoch, m.seq, (SELECT h.stamp FROM revsync_history h"
+    " WHERE h.slot = m.seq % ? AND h.seq = m.seq)"
+    " FROM revsync_store s, revsync_meta m WHERE s.id = 1 AND m.id = 1"
+)
+_RECORD_HISTORY = "INSERT OR REPLACE INTO revsync_history (slot, seq, stamp) VALUES (?, ?, ?)"
 
 _SELECT = (
     "SELECT seq, kind, key, revoked, expires_at, identity, cutoff, created_at FROM revsync_changes"
@@ -192,6 +224,7 @@ class SqliteStore:
         # commit a transaction opened outside it.  Several processes may run it at once.
         try:
             await conn.executescript(_SCHEMA)
+            await conn.executescript(_IDENTITY_SCHEMA.format(store_id=uuid.uuid4().hex))
             if await _needs_kind_migration(conn):
                 await conn.execute("BEGIN IMMEDIATE")
                 if await _needs_kind_migration(conn):  # another process may have done it
@@ -244,11 +277,13 @@ class SqliteStore:
         await conn.execute("UPDATE revsync_meta SET seq = seq + ? WHERE id = 1", (count,))
         ((head,),) = await conn.execute_fetchall("SELECT seq FROM revsync_meta WHERE id = 1")
         old = await self._load(conn, {(request.kind, request.key) for request in requests})
-        changes, final = apply_all(old, requests, head - count + 1, time.time())
+        now = time.time()
+        changes, final = apply_all(old, requests, head - count + 1, now)
         await conn.executemany(
             _REPLACE,
             [(c.seq, c.kind.value, *c[2:]) for c in final],
         )
+        await conn.execute(_RECORD_HISTORY, (head % HISTORY_SLOTS, head, now))
         return changes
 
     async def _load(
@@ -285,6 +320,33 @@ class SqliteStore:
         """The highest seq handed out so far."""
         rows = list(await self._read("SELECT seq FROM revsync_meta WHERE id = 1"))
         return int(rows[0][0]) if rows else 0
+
+    async def position(self) -> StorePosition:
+        """The store's identity, epoch and head, read in one statement."""
+        rows = list(await self._read(_POSITION, (HISTORY_SLOTS,)))
+        if not rows:
+            msg = f"SQLite store {self.url} has no identity row; was its schema created by revsync?"
+            raise StoreError(msg)
+        store_id, epoch, head, stamp = rows[0]
+        return StorePosition(str(store_id), int(epoch), int(head), stamp)
+
+    async def history(self, seq: int) -> tuple[int, float] | None:
+        """The history ring's entry for ``seq`` (see ``Store.history``)."""
+        sql = "SELECT seq, stamp FROM revsync_history WHERE slot = ?"
+        rows = list(await self._read(sql, (seq % HISTORY_SLOTS,)))
+        return (int(rows[0][0]), float(rows[0][1])) if rows else None
+
+    async def new_epoch(self) -> StorePosition:
+        """Start a new generation of the store's history (after a restore)."""
+        async with self._write_lock:
+            conn = self._conn(self._writer)
+            with translate(_ERRORS, lambda: f"write to SQLite store {self.url} failed"):
+
+                async def work() -> None:
+                    await conn.execute("UPDATE revsync_store SET epoch = epoch + 1 WHERE id = 1")
+
+                await self._transaction(conn, work)
+        return await self.position()
 
     async def prune(self, before: float) -> int:
         """Delete rows whose ``expires_at`` is earlier than ``before``."""

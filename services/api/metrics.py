@@ -33,6 +33,14 @@ COUNTERS = {
     "reconnects": ("revsync_reconnects", "Reconnections to the Redis bus."),
     "heartbeats": ("revsync_heartbeats", "Own heartbeats received back over the bus."),
     "pruned": ("revsync_pruned_entries", "Expired entries dropped from the local set."),
+    "store_resets": (
+        "revsync_store_resets",
+        "Times the store was found to have lost history and was re-read in full.",
+    ),
+    "queue_overflows": (
+        "revsync_queue_overflows",
+        "Bus messages dropped because the subscriber queue was full (a catch-up follows).",
+    ),
 }
 
 
@@ -48,7 +56,7 @@ class RevSyncCollector(Collector):
             yield CounterMetricFamily(name, doc, value=getattr(stats, attr))
         rejected = CounterMetricFamily(
             "revsync_events_rejected",
-            "Bus messages dropped as invalid, by reason.",
+            "Bus messages dropped as invalid or not confirmed by the store, by reason.",
             labels=["reason"],
         )
         for reason, count in sorted(stats.rejected.items()):
@@ -77,6 +85,11 @@ class RevSyncCollector(Collector):
             "revsync_backfilled",
             "1 once the start-up snapshot is applied.",
             value=1.0 if status["backfilled"] else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "revsync_unconfirmed_restrictions",
+            "Bus restrictions applied here and not yet confirmed by a store read.",
+            value=float(status["unconfirmed_restrictions"]),
         )
         seq = status["last_applied_seq"]
         yield GaugeMetricFamily(

@@ -1,4 +1,4 @@
-"""``python -m services.resync [--wait SECONDS]``: see ``services.resync``."""
+"""``python -m services.resync [--wait SECONDS] [--new-epoch]``: see ``services.resync``."""
 
 from __future__ import annotations
 
@@ -22,11 +22,17 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="keep retrying an unreachable store or Redis this long (default 10)",
     )
+    parser.add_argument(
+        "--new-epoch",
+        action="store_true",
+        help="after restoring the store from a backup, or failing over to a copy that may "
+        "have lost writes: start a new epoch, so every node re-reads the whole store",
+    )
     args = parser.parse_args(argv)
     if args.wait < 0:
         parser.error("--wait must be >= 0")
     try:
-        report = asyncio.run(run(wait=args.wait))
+        report = asyncio.run(run(wait=args.wait, new_epoch=args.new_epoch))
     except JobError as exc:
         print(f"resync: {exc}", file=sys.stderr)
         return exc.code
@@ -37,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"resync: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_CONFIG if isinstance(exc, ValueError) else 1
     print(
-        f"resync: done: store {report.store} at seq {report.head}, {report.rows} live rows, "
-        f"{report.pruned} pruned"
+        f"resync: done: store {report.store} at seq {report.head} (epoch {report.epoch}), "
+        f"{report.rows} live rows, {report.pruned} pruned"
     )
     return 0
 

@@ -42,6 +42,8 @@ class Report:
 
     store: str = ""
     redis: str = ""
+    store_id: str = ""
+    epoch: int = 0
     head: int = 0
     pruned: int = 0
     rows: int = 0
@@ -128,9 +130,18 @@ async def _ping_redis(url: str) -> None:
 
 
 async def run(
-    environ: Mapping[str, str] | None = None, *, wait: float = 10.0, out: TextIO | None = None
+    environ: Mapping[str, str] | None = None,
+    *,
+    wait: float = 10.0,
+    out: TextIO | None = None,
+    new_epoch: bool = False,
 ) -> Report:
-    """Do the job; raise JobError on failure.  Prints one line per finished step."""
+    """Do the job; raise JobError on failure.  Prints one line per finished step.
+
+    ``new_epoch``: start a new generation of the store's history (after restoring a
+    backup, or failing over to a copy that may have lost writes), so that every node
+    re-reads the whole store at its next catch-up.
+    """
     env = os.environ if environ is None else environ
     settings = settings_from_env(env)
     try:
@@ -150,8 +161,14 @@ async def run(
         reporter.done(f"store      reachable at {report.store}; schema in place")
 
         reporter.step("reading the store head")
-        report.head = await _retry(f"the store at {report.store}", 0, store.head)
-        reporter.done(f"sequence   head is {report.head}")
+        position = await _retry(f"the store at {report.store}", 0, store.position)
+        if new_epoch:
+            position = await _retry(f"the store at {report.store}", 0, store.new_epoch)
+        report.store_id, report.epoch, report.head = position
+        reporter.done(
+            f"sequence   head is {report.head}; store {report.store_id}, epoch {report.epoch}"
+            + (" (new: every node re-reads the store)" if new_epoch else "")
+        )
 
         reporter.step("pruning expired entries")
         before = time.time() - settings.leeway

@@ -103,6 +103,11 @@ class GatedStore:
             await hold.gate.wait()
         return result
 
+    def __getattr__(self, name: str) -> Any:
+        # Any other store method (position, new_epoch, revoke_family...) goes straight
+        # to the real store.
+        return getattr(self.real, name)
+
     # -- the Store protocol, delegated ------------------------------------------------
 
     async def connect(self) -> None:

@@ -1,0 +1,538 @@
+"""The replica's state model (docs/design.md): versioned store state, bus messages that
+only restrict, overlays confirmed or shed by the next catch-up, doorbells, and a store
+that goes back in time.
+
+Each test drives one Replica over a real SQLite file; bus events are built and handed
+to ``apply_event`` directly, so every interleaving is chosen by the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from revsync.changes import Change, ChangeRequest, Kind
+from revsync.events import Op, RevocationEvent
+from revsync.replica import PENDING_LIMIT, Replica, Verdict
+from revsync.revocation_set import RevocationSet
+from revsync.stats import SyncStats
+from revsync.stores.sqlite import SqliteStore
+
+HOUR = 3600.0
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(tmp_path / "revsync.db")
+    await store.connect()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def replica(store: SqliteStore) -> Replica:
+    replica = Replica(store, RevocationSet(), SyncStats())
+    await replica.catch_up()
+    return replica
+
+
+def revoke(key: str, *, exp: float | None = None) -> ChangeRequest:
+    return ChangeRequest(Kind.JTI, key, True, exp or time.time() + HOUR, "alice")
+
+
+def unrevoke(key: str) -> ChangeRequest:
+    return ChangeRequest(Kind.JTI, key, False, time.time() + HOUR, "alice")
+
+
+def cut(identity: str, cutoff: float) -> ChangeRequest:
+    return ChangeRequest(Kind.SUBJECT, identity, True, time.time() + HOUR, identity, cutoff)
+
+
+def event(change: Change, **fields: Any) -> RevocationEvent:
+    """The bus event announcing ``change``, with any field overridden (a forgery)."""
+    made = RevocationEvent.from_change(change, "node-x", time.time())
+    values = {name: getattr(made, name) for name in made.__slots__}
+    values.update(fields)
+    return RevocationEvent(**values)
+
+
+def forged(op: Op, key: str, seq: int, **fields: Any) -> RevocationEvent:
+    values: dict[str, Any] = {
+        "op": op,
+        "seq": seq,
+        "key": key,
+        "expires_at": time.time() + HOUR,
+        "identity": None,
+        "cutoff": None,
+        "origin": "mallory",
+        "sent_at": time.time(),
+    }
+    values.update(fields)
+    return RevocationEvent(**values)
+
+
+def held(replica: Replica, key: str) -> bool:
+    return replica.revocations.contains_jti(key)
+
+
+# -- store state is versioned ------------------------------------------------------
+
+
+async def test_a_late_local_write_never_undoes_a_newer_change(
+    replica: Replica, store: SqliteStore
+) -> None:
+    await store.write(revoke("t"))
+    stale = await store.write(unrevoke("t"))  # this node's write, returning late
+    newer = await store.write(revoke("t"))  # another node's, applied here first
+    await replica.apply_event(event(newer))
+    await replica.apply_local(stale)
+    assert held(replica, "t")
+    await replica.catch_up()
+    assert held(replica, "t")
+
+
+async def test_a_catch_up_row_older_than_a_local_write_is_not_applied(
+    replica: Replica, store: SqliteStore
+) -> None:
+    first = await store.write(revoke("t"))
+    second = await store.write(unrevoke("t"))
+    await replica.apply_local(second)
+    assert not held(replica, "t")
+    # The catch-up reads the row in its latest state (seq 2): nothing to undo.
+    await replica.catch_up()
+    assert not held(replica, "t")
+    # And a local write result older than the store cursor is ignored.
+    await replica.apply_local(first)
+    assert not held(replica, "t")
+
+
+async def test_a_stale_local_cut_off_change_is_ignored(
+    replica: Replica, store: SqliteStore
+) -> None:
+    now = time.time()
+    await store.write(cut("alice", now - 10))
+    lifted = await store.write(ChangeRequest(Kind.SUBJECT, "alice", False, now + HOUR, "alice"))
+    again = await store.write(cut("alice", now))
+    await replica.apply_local(again)
+    await replica.apply_local(lifted)
+    assert replica.revocations.cutoff("alice") == now
+
+
+class ReadThenWait:
+    """The real store, whose ``get`` reads its row and then waits for ``go``: a doorbell
+    read that returns late."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self.read = asyncio.Event()
+        self.go = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def get(self, kind: Kind, key: str) -> Change | None:
+        row = await self._store.get(kind, key)
+        self.read.set()
+        await self.go.wait()
+        return row
+
+
+async def test_a_doorbell_read_that_returns_late_never_undoes_a_newer_change(
+    store: SqliteStore,
+) -> None:
+    slow = ReadThenWait(store)
+    replica = Replica(slow, RevocationSet(), SyncStats())  # type: ignore[arg-type]
+    await replica.catch_up()
+    await store.write(revoke("t"))
+    lifted = await store.write(unrevoke("t"))
+    ring = asyncio.create_task(replica.apply_event(event(lifted)))
+    await slow.read.wait()  # it has read "unrevoked, seq 2"
+    again = await store.write(revoke("t"))
+    await replica.apply_local(again)  # seq 3 lands first
+    slow.go.set()
+    assert await ring is Verdict.GAP  # confirmed by the store; seq 1 never came by bus
+    assert held(replica, "t")
+    # A doorbell for a change the node holds already is a duplicate.
+    assert await replica.apply_event(event(lifted)) is Verdict.DUPLICATE
+
+
+async def test_a_doorbell_read_racing_a_catch_up_never_undoes_it(store: SqliteStore) -> None:
+    slow = ReadThenWait(store)
+    replica = Replica(slow, RevocationSet(), SyncStats())  # type: ignore[arg-type]
+    await replica.catch_up()
+    await store.write(revoke("t"))
+    lifted = await store.write(unrevoke("t"))
+    ring = asyncio.create_task(replica.apply_event(event(lifted)))
+    await slow.read.wait()
+    await store.write(revoke("t"))
+    slow.go.set()  # the catch-up's own anchor reads go through at once from now on
+    await replica.catch_up()
+    await ring
+    assert held(replica, "t")
+
+
+async def test_a_doorbell_applies_the_stores_unrevoke(replica: Replica, store: SqliteStore) -> None:
+    revoked = await store.write(revoke("t"))
+    await replica.apply_event(event(revoked))
+    lifted = await store.write(unrevoke("t"))
+    assert await replica.apply_event(event(lifted)) is Verdict.APPLIED
+    assert not held(replica, "t")
+    assert replica.bus_seq == lifted.seq
+
+
+async def test_an_unconfirmed_doorbell_changes_nothing_and_keeps_the_cursor(
+    replica: Replica, store: SqliteStore
+) -> None:
+    revoked = await store.write(revoke("t"))
+    await replica.apply_event(event(revoked))
+    ring = forged(Op.UNREVOKE, "t", revoked.seq + 1)
+    assert await replica.apply_event(ring) is Verdict.UNCONFIRMED
+    assert held(replica, "t")
+    assert replica.bus_seq == revoked.seq
+    assert replica.stats.rejected["unconfirmed_doorbell"] == 1
+    # A doorbell naming another, later row passes the store check and moves bus_seq;
+    # it still does not hide the genuine event carrying its seq.
+    genuine = await store.write(revoke("v"))
+    other = await store.write(revoke("u"))
+    assert other.seq > genuine.seq
+    ring = event(other, op=Op.UNREVOKE, seq=genuine.seq)
+    assert await replica.apply_event(ring) is Verdict.APPLIED
+    assert replica.bus_seq == genuine.seq
+    assert await replica.apply_event(event(genuine)) is Verdict.APPLIED
+    assert held(replica, "v")
+
+
+# -- bus messages only restrict ---------------------------------------------------------
+
+
+async def test_a_forged_cut_off_never_lowers_one(replica: Replica, store: SqliteStore) -> None:
+    now = time.time()
+    real = await store.write(cut("alice", now))
+    await replica.apply_event(event(real))
+    for seq in (real.seq + 1, 10**15):
+        await replica.apply_event(
+            forged(
+                Op.REVOKE_SUBJECT, "alice", seq, cutoff=1.0, identity="alice", expires_at=now + 5
+            )
+        )
+        assert replica.revocations.cutoff("alice") == now
+        assert replica.revocations.is_revoked("x", "alice", now - 1)
+    await replica.catch_up()
+    await replica.catch_up()  # sheds what the first did not confirm
+    assert replica.revocations.cutoff("alice") == now
+    assert replica.revocations.snapshot_subjects()["alice"] == (now, real.expires_at)
+
+
+async def test_a_forged_shorter_expiry_never_shortens_a_revocation(
+    replica: Replica, store: SqliteStore
+) -> None:
+    exp = time.time() + HOUR
+    real = await store.write(revoke("t", exp=exp))
+    await replica.apply_event(event(real))
+    await replica.apply_event(event(real, seq=10**15, expires_at=time.time() + 1))
+    assert replica.revocations.expires_at("t") == exp
+    replica.revocations.prune(time.time() + 60)
+    assert held(replica, "t")
+
+
+async def test_a_bus_revoke_is_held_until_a_store_read_confirms_it(
+    replica: Replica, store: SqliteStore
+) -> None:
+    change = await store.write(revoke("t"))
+    assert await replica.apply_event(event(change)) is Verdict.APPLIED
+    assert held(replica, "t")
+    assert replica.overlay_count == 1
+    await replica.catch_up()
+    assert held(replica, "t")
+    assert replica.overlay_count == 0
+    assert replica.stats.rejected["unconfirmed"] == 0
+
+
+async def test_a_forged_revoke_is_shed_by_the_next_catch_up(
+    replica: Replica, store: SqliteStore
+) -> None:
+    exp = time.time() + HOUR
+    real = await store.write(revoke("t", exp=exp))
+    await replica.catch_up()
+    lifted = await store.write(unrevoke("t"))
+    await replica.catch_up()
+    assert not held(replica, "t")
+    # Forged revokes: of the unrevoked token and of a token the store never saw.
+    await replica.apply_event(event(real, seq=10**12))
+    await replica.apply_event(forged(Op.REVOKE, "never", lifted.seq + 1))
+    assert held(replica, "t")
+    assert held(replica, "never")
+    with capture_logs() as logs:
+        await replica.catch_up()
+    assert not held(replica, "t")
+    assert not held(replica, "never")
+    assert replica.overlay_count == 0
+    assert replica.stats.rejected["unconfirmed"] == 2
+    assert [e["event"] for e in logs].count("revsync.restriction_unconfirmed") == 2
+
+
+async def test_an_overlay_arriving_during_a_catch_up_waits_for_the_next_one(
+    replica: Replica, store: SqliteStore
+) -> None:
+    # The round a message arrives in decides which catch-up must have seen its change.
+    await replica.catch_up()
+    replica._round += 1  # as if a catch-up had just started and not yet read
+    await replica.apply_event(forged(Op.REVOKE, "t", 10**9))
+    replica._shed(replica._round)  # that catch-up ends: the message came too late for it
+    assert held(replica, "t")
+    await replica.catch_up()
+    assert not held(replica, "t")
+
+
+async def test_an_older_store_change_keeps_a_newer_bus_restriction_on_top(
+    replica: Replica, store: SqliteStore
+) -> None:
+    await store.write(revoke("t"))
+    lifted = await store.write(unrevoke("t"))
+    again = await store.write(revoke("t"))
+    await replica.apply_event(event(again))  # the bus is faster than the node's read
+    await replica.apply_local(lifted)  # an older store change lands afterwards
+    assert held(replica, "t")
+    await replica.catch_up()
+    assert held(replica, "t")
+    assert replica.overlay_count == 0
+
+
+async def test_a_shed_overlay_restores_the_latest_store_state_beneath_it(
+    replica: Replica, store: SqliteStore
+) -> None:
+    await store.write(revoke("t"))
+    lifted = await store.write(unrevoke("t"))
+    await replica.apply_event(forged(Op.REVOKE, "t", 10**9))
+    await replica.apply_local(lifted)  # arrives beneath the forged overlay
+    assert held(replica, "t")
+    await replica.catch_up()
+    await replica.catch_up()
+    assert not held(replica, "t")
+
+
+async def test_a_lower_seq_restriction_still_merges_into_an_overlay(
+    replica: Replica, store: SqliteStore
+) -> None:
+    now = time.time()
+    await replica.apply_event(
+        forged(Op.REVOKE_SUBJECT, "alice", 10**9, cutoff=now - 100, identity="alice")
+    )
+    real = await store.write(cut("alice", now))
+    assert await replica.apply_event(event(real)) is Verdict.APPLIED
+    assert replica.revocations.cutoff("alice") == now
+    assert await replica.apply_event(event(real)) is Verdict.DUPLICATE
+    await replica.catch_up()
+    await replica.catch_up()
+    assert replica.revocations.cutoff("alice") == now
+
+
+# -- stale, duplicate and expired messages ---------------------------------------------
+
+
+async def test_a_late_copy_of_a_change_already_read_is_a_duplicate(
+    replica: Replica, store: SqliteStore
+) -> None:
+    change = await store.write(revoke("t"))
+    await replica.catch_up()
+    assert await replica.apply_event(event(change)) is Verdict.DUPLICATE
+    assert replica.stats.duplicates == 1
+
+
+async def test_a_restriction_below_the_cursor_that_adds_something_is_suspect(
+    replica: Replica, store: SqliteStore
+) -> None:
+    await store.write(revoke("t"))
+    lifted = await store.write(unrevoke("t"))
+    await replica.catch_up()
+    # A revoke numbered below what was read, for a token the store says is not
+    # revoked: a late copy of a superseded change, a forgery, or a store gone back.
+    assert await replica.apply_event(forged(Op.REVOKE, "t", lifted.seq - 1)) is Verdict.SUSPECT
+    assert not held(replica, "t")
+    assert replica.stats.rejected["stale"] == 1
+
+
+async def test_an_echo_of_the_nodes_own_write_is_a_duplicate(
+    replica: Replica, store: SqliteStore
+) -> None:
+    change = await store.write(revoke("t"))
+    await replica.apply_local(change)
+    assert await replica.apply_event(event(change)) is Verdict.DUPLICATE
+    assert replica.overlay_count == 0
+
+
+async def test_a_restriction_of_an_expired_token_is_ignored(
+    replica: Replica, store: SqliteStore
+) -> None:
+    gone = forged(Op.REVOKE, "t", 1, expires_at=time.time() - 10)
+    assert await replica.apply_event(gone) is Verdict.DUPLICATE
+    assert not held(replica, "t")
+    assert replica.overlay_count == 0
+
+
+async def test_gaps_and_the_bus_cursor(replica: Replica, store: SqliteStore) -> None:
+    one = await store.write(revoke("a"))
+    two = await store.write(revoke("b"))
+    three = await store.write(revoke("c"))
+    assert await replica.apply_event(event(one)) is Verdict.APPLIED
+    assert replica.bus_seq == one.seq
+    assert await replica.apply_event(event(three)) is Verdict.GAP
+    assert replica.bus_seq == one.seq
+    assert replica.stats.gaps == 1
+    assert await replica.apply_event(event(two)) is Verdict.APPLIED
+    assert replica.bus_seq == two.seq
+    await replica.catch_up()
+    assert replica.bus_seq == replica.store_seq == three.seq
+
+
+async def test_too_many_unconfirmed_overlays_ask_for_a_catch_up(
+    replica: Replica, store: SqliteStore
+) -> None:
+    verdicts = set()
+    for n in range(PENDING_LIMIT + 1):
+        verdicts.add(await replica.apply_event(forged(Op.REVOKE, f"t{n}", n + 1)))
+    assert verdicts == {Verdict.APPLIED, Verdict.GAP}
+    await replica.catch_up()
+    await replica.catch_up()
+    assert replica.overlay_count == 0
+    assert replica.revocations.jti_count == 0
+
+
+# -- the store going back in time ------------------------------------------------------
+
+
+def _copy(source: Path, target: Path) -> None:
+    """The sqlite3 backup API: an online backup, or a restore into a live file."""
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+
+
+async def test_a_store_restored_from_a_backup_is_reread(
+    replica: Replica, store: SqliteStore, tmp_path: Path
+) -> None:
+    live, backup = Path(store.path), tmp_path / "backup.db"
+    await store.write(revoke("kept"))
+    _copy(live, backup)
+    await store.write(revoke("lost-1"))
+    await store.write(revoke("lost-2"))
+    await replica.catch_up()
+    assert held(replica, "lost-2")
+    _copy(backup, live)
+    # New writes reuse the lost numbers, and overtake the node's cursor.
+    for n in range(4):
+        await store.write(revoke(f"new-{n}"))
+    assert await store.head() > replica.store_seq
+    with capture_logs() as logs:
+        await replica.catch_up()
+    assert all(held(replica, f"new-{n}") for n in range(4))
+    assert held(replica, "kept")
+    assert not held(replica, "lost-1")
+    assert not held(replica, "lost-2")
+    assert replica.stats.store_resets == 1
+    lost = [e for e in logs if e["event"] == "revsync.store_history_lost"]
+    assert len(lost) == 1
+    assert lost[0]["log_level"] == "error"
+    assert lost[0]["reason"] == "seq 3 now names another write"
+    assert lost[0]["entries_dropped"] == 2
+
+
+async def test_a_store_whose_head_falls_below_the_cursor_is_reread(
+    replica: Replica, store: SqliteStore, tmp_path: Path
+) -> None:
+    live, backup = Path(store.path), tmp_path / "backup.db"
+    _copy(live, backup)
+    await store.write(revoke("lost"))
+    await replica.catch_up()
+    _copy(backup, live)
+    with capture_logs() as logs:
+        await replica.catch_up()
+    assert not held(replica, "lost")
+    assert replica.store_seq == 0
+    assert replica.bus_seq == 0
+    assert logs[-1]["reason"] == "store head 0 is below seq 1, which this node has read"
+    new = await store.write(revoke("new"))
+    assert await replica.apply_event(event(new)) is Verdict.APPLIED
+    assert held(replica, "new")
+
+
+async def test_a_new_epoch_makes_every_node_reread(replica: Replica, store: SqliteStore) -> None:
+    await store.write(revoke("t"))
+    await replica.catch_up()
+    before = replica.position
+    position = await store.new_epoch()
+    assert before is not None
+    assert position.epoch == before.epoch + 1
+    assert position.store_id == before.store_id
+    await replica.catch_up()
+    assert replica.stats.store_resets == 1
+    assert held(replica, "t")
+    await replica.catch_up()
+    assert replica.stats.store_resets == 1
+
+
+@pytest.mark.parametrize("rewrite", ["same target", "other target", "nothing"])
+async def test_without_the_ring_the_anchors_tell_lost_history(
+    replica: Replica, store: SqliteStore, tmp_path: Path, rewrite: str
+) -> None:
+    """When the history ring has turned over since (here: its entry is not known), the
+    last rows read decide: one that went back, vanished, or names another write."""
+    live, backup = Path(store.path), tmp_path / "backup.db"
+    await store.write(revoke("kept"))
+    _copy(live, backup)
+    await store.write(revoke("lost-1"))
+    await store.write(revoke("lost-2"))
+    await replica.catch_up()
+    replica._newest = None  # as if the ring had turned over since
+
+    _copy(backup, live)
+    if rewrite == "same target":  # lost-2's number reused for lost-2 itself
+        await store.write(revoke("other"))
+        await store.write(revoke("lost-2"))
+    elif rewrite == "other target":
+        await store.write(revoke("x"))
+        await store.write(revoke("y"))
+    else:
+        await store.write(revoke("x"))
+        await store.write(revoke("y"))
+        await store.write(revoke("z"))
+    with capture_logs() as logs:
+        await replica.catch_up()
+    assert replica.stats.store_resets == 1
+    assert not held(replica, "lost-1")
+    reasons = [e["reason"] for e in logs if e["event"] == "revsync.store_history_lost"]
+    assert len(reasons) == 1
+    assert "went back" in reasons[0] or "vanished" in reasons[0]
+
+
+async def test_an_intact_history_is_never_taken_for_a_lost_one(
+    replica: Replica, store: SqliteStore
+) -> None:
+    for n in range(5):
+        await store.write(revoke(f"t{n}"))
+        await store.write(unrevoke(f"t{n}"))
+        await replica.catch_up()
+        await store.write(revoke(f"t{n}"))  # supersedes an anchor
+        await replica.catch_up()
+    assert replica.stats.store_resets == 0
+
+
+async def test_a_pruned_anchor_is_not_taken_for_lost_history(
+    replica: Replica, store: SqliteStore
+) -> None:
+    await store.write(revoke("old", exp=time.time() + 5))
+    await replica.catch_up()
+    replica._newest = None  # the anchors decide
+    await store.prune(time.time() + 10)
+    await replica.catch_up()
+    assert replica.stats.store_resets == 0
