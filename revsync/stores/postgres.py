@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -152,10 +152,6 @@ def from_url(url: str, **options: Any) -> PostgresStore:
 class PostgresStore:
     """A revocation store in PostgreSQL, over an asyncpg pool (see the module docstring)."""
 
-    _delay_in_tx: Callable[[], Awaitable[None]] | None = None
-    """Test-only hook: awaited inside every write transaction just before COMMIT.
-    Tests set it on an instance to hold transactions open (or raise to abort them)."""
-
     def __init__(
         self,
         dsn: str,
@@ -225,10 +221,7 @@ class PostgresStore:
         if not checked:
             return []
         async with self._errors("write to"), self._acquire() as conn, conn.transaction():
-            changes = await self._apply(conn, checked)
-            if self._delay_in_tx is not None:
-                await self._delay_in_tx()
-        return changes
+            return await self._apply(conn, checked)
 
     async def _apply(self, conn: Any, checked: list[ChangeRequest]) -> list[Change]:
         """Number and merge ``checked`` inside the caller's transaction."""
@@ -276,8 +269,6 @@ class PostgresStore:
                 _INSERT_RECORD,
                 rows,
             )
-            if self._delay_in_tx is not None:
-                await self._delay_in_tx()
         return changes
 
     async def token(self, jti: str) -> TokenRecord | None:

@@ -142,10 +142,6 @@ def from_url(url: str, **options: Any) -> SqliteStore:
 class SqliteStore:
     """A revocation store in one SQLite file (see the module docstring)."""
 
-    _delay_in_tx: Callable[[], Awaitable[None]] | None = None
-    """Test-only hook: awaited inside every write transaction just before COMMIT.
-    Tests set it on an instance to hold transactions open (or raise to abort them)."""
-
     def __init__(self, path: str | Path, *, busy_timeout: float = 5.0, url: str = "") -> None:
         self.path = str(path)
         self.url = url or f"sqlite:///{self.path}"
@@ -202,13 +198,11 @@ class SqliteStore:
             raise
 
     async def _transaction(
-        self, conn: aiosqlite.Connection, work: Callable[[], Awaitable[Any]], *, hook: bool = False
+        self, conn: aiosqlite.Connection, work: Callable[[], Awaitable[Any]]
     ) -> Any:
         await conn.execute("BEGIN IMMEDIATE")
         try:
             result = await work()
-            if hook and self._delay_in_tx is not None:
-                await self._delay_in_tx()
             await conn.execute("COMMIT")
         except BaseException:
             await _rollback(conn)
@@ -234,7 +228,7 @@ class SqliteStore:
             conn = self._conn(self._writer)
             with translate(_ERRORS, lambda: f"write to SQLite store {self.url} failed"):
                 work = functools.partial(self._apply, conn, checked)
-                changes: list[Change] = await self._transaction(conn, work, hook=True)
+                changes: list[Change] = await self._transaction(conn, work)
         return changes
 
     async def _apply(
@@ -336,7 +330,7 @@ class SqliteStore:
                 return changes
 
             with translate(_ERRORS, lambda: f"write to SQLite store {self.url} failed"):
-                result: list[Change] | None = await self._transaction(conn, work, hook=True)
+                result: list[Change] | None = await self._transaction(conn, work)
         return result
 
     async def token(self, jti: str) -> TokenRecord | None:
