@@ -325,7 +325,8 @@ class PostgresStore:
     async def prune(self, before: float) -> int:
         """Delete rows whose ``expires_at`` is earlier than ``before``."""
         sql = "DELETE FROM revsync_changes WHERE expires_at < $1"
-        async with self._errors("prune of"), self._acquire() as conn:
+        # One transaction, like SQLite's: a prune cancelled half-way leaves nothing half-done.
+        async with self._errors("prune of"), self._acquire() as conn, conn.transaction():
             status: str = await conn.execute(sql, float(before))
             await conn.execute("DELETE FROM revsync_tokens WHERE expires_at < $1", float(before))
         return int(status.rpartition(" ")[2])
