@@ -9,6 +9,12 @@ Numbers are therefore committed in the order they are handed out, with no holes.
 Each store holds two connections: one for writes (behind a lock, so two tasks of
 one node never interleave their transactions) and one for reads, so a reader never
 sees another task's uncommitted write and never waits for it.
+
+A write transaction runs in a task of its own, shielded from the caller's
+cancellation (Quart cancels a handler whose client went away): aiosqlite runs a
+statement in its thread even when the awaiting task is cancelled, so a transaction
+abandoned half-way would stay open on the connection and lock the file for good.
+The caller still sees CancelledError; the write commits or rolls back as a whole.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aiosqlite
@@ -31,6 +37,8 @@ from revsync.stores.common import KINDS, apply_all, check_figures, check_request
 from revsync.stores.tokens import TokenRecord, records_from_rows, request_for, row_for
 
 __all__ = ["SqliteStore", "from_url"]
+
+_T = TypeVar("_T")
 
 _ERRORS = (sqlite3.Error, OSError)
 _BOOL = (False, True)
@@ -149,6 +157,7 @@ class SqliteStore:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._writes: set[asyncio.Task[Any]] = set()  # in flight, held until done
 
     async def connect(self) -> None:
         """Open both connections, switch the file to WAL and create the schema."""
@@ -162,6 +171,8 @@ class SqliteStore:
                 self._writer = await self._open()
                 await self._writer.execute("PRAGMA journal_mode = WAL")
                 await self._writer.execute("PRAGMA synchronous = FULL")
+                # Not shielded like writes: a failed or cancelled connect closes the
+                # writer below, and closing a connection rolls its transaction back.
                 await self._create_schema(self._writer)
                 self._reader = await self._open()
                 await self._reader.execute("PRAGMA query_only = 1")
@@ -175,8 +186,9 @@ class SqliteStore:
         return conn
 
     async def close(self) -> None:
-        """Close both connections."""
-        writer, reader, self._writer, self._reader = self._writer, self._reader, None, None
+        """Close both connections, after the write transactions already queued."""
+        async with self._write_lock:
+            writer, reader, self._writer, self._reader = self._writer, self._reader, None, None
         for conn in (writer, reader):
             if conn is not None:
                 with contextlib.suppress(*_ERRORS):  # a broken connection has nothing to release
@@ -198,16 +210,35 @@ class SqliteStore:
             raise
 
     async def _transaction(
-        self, conn: aiosqlite.Connection, work: Callable[[], Awaitable[Any]]
-    ) -> Any:
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = await work()
-            await conn.execute("COMMIT")
-        except BaseException:
-            await _rollback(conn)
-            raise
+        self, what: str, work: Callable[[aiosqlite.Connection], Awaitable[_T]]
+    ) -> _T:
+        """Run ``work`` in one write transaction that ends (COMMIT or ROLLBACK) even if
+        the caller is cancelled; driver errors become StoreError ``what ... failed``."""
+        task = asyncio.create_task(self._locked_transaction(what, work))
+        self._writes.add(task)
+        task.add_done_callback(self._write_done)
+        return await asyncio.shield(task)
+
+    async def _locked_transaction(
+        self, what: str, work: Callable[[aiosqlite.Connection], Awaitable[_T]]
+    ) -> _T:
+        async with self._write_lock:
+            conn = self._conn(self._writer)
+            with translate(_ERRORS, lambda: f"{what} SQLite store {self.url} failed"):
+                try:
+                    await conn.execute("BEGIN IMMEDIATE")
+                    result = await work(conn)
+                    await conn.execute("COMMIT")
+                except BaseException:
+                    # Also after a failed BEGIN: ROLLBACK then fails harmlessly.
+                    await _rollback(conn)
+                    raise
         return result
+
+    def _write_done(self, task: asyncio.Task[Any]) -> None:
+        self._writes.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a caller cancelled meanwhile no longer awaits it
 
     def _conn(self, conn: aiosqlite.Connection | None) -> aiosqlite.Connection:
         if conn is None:
@@ -224,15 +255,10 @@ class SqliteStore:
         checked = [check_request(request) for request in requests]
         if not checked:
             return []
-        async with self._write_lock:
-            conn = self._conn(self._writer)
-            with translate(_ERRORS, lambda: f"write to SQLite store {self.url} failed"):
-                work = functools.partial(self._apply, conn, checked)
-                changes: list[Change] = await self._transaction(conn, work)
-        return changes
+        return await self._transaction("write to", functools.partial(self._apply, checked))
 
     async def _apply(
-        self, conn: aiosqlite.Connection, requests: list[ChangeRequest]
+        self, requests: list[ChangeRequest], conn: aiosqlite.Connection
     ) -> list[Change]:
         count = len(requests)
         await conn.execute("UPDATE revsync_meta SET seq = seq + ? WHERE id = 1", (count,))
@@ -282,20 +308,15 @@ class SqliteStore:
 
     async def prune(self, before: float) -> int:
         """Delete rows whose ``expires_at`` is earlier than ``before``."""
-        async with self._write_lock:
-            conn = self._conn(self._writer)
-            with translate(_ERRORS, lambda: f"prune of SQLite store {self.url} failed"):
+        before = float(before)
 
-                async def work() -> int:
-                    sql = "DELETE FROM revsync_changes WHERE expires_at < ?"
-                    cursor = await conn.execute(sql, (float(before),))
-                    await conn.execute(
-                        "DELETE FROM revsync_tokens WHERE expires_at < ?", (float(before),)
-                    )
-                    return int(cursor.rowcount)
+        async def work(conn: aiosqlite.Connection) -> int:
+            sql = "DELETE FROM revsync_changes WHERE expires_at < ?"
+            cursor = await conn.execute(sql, (before,))
+            await conn.execute("DELETE FROM revsync_tokens WHERE expires_at < ?", (before,))
+            return int(cursor.rowcount)
 
-                pruned: int = await self._transaction(conn, work)
-                return pruned
+        return await self._transaction("prune of", work)
 
     # -- the token registry (revsync.registry) ------------------------------------------
 
@@ -308,30 +329,23 @@ class SqliteStore:
         unknown or already rotated, write nothing and return None.
         """
         requests = [check_request(request_for(record)) for record in records]
-        async with self._write_lock:
-            conn = self._conn(self._writer)
 
-            async def work() -> list[Change] | None:
-                if rotate is not None:
-                    cursor = await conn.execute(
-                        "UPDATE revsync_tokens SET rotated = 1 WHERE jti = ? AND rotated = 0",
-                        (rotate,),
-                    )
-                    if cursor.rowcount != 1:
-                        return None
-                if not requests:
-                    return []
-                changes = await self._apply(conn, requests)
-                rows = [row_for(r, c.seq) for r, c in zip(records, changes, strict=True)]
-                await conn.executemany(
-                    _INSERT_RECORD,
-                    rows,
+        async def work(conn: aiosqlite.Connection) -> list[Change] | None:
+            if rotate is not None:
+                cursor = await conn.execute(
+                    "UPDATE revsync_tokens SET rotated = 1 WHERE jti = ? AND rotated = 0",
+                    (rotate,),
                 )
-                return changes
+                if cursor.rowcount != 1:
+                    return None
+            if not requests:
+                return []
+            changes = await self._apply(requests, conn)
+            rows = [row_for(r, c.seq) for r, c in zip(records, changes, strict=True)]
+            await conn.executemany(_INSERT_RECORD, rows)
+            return changes
 
-            with translate(_ERRORS, lambda: f"write to SQLite store {self.url} failed"):
-                result: list[Change] | None = await self._transaction(conn, work)
-        return result
+        return await self._transaction("write to", work)
 
     async def token(self, jti: str) -> TokenRecord | None:
         """The registry record of one jti, or None."""
