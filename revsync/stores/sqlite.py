@@ -34,7 +34,13 @@ import aiosqlite
 from revsync.changes import Change, ChangeRequest, Kind
 from revsync.stores.base import StoreError
 from revsync.stores.common import KINDS, apply_all, check_figures, check_request, translate
-from revsync.stores.tokens import TokenRecord, records_from_rows, request_for, row_for
+from revsync.stores.tokens import (
+    TokenRecord,
+    family_expiry,
+    records_from_rows,
+    request_for,
+    row_for,
+)
 
 __all__ = ["SqliteStore", "from_url"]
 
@@ -91,6 +97,12 @@ CREATE TABLE IF NOT EXISTS revsync_tokens (
 CREATE INDEX IF NOT EXISTS revsync_tokens_identity ON revsync_tokens (identity, seq);
 CREATE INDEX IF NOT EXISTS revsync_tokens_family ON revsync_tokens (family);
 CREATE INDEX IF NOT EXISTS revsync_tokens_expires_at ON revsync_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS revsync_families (
+    family TEXT PRIMARY KEY,
+    revoked INTEGER NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS revsync_families_expires_at ON revsync_families (expires_at);
 COMMIT;
 """
 _SCHEMA = _SCHEMA_TEMPLATE.format(
@@ -125,6 +137,21 @@ _INSERT_RECORD = (
     "INSERT OR REPLACE INTO revsync_tokens"
     " (jti, identity, type, family, issued_at, expires_at, metadata, rotated, seq)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# The compare-and-set of a rotation: known, not yet rotated, and its family not revoked.
+_ROTATE = (
+    "UPDATE revsync_tokens SET rotated = 1 WHERE jti = ? AND rotated = 0 AND NOT EXISTS"
+    " (SELECT 1 FROM revsync_families f WHERE f.family = revsync_tokens.family AND f.revoked)"
+)
+# A family row lives as long as its longest-lived member.
+_EXTEND_FAMILY = (
+    "INSERT INTO revsync_families (family, revoked, expires_at) VALUES (?, 0, ?)"
+    " ON CONFLICT (family) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)"
+)
+_REVOKE_FAMILY = (
+    "INSERT INTO revsync_families (family, revoked, expires_at)"
+    " VALUES (?, 1, coalesce((SELECT max(expires_at) FROM revsync_tokens WHERE family = ?), 0))"
+    " ON CONFLICT (family) DO UPDATE SET revoked = 1"
 )
 
 
@@ -314,6 +341,7 @@ class SqliteStore:
             sql = "DELETE FROM revsync_changes WHERE expires_at < ?"
             cursor = await conn.execute(sql, (before,))
             await conn.execute("DELETE FROM revsync_tokens WHERE expires_at < ?", (before,))
+            await conn.execute("DELETE FROM revsync_families WHERE expires_at < ?", (before,))
             return int(cursor.rowcount)
 
         return await self._transaction("prune of", work)
@@ -326,16 +354,14 @@ class SqliteStore:
         """Record issued tokens and their ``Kind.TOKEN`` changes in one transaction.
 
         With ``rotate``, first mark that refresh jti rotated, compare-and-set: if it is
-        unknown or already rotated, write nothing and return None.
+        unknown, already rotated or its family revoked, write nothing and return None.
+        Records with a family create or extend its row (``revoke_family``).
         """
         requests = [check_request(request_for(record)) for record in records]
 
         async def work(conn: aiosqlite.Connection) -> list[Change] | None:
             if rotate is not None:
-                cursor = await conn.execute(
-                    "UPDATE revsync_tokens SET rotated = 1 WHERE jti = ? AND rotated = 0",
-                    (rotate,),
-                )
+                cursor = await conn.execute(_ROTATE, (rotate,))
                 if cursor.rowcount != 1:
                     return None
             if not requests:
@@ -343,7 +369,20 @@ class SqliteStore:
             changes = await self._apply(requests, conn)
             rows = [row_for(r, c.seq) for r, c in zip(records, changes, strict=True)]
             await conn.executemany(_INSERT_RECORD, rows)
+            await conn.executemany(_EXTEND_FAMILY, family_expiry(records).items())
             return changes
+
+        return await self._transaction("write to", work)
+
+    async def revoke_family(self, family: str) -> list[TokenRecord]:
+        """Mark a refresh family revoked, so no rotation of its tokens succeeds any more,
+        and return its records, read in the same transaction after the mark."""
+
+        async def work(conn: aiosqlite.Connection) -> list[TokenRecord]:
+            # The write lock (BEGIN IMMEDIATE) orders this against every rotation.
+            await conn.execute(_REVOKE_FAMILY, (family, family))
+            rows = await conn.execute_fetchall(_RECORDS_BY["family"], (family,))
+            return records_from_rows(rows)
 
         return await self._transaction("write to", work)
 
