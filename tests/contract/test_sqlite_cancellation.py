@@ -179,6 +179,27 @@ async def test_cancelled_rotation_is_whole_or_absent(
     assert points > 1
 
 
+async def test_cancelled_family_revocation_leaves_the_store_writable(
+    store: Store, other_process: OtherWriter
+) -> None:
+    reg = registry(store)
+
+    async def prepare(k: int) -> None:
+        await reg.register([record(f"member-{k}", type="refresh", family=f"f{k}")])
+
+    async def settled(k: int) -> None:
+        await store.write(jti(f"after-{k}"))
+        await other_process(f"other-{k}")
+        await store.check()
+        # Marked or not, the family is in one state: marking it now refuses rotations.
+        assert [r.jti for r in await reg.revoke_family(f"f{k}")] == [f"member-{k}"]
+        successor = record(f"next-{k}", type="refresh", family=f"f{k}")
+        assert await reg.register([successor], rotate=f"member-{k}") is None
+
+    points = await cancel_at_every_point(lambda k: reg.revoke_family(f"f{k}"), settled, prepare)
+    assert points > 1
+
+
 async def test_cancelled_prune_is_whole_or_absent(
     store: Store, backend: str, other_process: OtherWriter
 ) -> None:
