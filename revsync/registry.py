@@ -91,7 +91,12 @@ class TokenStore(Protocol):
     ) -> list[Change] | None:
         """Write records and their ``Kind.TOKEN`` changes atomically; with ``rotate``,
         first compare-and-set that jti rotated, and write nothing (None) if it was
-        unknown or already rotated."""
+        unknown, already rotated or of a family marked by ``revoke_family``."""
+
+    async def revoke_family(self, family: str) -> list[TokenRecord]:
+        """Durably mark a refresh family revoked and return its records, read after the
+        mark in the same transaction: a rotation in the family either committed before
+        (its successor is returned) or fails afterwards (compare-and-set)."""
 
     async def token(self, jti: str) -> TokenRecord | None:
         """The record of one jti, or None."""
@@ -192,9 +197,9 @@ class Registry:
         if not isinstance(store, TokenStore):
             msg = (
                 f"REVSYNC_TRACK_TOKENS needs a store that can keep token records "
-                f"(register, token, tokens): REVSYNC_STORE_URL={store.url} names a store "
-                f"of type {type(store).__name__}, which cannot; use a sqlite:///, "
-                f"postgresql:// or redis:// URL"
+                f"(register, revoke_family, token, tokens): REVSYNC_STORE_URL={store.url} "
+                f"names a store of type {type(store).__name__}, which cannot; use a "
+                f"sqlite:///, postgresql:// or redis:// URL"
             )
             raise ValueError(msg)
         self._revsync = revsync
@@ -314,8 +319,13 @@ class Registry:
             raise
 
     async def revoke_family(self, family: str, *, reused_jti: str | None = None) -> list[Change]:
-        """Revoke every token of a refresh family on every node."""
-        members = await self._store.tokens(family=family)
+        """Revoke every token of a refresh family on every node.
+
+        The store marks the family first, so no rotation registers a successor behind
+        this; if revoking the members then fails, the next refresh in the family fails
+        on the mark and comes back here.
+        """
+        members = await self._store.revoke_family(family)
         changes = await self._revsync.revoke_many(
             [(r.jti, r.expires_at) for r in members if r.expires_at > time.time()]
         )

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,7 +36,13 @@ from revsync.stores.common import (
     mask_url,
     translate,
 )
-from revsync.stores.tokens import TokenRecord, records_from_rows, request_for, row_for
+from revsync.stores.tokens import (
+    TokenRecord,
+    family_expiry,
+    records_from_rows,
+    request_for,
+    row_for,
+)
 
 __all__ = ["PostgresStore", "from_url"]
 
@@ -90,6 +97,12 @@ CREATE TABLE IF NOT EXISTS revsync_tokens (
 CREATE INDEX IF NOT EXISTS revsync_tokens_identity ON revsync_tokens (identity, seq);
 CREATE INDEX IF NOT EXISTS revsync_tokens_family ON revsync_tokens (family);
 CREATE INDEX IF NOT EXISTS revsync_tokens_expires_at ON revsync_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS revsync_families (
+    family text PRIMARY KEY,
+    revoked boolean NOT NULL,
+    expires_at double precision NOT NULL
+);
+CREATE INDEX IF NOT EXISTS revsync_families_expires_at ON revsync_families (expires_at);
 -- Tables created before the token registry only allowed 'jti' and 'subject'.  Altered
 -- only then: an ALTER on every connect would lock out (and deadlock with) writers.
 DO $$ BEGIN
@@ -165,6 +178,23 @@ _INSERT_RECORD = (
     " (jti, identity, type, family, issued_at, expires_at, metadata, rotated, seq)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (jti) DO NOTHING"
 )
+# Creates or extends (a family row lives as long as its longest-lived member) and
+# locks the row until the transaction ends; returns the latest committed mark.
+_EXTEND_FAMILY = (
+    "INSERT INTO revsync_families (family, revoked, expires_at) VALUES ($1, false, $2)"
+    " ON CONFLICT (family) DO UPDATE"
+    " SET expires_at = greatest(revsync_families.expires_at, EXCLUDED.expires_at)"
+    " RETURNING revoked"
+)
+_REVOKE_FAMILY = (
+    "INSERT INTO revsync_families (family, revoked, expires_at) VALUES"
+    " ($1, true, coalesce((SELECT max(expires_at) FROM revsync_tokens WHERE family = $1), 0))"
+    " ON CONFLICT (family) DO UPDATE SET revoked = true"
+)
+
+
+class _Refused(Exception):
+    """Raised inside a rotation's transaction to roll it back: its compare-and-set failed."""
 
 
 def from_url(url: str, **options: Any) -> PostgresStore:
@@ -177,10 +207,6 @@ def from_url(url: str, **options: Any) -> PostgresStore:
 
 class PostgresStore:
     """A revocation store in PostgreSQL, over an asyncpg pool (see the module docstring)."""
-
-    _delay_in_tx: Callable[[], Awaitable[None]] | None = None
-    """Test-only hook: awaited inside every write transaction just before COMMIT.
-    Tests set it on an instance to hold transactions open (or raise to abort them)."""
 
     def __init__(
         self,
@@ -252,10 +278,7 @@ class PostgresStore:
         if not checked:
             return []
         async with self._errors("write to"), self._acquire() as conn, conn.transaction():
-            changes = await self._apply(conn, checked)
-            if self._delay_in_tx is not None:
-                await self._delay_in_tx()
-        return changes
+            return await self._apply(conn, checked)
 
     async def _apply(self, conn: Any, checked: list[ChangeRequest]) -> list[Change]:
         """Number and merge ``checked`` inside the caller's transaction."""
@@ -285,29 +308,72 @@ class PostgresStore:
         """Record issued tokens and their ``Kind.TOKEN`` changes in one transaction.
 
         With ``rotate``, first mark that refresh jti rotated, compare-and-set (the row
-        lock serialises two nodes rotating the same token): if it is unknown or already
-        rotated, write nothing and return None.
+        lock serialises two nodes rotating the same token): if it is unknown, already
+        rotated or its family revoked, write nothing and return None.  Records with a
+        family create or extend its row (``revoke_family``).
         """
         requests = [check_request(request_for(record)) for record in records]
-        async with self._errors("write to"), self._acquire() as conn, conn.transaction():
-            if rotate is not None:
-                status = await conn.execute(
-                    "UPDATE revsync_tokens SET rotated = true WHERE jti = $1 AND NOT rotated",
-                    rotate,
-                )
-                if status != "UPDATE 1":
-                    return None
-            if not requests:
-                return []
-            changes = await self._apply(conn, requests)
-            rows = [row_for(r, c.seq) for r, c in zip(records, changes, strict=True)]
-            await conn.executemany(
-                _INSERT_RECORD,
-                rows,
+        try:
+            async with self._errors("write to"), self._acquire() as conn, conn.transaction():
+                return await self._register(conn, records, requests, rotate)
+        except _Refused:
+            return None
+
+    async def _register(
+        self,
+        conn: Any,
+        records: Sequence[TokenRecord],
+        requests: list[ChangeRequest],
+        rotate: str | None,
+    ) -> list[Change]:
+        """``register`` inside its transaction; raises _Refused to roll it back."""
+        families = family_expiry(records)
+        family = None
+        if rotate is not None:
+            sql = "SELECT family, expires_at FROM revsync_tokens WHERE jti = $1"
+            current = await conn.fetchrow(sql, rotate)
+            if current is None:
+                raise _Refused
+            family = current["family"]
+            if family is not None:
+                expires = max(current["expires_at"], families.get(family, -math.inf))
+                families = dict(sorted({**families, family: expires}.items()))
+        # Family rows are locked before the counter row, in one order, so two writers
+        # never wait on each other in a cycle.  The rotated token's family row stays
+        # locked to the end: a concurrent revoke_family waits for this rotation and
+        # then reads its successor, or marked the family first and this sees the mark.
+        revoked = set()
+        for name, expires_at in families.items():
+            if await conn.fetchval(_EXTEND_FAMILY, name, expires_at):
+                revoked.add(name)
+        if rotate is not None:
+            if family in revoked:
+                raise _Refused
+            status = await conn.execute(
+                "UPDATE revsync_tokens SET rotated = true WHERE jti = $1 AND NOT rotated", rotate
             )
-            if self._delay_in_tx is not None:
-                await self._delay_in_tx()
+            if status != "UPDATE 1":
+                raise _Refused
+        if not requests:
+            return []
+        changes = await self._apply(conn, requests)
+        rows = [row_for(r, c.seq) for r, c in zip(records, changes, strict=True)]
+        await conn.executemany(_INSERT_RECORD, rows)
         return changes
+
+    async def revoke_family(self, family: str) -> list[TokenRecord]:
+        """Mark a refresh family revoked, so no rotation of its tokens succeeds any more,
+        and return its records, read in the same transaction after the mark."""
+        # Read committed, whatever the server's default: the mark waits for a rotation
+        # holding the family row, and the read, a statement of its own, then sees it.
+        async with (
+            self._errors("write to"),
+            self._acquire() as conn,
+            conn.transaction(isolation="read_committed"),
+        ):
+            await conn.execute(_REVOKE_FAMILY, family)
+            rows = await conn.fetch(_RECORDS_BY["family"], family)
+        return records_from_rows(rows)
 
     async def token(self, jti: str) -> TokenRecord | None:
         """The registry record of one jti, or None."""
@@ -385,9 +451,11 @@ class PostgresStore:
     async def prune(self, before: float) -> int:
         """Delete rows whose ``expires_at`` is earlier than ``before``."""
         sql = "DELETE FROM revsync_changes WHERE expires_at < $1"
-        async with self._errors("prune of"), self._acquire() as conn:
+        # One transaction, like SQLite's: a prune cancelled half-way leaves nothing half-done.
+        async with self._errors("prune of"), self._acquire() as conn, conn.transaction():
             status: str = await conn.execute(sql, float(before))
             await conn.execute("DELETE FROM revsync_tokens WHERE expires_at < $1", float(before))
+            await conn.execute("DELETE FROM revsync_families WHERE expires_at < $1", float(before))
         return int(status.rpartition(" ")[2])
 
     async def by_identity(self, identity: str) -> list[Change]:

@@ -16,6 +16,10 @@ for keys of the script's own slot):
                           the token registry (REVSYNC_TRACK_TOKENS): a record hash and
                           its indexes by identity, family (by seq) and expiry; written
                           with its ``Kind.TOKEN`` change in one script (``register``)
+- ``{p}:fam:<family>``, ``{p}:fam-exp``
+                          a refresh family: a hash with ``revoked`` ("0"/"1", set by
+                          ``revoke_family``; a rotation in a revoked family fails), and
+                          the families by expiry, their longest-lived member's (prune)
 
 A write is one Lua script, so the counter, the row and the indexes change together
 or not at all, and in seq order.  The script mirrors ``common.merge``.  Times travel
@@ -131,18 +135,23 @@ return '[' .. table.concat(out, ',') .. ']'
 # ("0"/"1"), seq; indexes ``{p}:tok-id:<identity>`` and ``{p}:tok-fam:<family>`` by
 # seq, ``{p}:tok-exp`` by expires_at (prune).
 #
-# KEYS: counter, log, exp, tok-exp.  ARGV: prefix, now, rotate ("" = none, else "=" ..
-# jti), count, then per record the 6 change arguments of _WRITE, then per record
+# KEYS: counter, log, exp, tok-exp, fam-exp.  ARGV: prefix, now, rotate ("" = none, else
+# "=" .. jti), count, then per record the 6 change arguments of _WRITE, then per record
 # jti, identity, family ("" = none, else "=" .. family), expires_at, rotated, doc.  Returns the
 # JSON array of the written changes, or nil (writing nothing) when the rotated jti is
-# unknown or already rotated: the compare-and-set runs in the same script.
+# unknown, already rotated or of a revoked family: the compare-and-set runs in the same
+# script.  Each record's family gets its hash and its expiry extended to the record's.
 _REGISTER = (
     _WRITE_CHANGES
     + """
 local base, now, rotate, count = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 if rotate ~= '' then
   local row = base .. ':tok:' .. string.sub(rotate, 2)
-  if redis.call('HGET', row, 'rotated') ~= '0' then return false end
+  local current = redis.call('HMGET', row, 'rotated', 'family')
+  if current[1] ~= '0' then return false end
+  if current[2] and redis.call('HGET', base .. ':fam:' .. current[2], 'revoked') == '1' then
+    return false
+  end
   redis.call('HSET', row, 'rotated', '1')
 end
 if count == 0 then return '[]' end
@@ -163,6 +172,11 @@ for i = 0, count - 1 do
     family = string.sub(family, 2)
     redis.call('HSET', row, 'family', family)
     redis.call('ZADD', base .. ':tok-fam:' .. family, seq, jti)
+    redis.call('HSETNX', base .. ':fam:' .. family, 'revoked', '0')
+    local latest = redis.call('ZSCORE', KEYS[5], family)
+    if not latest or tonumber(latest) < tonumber(expires) then
+      redis.call('ZADD', KEYS[5], expires, family)
+    end
   end
   redis.call('ZADD', KEYS[4], expires, jti)
 end
@@ -179,6 +193,33 @@ for _, jti in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   if r[1] then out[#out + 1] = '[' .. r[1] .. ',' .. r[2] .. ',' .. r[3] .. ']' end
 end
 return '[' .. table.concat(out, ',') .. ']'
+"""
+
+# KEYS: tok-fam:<family>, fam:<family>, fam-exp, tok-exp.  ARGV: prefix, family.  Marks
+# the family revoked, creating its hash if missing (kept as long as its longest-lived
+# member), and returns its records like _RECORDS: one script, so no rotation between.
+_REVOKE_FAMILY = (
+    """
+if redis.call('HSET', KEYS[2], 'revoked', '1') == 1 then
+  local latest = 0
+  for _, jti in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    local expires = redis.call('ZSCORE', KEYS[4], jti)
+    if expires and tonumber(expires) > latest then latest = tonumber(expires) end
+  end
+  redis.call('ZADD', KEYS[3], latest, ARGV[2])
+end
+"""
+    + _RECORDS
+)
+
+# KEYS: fam-exp.  ARGV: prefix, before, batch.  Returns how many families it deleted.
+_PRUNE_FAMILIES = """
+local families = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2], 'LIMIT', 0, ARGV[3])
+for _, family in ipairs(families) do
+  redis.call('DEL', ARGV[1] .. ':fam:' .. family)
+  redis.call('ZREM', KEYS[1], family)
+end
+return #families
 """
 
 # KEYS: tok-exp.  ARGV: prefix, before, batch.  Returns how many records it deleted.
@@ -287,8 +328,17 @@ class RedisStore:
         self.url = mask_url(display_url or url)
         self.prefix = prefix
         self._base = "{" + prefix + "}"
-        self._counter, self._log, self._exp, self._token_exp, self._identity, self._history = (
-            f"{self._base}:{name}" for name in ("seq", "log", "exp", "tok-exp", "store", "hist")
+        (
+            self._counter,
+            self._log,
+            self._exp,
+            self._token_exp,
+            self._family_exp,
+            self._identity,
+            self._history,
+        ) = (
+            f"{self._base}:{name}"
+            for name in ("seq", "log", "exp", "tok-exp", "fam-exp", "store", "hist")
         )
         self._timeouts = (connect_timeout, socket_timeout)
         self._client_name = client_name
@@ -330,6 +380,8 @@ class RedisStore:
                 ("records", _RECORDS),
                 ("prune_records", _PRUNE_RECORDS),
                 ("position", _POSITION),
+                ("revoke_family", _REVOKE_FAMILY),
+                ("prune_families", _PRUNE_FAMILIES),
             )
         }
         self._client = client
@@ -446,10 +498,14 @@ class RedisStore:
             total += deleted
             if deleted < _PRUNE_BATCH:
                 break
-        while True:  # registry records: not counted, like the SQL stores
-            deleted = int(await self._call("prune", "prune_records", [self._token_exp], args))
-            if deleted < _PRUNE_BATCH:
-                return total
+        # Registry records and families: not counted, like the SQL stores.
+        for script, key in (
+            ("prune_records", self._token_exp),
+            ("prune_families", self._family_exp),
+        ):
+            while int(await self._call("prune", script, [key], args)) == _PRUNE_BATCH:
+                pass
+        return total
 
     # -- the token registry (revsync.registry) ------------------------------------------
 
@@ -479,9 +535,20 @@ class RedisStore:
                 "1" if r.rotated else "0",
                 json.dumps(fields, sort_keys=True),
             )
-        keys = [self._counter, self._log, self._exp, self._token_exp]
+        keys = [self._counter, self._log, self._exp, self._token_exp, self._family_exp]
         written = await self._write("register", keys, args)
         return None if written is None else _changes(written)
+
+    async def revoke_family(self, family: str) -> list[TokenRecord]:
+        """Mark a refresh family revoked, so no rotation of its tokens succeeds any more,
+        and return its records, read in the same script after the mark."""
+        keys = [
+            f"{self._base}:tok-fam:{family}",
+            f"{self._base}:fam:{family}",
+            self._family_exp,
+            self._token_exp,
+        ]
+        return _records(await self._write("revoke_family", keys, [self._base, family]))
 
     async def token(self, jti: str) -> TokenRecord | None:
         """The registry record of one jti, or None."""

@@ -9,6 +9,12 @@ Numbers are therefore committed in the order they are handed out, with no holes.
 Each store holds two connections: one for writes (behind a lock, so two tasks of
 one node never interleave their transactions) and one for reads, so a reader never
 sees another task's uncommitted write and never waits for it.
+
+A write transaction runs in a task of its own, shielded from the caller's
+cancellation (Quart cancels a handler whose client went away): aiosqlite runs a
+statement in its thread even when the awaiting task is cancelled, so a transaction
+abandoned half-way would stay open on the connection and lock the file for good.
+The caller still sees CancelledError; the write commits or rolls back as a whole.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aiosqlite
@@ -36,9 +42,17 @@ from revsync.stores.common import (
     check_request,
     translate,
 )
-from revsync.stores.tokens import TokenRecord, records_from_rows, request_for, row_for
+from revsync.stores.tokens import (
+    TokenRecord,
+    family_expiry,
+    records_from_rows,
+    request_for,
+    row_for,
+)
 
 __all__ = ["SqliteStore", "from_url"]
+
+_T = TypeVar("_T")
 
 _ERRORS = (sqlite3.Error, OSError)
 _BOOL = (False, True)
@@ -91,6 +105,12 @@ CREATE TABLE IF NOT EXISTS revsync_tokens (
 CREATE INDEX IF NOT EXISTS revsync_tokens_identity ON revsync_tokens (identity, seq);
 CREATE INDEX IF NOT EXISTS revsync_tokens_family ON revsync_tokens (family);
 CREATE INDEX IF NOT EXISTS revsync_tokens_expires_at ON revsync_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS revsync_families (
+    family TEXT PRIMARY KEY,
+    revoked INTEGER NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS revsync_families_expires_at ON revsync_families (expires_at);
 COMMIT;
 """
 _SCHEMA = _SCHEMA_TEMPLATE.format(
@@ -150,6 +170,21 @@ _INSERT_RECORD = (
     " (jti, identity, type, family, issued_at, expires_at, metadata, rotated, seq)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# The compare-and-set of a rotation: known, not yet rotated, and its family not revoked.
+_ROTATE = (
+    "UPDATE revsync_tokens SET rotated = 1 WHERE jti = ? AND rotated = 0 AND NOT EXISTS"
+    " (SELECT 1 FROM revsync_families f WHERE f.family = revsync_tokens.family AND f.revoked)"
+)
+# A family row lives as long as its longest-lived member.
+_EXTEND_FAMILY = (
+    "INSERT INTO revsync_families (family, revoked, expires_at) VALUES (?, 0, ?)"
+    " ON CONFLICT (family) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)"
+)
+_REVOKE_FAMILY = (
+    "INSERT INTO revsync_families (family, revoked, expires_at)"
+    " VALUES (?, 1, coalesce((SELECT max(expires_at) FROM revsync_tokens WHERE family = ?), 0))"
+    " ON CONFLICT (family) DO UPDATE SET revoked = 1"
+)
 
 
 def from_url(url: str, **options: Any) -> SqliteStore:
@@ -174,10 +209,6 @@ def from_url(url: str, **options: Any) -> SqliteStore:
 class SqliteStore:
     """A revocation store in one SQLite file (see the module docstring)."""
 
-    _delay_in_tx: Callable[[], Awaitable[None]] | None = None
-    """Test-only hook: awaited inside every write transaction just before COMMIT.
-    Tests set it on an instance to hold transactions open (or raise to abort them)."""
-
     def __init__(self, path: str | Path, *, busy_timeout: float = 5.0, url: str = "") -> None:
         self.path = str(path)
         self.url = url or f"sqlite:///{self.path}"
@@ -185,6 +216,7 @@ class SqliteStore:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._writes: set[asyncio.Task[Any]] = set()  # in flight, held until done
 
     async def connect(self) -> None:
         """Open both connections, switch the file to WAL and create the schema."""
@@ -198,6 +230,8 @@ class SqliteStore:
                 self._writer = await self._open()
                 await self._writer.execute("PRAGMA journal_mode = WAL")
                 await self._writer.execute("PRAGMA synchronous = FULL")
+                # Not shielded like writes: a failed or cancelled connect closes the
+                # writer below, and closing a connection rolls its transaction back.
                 await self._create_schema(self._writer)
                 self._reader = await self._open()
                 await self._reader.execute("PRAGMA query_only = 1")
@@ -211,8 +245,9 @@ class SqliteStore:
         return conn
 
     async def close(self) -> None:
-        """Close both connections."""
-        writer, reader, self._writer, self._reader = self._writer, self._reader, None, None
+        """Close both connections, after the write transactions already queued."""
+        async with self._write_lock:
+            writer, reader, self._writer, self._reader = self._writer, self._reader, None, None
         for conn in (writer, reader):
             if conn is not None:
                 with contextlib.suppress(*_ERRORS):  # a broken connection has nothing to release
@@ -235,18 +270,35 @@ class SqliteStore:
             raise
 
     async def _transaction(
-        self, conn: aiosqlite.Connection, work: Callable[[], Awaitable[Any]], *, hook: bool = False
-    ) -> Any:
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = await work()
-            if hook and self._delay_in_tx is not None:
-                await self._delay_in_tx()
-            await conn.execute("COMMIT")
-        except BaseException:
-            await _rollback(conn)
-            raise
+        self, what: str, work: Callable[[aiosqlite.Connection], Awaitable[_T]]
+    ) -> _T:
+        """Run ``work`` in one write transaction that ends (COMMIT or ROLLBACK) even if
+        the caller is cancelled; driver errors become StoreError ``what ... failed``."""
+        task = asyncio.create_task(self._locked_transaction(what, work))
+        self._writes.add(task)
+        task.add_done_callback(self._write_done)
+        return await asyncio.shield(task)
+
+    async def _locked_transaction(
+        self, what: str, work: Callable[[aiosqlite.Connection], Awaitable[_T]]
+    ) -> _T:
+        async with self._write_lock:
+            conn = self._conn(self._writer)
+            with translate(_ERRORS, lambda: f"{what} SQLite store {self.url} failed"):
+                try:
+                    await conn.execute("BEGIN IMMEDIATE")
+                    result = await work(conn)
+                    await conn.execute("COMMIT")
+                except BaseException:
+                    # Also after a failed BEGIN: ROLLBACK then fails harmlessly.
+                    await _rollback(conn)
+                    raise
         return result
+
+    def _write_done(self, task: asyncio.Task[Any]) -> None:
+        self._writes.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a caller cancelled meanwhile no longer awaits it
 
     def _conn(self, conn: aiosqlite.Connection | None) -> aiosqlite.Connection:
         if conn is None:
@@ -263,15 +315,10 @@ class SqliteStore:
         checked = [check_request(request) for request in requests]
         if not checked:
             return []
-        async with self._write_lock:
-            conn = self._conn(self._writer)
-            with translate(_ERRORS, lambda: f"write to SQLite store {self.url} failed"):
-                work = functools.partial(self._apply, conn, checked)
-                changes: list[Change] = await self._transaction(conn, work, hook=True)
-        return changes
+        return await self._transaction("write to", functools.partial(self._apply, checked))
 
     async def _apply(
-        self, conn: aiosqlite.Connection, requests: list[ChangeRequest]
+        self, requests: list[ChangeRequest], conn: aiosqlite.Connection
     ) -> list[Change]:
         count = len(requests)
         await conn.execute("UPDATE revsync_meta SET seq = seq + ? WHERE id = 1", (count,))
@@ -338,32 +385,25 @@ class SqliteStore:
 
     async def new_epoch(self) -> StorePosition:
         """Start a new generation of the store's history (after a restore)."""
-        async with self._write_lock:
-            conn = self._conn(self._writer)
-            with translate(_ERRORS, lambda: f"write to SQLite store {self.url} failed"):
 
-                async def work() -> None:
-                    await conn.execute("UPDATE revsync_store SET epoch = epoch + 1 WHERE id = 1")
+        async def work(conn: aiosqlite.Connection) -> None:
+            await conn.execute("UPDATE revsync_store SET epoch = epoch + 1 WHERE id = 1")
 
-                await self._transaction(conn, work)
+        await self._transaction("write to", work)
         return await self.position()
 
     async def prune(self, before: float) -> int:
         """Delete rows whose ``expires_at`` is earlier than ``before``."""
-        async with self._write_lock:
-            conn = self._conn(self._writer)
-            with translate(_ERRORS, lambda: f"prune of SQLite store {self.url} failed"):
+        before = float(before)
 
-                async def work() -> int:
-                    sql = "DELETE FROM revsync_changes WHERE expires_at < ?"
-                    cursor = await conn.execute(sql, (float(before),))
-                    await conn.execute(
-                        "DELETE FROM revsync_tokens WHERE expires_at < ?", (float(before),)
-                    )
-                    return int(cursor.rowcount)
+        async def work(conn: aiosqlite.Connection) -> int:
+            sql = "DELETE FROM revsync_changes WHERE expires_at < ?"
+            cursor = await conn.execute(sql, (before,))
+            await conn.execute("DELETE FROM revsync_tokens WHERE expires_at < ?", (before,))
+            await conn.execute("DELETE FROM revsync_families WHERE expires_at < ?", (before,))
+            return int(cursor.rowcount)
 
-                pruned: int = await self._transaction(conn, work)
-                return pruned
+        return await self._transaction("prune of", work)
 
     # -- the token registry (revsync.registry) ------------------------------------------
 
@@ -373,33 +413,37 @@ class SqliteStore:
         """Record issued tokens and their ``Kind.TOKEN`` changes in one transaction.
 
         With ``rotate``, first mark that refresh jti rotated, compare-and-set: if it is
-        unknown or already rotated, write nothing and return None.
+        unknown, already rotated or its family revoked, write nothing and return None.
+        Records with a family create or extend its row (``revoke_family``).
         """
         requests = [check_request(request_for(record)) for record in records]
-        async with self._write_lock:
-            conn = self._conn(self._writer)
 
-            async def work() -> list[Change] | None:
-                if rotate is not None:
-                    cursor = await conn.execute(
-                        "UPDATE revsync_tokens SET rotated = 1 WHERE jti = ? AND rotated = 0",
-                        (rotate,),
-                    )
-                    if cursor.rowcount != 1:
-                        return None
-                if not requests:
-                    return []
-                changes = await self._apply(conn, requests)
-                rows = [row_for(r, c.seq) for r, c in zip(records, changes, strict=True)]
-                await conn.executemany(
-                    _INSERT_RECORD,
-                    rows,
-                )
-                return changes
+        async def work(conn: aiosqlite.Connection) -> list[Change] | None:
+            if rotate is not None:
+                cursor = await conn.execute(_ROTATE, (rotate,))
+                if cursor.rowcount != 1:
+                    return None
+            if not requests:
+                return []
+            changes = await self._apply(requests, conn)
+            rows = [row_for(r, c.seq) for r, c in zip(records, changes, strict=True)]
+            await conn.executemany(_INSERT_RECORD, rows)
+            await conn.executemany(_EXTEND_FAMILY, family_expiry(records).items())
+            return changes
 
-            with translate(_ERRORS, lambda: f"write to SQLite store {self.url} failed"):
-                result: list[Change] | None = await self._transaction(conn, work, hook=True)
-        return result
+        return await self._transaction("write to", work)
+
+    async def revoke_family(self, family: str) -> list[TokenRecord]:
+        """Mark a refresh family revoked, so no rotation of its tokens succeeds any more,
+        and return its records, read in the same transaction after the mark."""
+
+        async def work(conn: aiosqlite.Connection) -> list[TokenRecord]:
+            # The write lock (BEGIN IMMEDIATE) orders this against every rotation.
+            await conn.execute(_REVOKE_FAMILY, (family, family))
+            rows = await conn.execute_fetchall(_RECORDS_BY["family"], (family,))
+            return records_from_rows(rows)
+
+        return await self._transaction("write to", work)
 
     async def token(self, jti: str) -> TokenRecord | None:
         """The registry record of one jti, or None."""

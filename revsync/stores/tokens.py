@@ -8,13 +8,14 @@ learn of it through the snapshot, catch-up and bus like any other change.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from revsync.changes import ChangeRequest, Kind
 
-__all__ = ["TokenRecord", "records_from_rows", "request_for", "row_for"]
+__all__ = ["TokenRecord", "family_expiry", "records_from_rows", "request_for", "row_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,18 @@ def row_for(record: TokenRecord, seq: int) -> tuple[Any, ...]:
         bool(record.rotated),
         seq,
     )
+
+
+def family_expiry(records: Iterable[TokenRecord]) -> dict[str, float]:
+    """The latest expiry of ``records`` per refresh family, sorted by family (so two
+    transactions lock family rows in the same order)."""
+    latest: dict[str, float] = {}
+    for record in records:
+        if record.family is not None:
+            latest[record.family] = max(
+                float(record.expires_at), latest.get(record.family, -math.inf)
+            )
+    return dict(sorted(latest.items()))
 
 
 def records_from_rows(rows: Iterable[Any]) -> list[TokenRecord]:

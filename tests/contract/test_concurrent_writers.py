@@ -1,9 +1,9 @@
 """Concurrent, slow and aborted writers never make a reader skip a committed change.
 
 Eight writers, each a store object of its own (its own connection, as on eight
-nodes), hold their transactions open for random delays through the stores'
-test-only ``_delay_in_tx`` hook, and some abort by raising inside it.  Meanwhile
-a reader pages ``since(last_seen)`` as fast as it can.  Because seqs are allocated
+nodes), hold their transactions open for random delays after their seqs were handed
+out, and some abort (a trigger in the database does both, see ``slow_writes``).
+Meanwhile a reader pages ``since(last_seen)`` as fast as it can.  Because seqs are allocated
 inside the writing transaction, every page must continue exactly where the last
 one ended: a seq the reader jumps over would be a change it never sees.
 """
@@ -12,44 +12,40 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any
 
 import pytest
 
 from revsync.changes import Change, ChangeRequest, Kind
-from revsync.stores import Store
+from revsync.stores import Store, StoreError
 
 from .conftest import StoreFactory
+from .slow_writes import ABORT, ABORTED, make_postgres_writes_slow, make_sqlite_writes_slow
 
 WRITERS = 8
 WRITES_PER_WRITER = 25
 
 
-class Abort(Exception):
-    """Raised inside a transaction to roll it back."""
-
-
-def slow_and_flaky(store: Any, rng: random.Random) -> None:
-    async def delay_in_tx() -> None:
-        await asyncio.sleep(rng.uniform(0, 0.004))
-        if rng.random() < 0.2:
-            raise Abort
-
-    store._delay_in_tx = delay_in_tx
-
-
-async def writer(store: Store, number: int, committed: list[Change]) -> int:
+async def writer(
+    store: Store, number: int, committed: list[Change], rng: random.Random, abort: bool
+) -> int:
     aborted = 0
     for i in range(WRITES_PER_WRITER):
-        request = ChangeRequest(Kind.JTI, f"w{number}-{i}", True, 2e9, f"user{number}")
+        # The last row of a transaction aborts it, after its seqs were handed out.
+        mark = ABORT if abort and rng.random() < 0.2 else ""
+        request = ChangeRequest(Kind.JTI, f"w{number}-{i}{mark}", True, 2e9, f"user{number}")
         try:
             if i % 5 == 4:
-                batch = [request, request._replace(key=f"w{number}-{i}b")]
-                committed += await store.write_many(batch)
+                first = request._replace(key=f"w{number}-{i}a")
+                committed += await store.write_many([first, request])
             else:
                 committed.append(await store.write(request))
-        except Abort:
-            aborted += 1
+        except StoreError as exc:
+            failed = str(exc)
+        else:
+            failed = ""
+        # Exactly the marked writes fail, and by the trigger's abort.
+        assert (ABORTED in failed) == bool(mark), failed
+        aborted += bool(mark)
         await asyncio.sleep(0)
     return aborted
 
@@ -70,19 +66,22 @@ async def reader(store: Store, done: asyncio.Event, seen: list[Change]) -> None:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres", "redis"], indirect=True)
 async def test_reader_never_skips_a_committed_change(
-    backend: str, store_factory: StoreFactory
+    backend: str, store_url: str, store_factory: StoreFactory
 ) -> None:
     rng = random.Random(1234)
     stores = [await store_factory() for _ in range(WRITERS + 1)]
-    if backend != "redis":  # a Redis write is one script: nothing to hold open or abort
-        for store in stores[:WRITERS]:
-            slow_and_flaky(store, rng)
+    # A Redis write is one script: nothing to hold open or abort.
+    if backend == "sqlite":
+        make_sqlite_writes_slow(store_url)
+    elif backend == "postgres":
+        await make_postgres_writes_slow(store_url, "random() * 0.004")
     committed: list[Change] = []
     seen: list[Change] = []
     done = asyncio.Event()
     read = asyncio.create_task(reader(stores[-1], done, seen))
+    abort = backend != "redis"
     aborted = await asyncio.gather(
-        *(writer(s, n, committed) for n, s in enumerate(stores[:WRITERS]))
+        *(writer(s, n, committed, rng, abort) for n, s in enumerate(stores[:WRITERS]))
     )
     done.set()
     await read

@@ -105,3 +105,53 @@ async def test_prune_deletes_expired_records(store: Store) -> None:
     # Registering again after a prune still works and indexes are consistent.
     await reg.register([record("next", exp=400.0)])
     assert [r.jti for r in await reg.tokens(identity="alice")] == ["live", "next"]
+
+
+async def test_revoke_family_marks_it_so_no_rotation_succeeds(store: Store) -> None:
+    reg = registry(store)
+    await reg.register([record("a1", family="f"), record("r1", type="refresh", family="f")])
+    await reg.register(
+        [record("a2", family="f"), record("r2", type="refresh", family="f")], rotate="r1"
+    )
+    await reg.register([record("g1", type="refresh", family="g")])
+    members = await reg.revoke_family("f")
+    assert [(r.jti, r.rotated) for r in members] == [
+        ("a1", False),
+        ("r1", True),
+        ("a2", False),
+        ("r2", False),
+    ]
+    assert members[3] == await reg.token("r2")
+    head = await store.head()
+    # No member that was not rotated can be rotated any more, and nothing is written.
+    for jti in ("r2", "a1", "a2"):
+        successor = record(f"{jti}-next", type="refresh", family="f")
+        assert await reg.register([successor], rotate=jti) is None
+        assert await reg.token(f"{jti}-next") is None
+    assert not (await reg.token("r2")).rotated
+    assert await store.head() == head
+    # Marking again returns the same members; other families are untouched.
+    assert await reg.revoke_family("f") == members
+    assert await reg.register([record("g2", type="refresh", family="g")], rotate="g1")
+    # A family no store has heard of: nothing to return, and no harm done.
+    assert await reg.revoke_family("unknown") == []
+    assert await reg.register([record("u1", type="refresh", family="unknown")]) is not None
+
+
+async def test_family_mark_lives_as_long_as_its_longest_lived_member(store: Store) -> None:
+    reg = registry(store)
+    # f: its first member expires at 100, its successor at 300.
+    await reg.register([record("f1", type="refresh", family="f", exp=100.0)])
+    await reg.register([record("f2", type="refresh", family="f", exp=300.0)], rotate="f1")
+    # g: every member expired by 200.
+    await reg.register([record("g1", type="refresh", family="g", exp=100.0)])
+    await reg.revoke_family("f")
+    await reg.revoke_family("g")
+    await store.prune(200.0)
+    assert await reg.token("f1") is None
+    assert [r.jti for r in await reg.tokens(family="f")] == ["f2"]
+    # f's mark outlived its first member: f2 still cannot be rotated.
+    assert await reg.register([record("f3", family="f")], rotate="f2") is None
+    # g's mark went with its last member: a token registered in g afresh rotates.
+    await reg.register([record("g2", type="refresh", family="g", exp=400.0)])
+    assert await reg.register([record("g3", family="g", exp=400.0)], rotate="g2") is not None
