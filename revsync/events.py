@@ -334,7 +334,14 @@ def check_announceable(change: Change, origin: str) -> None:
         and all(0.0 <= t <= MAX_TIME for t in times)
     ):
         return
-    event = RevocationEvent.from_change(change._replace(seq=MAX_SEQ), origin, change.created_at)
+    try:
+        event = RevocationEvent.from_change(change._replace(seq=MAX_SEQ), origin, change.created_at)
+    except InvalidEvent as exc:
+        what = "identity" if exc.detail.startswith("id ") else "change"
+        msg = (
+            f"the event announcing this {change.kind} change cannot carry its {what}: {exc.detail}"
+        )
+        raise InvalidEvent(exc.reason, msg) from None
     try:
         size = len(encode_event(event, b"any key: a signature is as long")) + ANNOUNCE_MARGIN
     except InvalidEvent:

@@ -159,6 +159,9 @@ class Replica:
         the head at its last catch-up, or its own last write."""
         self.resets = 0
         """How many times this node re-read the whole store (its history generation)."""
+        self.wants_catch_up = False
+        """Set when something this node saw only a catch-up can explain (the subscriber
+        then catches up at once)."""
 
     # -- reading the store ----------------------------------------------------------
 
@@ -181,8 +184,11 @@ class Replica:
             # of 2.6 s for 1M rows from SQLite).  None of them forms a cycle.
             with _collector_paused(self.store_seq == 0):
                 total = await self._read_pages()
+            if self.store_seq > position.head:
+                # Rows came in while reading: learn the stamp of the newest one read.
+                position = await self.store.position()
         self.position = position
-        if position.stamp is not None:
+        if position.stamp is not None and position.head <= self.store_seq:
             self._note_newest(position.head, position.stamp)
         async with self.lock:
             self._shed(started)
@@ -327,7 +333,15 @@ class Replica:
             return
         async with self.lock:
             for change in changes:
-                self._confirm(change)
+                if not self._confirm(change) and self._below_cursor(change):
+                    # Numbered at or below what this node has read, yet not seen: a
+                    # catch-up read it meanwhile (then this is harmless), or the store
+                    # went back in time.  A revocation is held as an overlay (this node
+                    # refuses its own revoked token at once either way); a catch-up,
+                    # asked for now, tells which.
+                    if change.revoked:
+                        self._overlay(change)
+                    self.wants_catch_up = True
             if changes:
                 # The last change of a write is the write's own entry in the history ring.
                 last = max(changes, key=lambda c: c.seq)
@@ -340,16 +354,24 @@ class Replica:
                 if row is not None:
                     self._confirm(row)
 
-    def _confirm(self, change: Change) -> None:
-        """Apply a change read from the store, if it is newer than what is held."""
+    def _below_cursor(self, change: Change) -> bool:
+        target = (change.kind, change.key)
+        return (
+            change.kind is not Kind.TOKEN
+            and target not in self._ahead
+            and change.seq <= self.store_seq
+        )
+
+    def _confirm(self, change: Change) -> bool:
+        """Apply a change read from the store if it is newer than what is held; say so."""
         if change.kind is Kind.TOKEN:
             # Registrations never change once written: nothing to order.
             self.revocations.apply(change)
-            return
+            return True
         target = (change.kind, change.key)
         held = self._ahead.get(target, self.store_seq)
         if change.seq <= held:
-            return  # this node holds that change already, or a later one
+            return False  # this node holds that change already, or a later one
         overlay = self._overlays.get(target)
         self.revocations.apply(change)
         if overlay is not None:
@@ -360,6 +382,7 @@ class Replica:
                 self.revocations.restrict(overlay.restriction)
         if change.seq > self.store_seq:
             self._ahead[target] = change.seq
+        return True
 
     def _shed(self, started: int) -> None:
         """Drop overlays that the catch-up of round ``started`` should have confirmed."""
@@ -417,19 +440,24 @@ class Replica:
                 self.stats.rejected["stale"] += 1
                 return Verdict.SUSPECT
             return Verdict.DUPLICATE
+        return Verdict.APPLIED if self._overlay(change) else Verdict.DUPLICATE
+
+    def _overlay(self, change: Change) -> bool:
+        """Merge a restriction not confirmed by a store read; False if it adds nothing."""
+        target = (change.kind, change.key)
         overlay = self._overlays.get(target)
         if overlay is None:
             beneath = self.revocations.state(change.kind, change.key)
-            self._overlays[target] = _Overlay(event.seq, self._round, change, beneath)
-        elif event.seq > overlay.seq:
-            overlay.seq, overlay.round = event.seq, self._round
+            self._overlays[target] = _Overlay(change.seq, self._round, change, beneath)
+        elif change.seq > overlay.seq:
+            overlay.seq, overlay.round = change.seq, self._round
             overlay.restriction = _merge(overlay.restriction, change)
         elif _adds_to(overlay.restriction, change):
             overlay.restriction = _merge(overlay.restriction, change)
         else:
-            return Verdict.DUPLICATE
+            return False
         self.revocations.restrict(change)
-        return Verdict.APPLIED
+        return True
 
     async def _ring(self, event: RevocationEvent) -> Verdict:
         """A doorbell: re-read the target from the store and apply what it says."""

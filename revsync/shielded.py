@@ -42,15 +42,20 @@ class ShieldedWork:
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            if not task.done():
+            if task.done():
+                self._report(task)  # finished just as its caller was cancelled
+            else:
                 self._abandoned.add(task)
             raise
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if task not in self._abandoned:
-            return
-        self._abandoned.discard(task)
+        if task in self._abandoned:
+            self._abandoned.discard(task)
+            self._report(task)
+
+    def _report(self, task: asyncio.Task[Any]) -> None:
+        """Log how a write whose caller was cancelled ended: nobody else will know."""
         if task.cancelled():
             return
         error = task.exception()

@@ -378,6 +378,9 @@ class Subscriber:
                 next_retry = now + min(1.0, self.settings.resync_interval)
                 self.request_catch_up()
             self._watch_staleness()
+            if self.replica.wants_catch_up:
+                self.replica.wants_catch_up = False
+                self.request_catch_up()
             if now >= next_prune:
                 next_prune = now + PRUNE_INTERVAL
                 async with self.replica.lock:

@@ -90,3 +90,13 @@ def test_extension_registers_itself_and_the_blacklist_loader() -> None:
     jwt2 = JWTManager(app2)
     for manager, ext in ((jwt, revsync), (jwt2, revsync2)):
         assert manager.blacklist_loader == ext.is_revoked
+
+
+def test_a_leeway_below_the_jwt_decode_leeway_is_refused() -> None:
+    """Revocations dropped while the JWT layer still accepts their tokens are forgotten."""
+    with pytest.raises(ValueError, match=r"REVSYNC_LEEWAY .*JWT_DECODE_LEEWAY"):
+        resolve({"JWT_DECODE_LEEWAY": 30, "REVSYNC_LEEWAY": 10}, {})
+    with pytest.raises(ValueError, match="REVSYNC_LEEWAY"):
+        resolve({"JWT_DECODE_LEEWAY": timedelta(seconds=30)}, {"leeway": 29.5})
+    assert resolve({"JWT_DECODE_LEEWAY": 30, "REVSYNC_LEEWAY": 30}, {}).leeway == 30
+    assert resolve({"JWT_DECODE_LEEWAY": timedelta(seconds=12)}, {}).leeway == 12

@@ -470,6 +470,11 @@ def build_machine(
                                 node.replica._ahead.get(target),
                                 node.replica._overlays.get(target),
                                 node.replica.store_seq,
+                                node.replica._newest,
+                                node.replica.position,
+                                [(a.seq, a.key[:8]) for a in node.replica._anchors],
+                                node.replica.resets,
+                                await self.store.position(),
                             )
                         )
                 held_subjects = {k: v[0] for k, v in node.revocations.snapshot_subjects().items()}

@@ -108,8 +108,12 @@ async def test_a_catch_up_row_older_than_a_local_write_is_not_applied(
     # The catch-up reads the row in its latest state (seq 2): nothing to undo.
     await replica.catch_up()
     assert not held(replica, "t")
-    # And a local write result older than the store cursor is ignored.
+    # A local write's answer numbered below the cursor cannot be placed: the node
+    # refuses the token (held as an overlay) until the catch-up it asks for at once.
     await replica.apply_local(first)
+    assert held(replica, "t")
+    assert replica.wants_catch_up
+    await replica.catch_up()
     assert not held(replica, "t")
 
 
@@ -536,3 +540,41 @@ async def test_a_pruned_anchor_is_not_taken_for_lost_history(
     await store.prune(time.time() + 10)
     await replica.catch_up()
     assert replica.stats.store_resets == 0
+
+
+async def test_an_own_revoke_numbered_below_the_cursor_is_still_refused_at_once(
+    replica: Replica, store: SqliteStore, tmp_path: Path
+) -> None:
+    """The store went back in time and the node has not noticed yet: its own new revoke
+    gets a number it has read past.  It must still refuse that token at once."""
+    live, backup = Path(store.path), tmp_path / "backup.db"
+    _copy(live, backup)
+    for n in range(3):
+        await store.write(revoke(f"lost-{n}"))
+    await replica.catch_up()
+    _copy(backup, live)
+    mine = await store.write(revoke("mine"))
+    assert mine.seq <= replica.store_seq
+    await replica.apply_local(mine)
+    assert held(replica, "mine")
+    assert replica.wants_catch_up
+    await replica.catch_up()  # notices the store went back, and re-reads it
+    assert held(replica, "mine")
+    assert not held(replica, "lost-0")
+    assert replica.stats.store_resets == 1
+
+
+async def test_an_own_write_read_by_a_catch_up_first_changes_nothing(
+    replica: Replica, store: SqliteStore
+) -> None:
+    mine = await store.write(revoke("mine"))
+    await replica.catch_up()  # reads it before the write's own answer is applied
+    await replica.apply_local(mine)
+    assert held(replica, "mine")
+    lifted = await store.write(unrevoke("mine"))
+    await replica.catch_up()
+    await replica.apply_local(mine)  # a very late answer: held as an overlay, then shed
+    await replica.catch_up()
+    assert not held(replica, "mine")
+    assert replica.stats.store_resets == 0
+    assert lifted.seq == replica.store_seq
