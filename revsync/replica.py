@@ -60,9 +60,8 @@ logger = structlog.get_logger("revsync")
 PAGE_SIZE = 10_000
 ANCHORS = 2
 """Rows of the last catch-up re-read by the next one to notice a store that lost them."""
-MAX_WITNESSES = 16
-"""Rows doorbells read from beyond the cursor, checked like anchors until a catch-up
-reads past them."""
+REREAD_ATTEMPTS = 3
+"""Times a re-read starts over when the store's history changes while it reads."""
 ANCHOR_MARGIN = 300.0
 """An anchor row missing from the store means lost history only if it had this many
 seconds left to live: a row near its expiry may have been pruned by a node whose
@@ -149,14 +148,16 @@ class Replica:
         """The store's identity, epoch and head as of the last catch-up."""
         self._monotonic = monotonic
         self._clock = clock
-        self._ahead: dict[Target, int] = {}
+        self._ahead: dict[Target, Change] = {}
+        """Store changes applied from beyond ``store_seq`` (this node's writes, doorbell
+        reads), until a catch-up reads past them and finds them (or a later change of
+        the same target) in the store."""
         self._overlays: dict[Target, _Overlay] = {}
         self._round = 0
         self._anchors: list[Change] = []
-        self._witnesses: list[Change] = []
-        self._newest: tuple[int, float] | None = None
-        """(seq, created_at) of the newest write this node knows its history stamp of:
-        the head at its last catch-up, or its own last write."""
+        self._frontier: tuple[int, float] | None = None
+        """(seq, stamp) of the newest write whose place in the store's history this node
+        has verified: every change it read up to that seq is still in the store."""
         self.resets = 0
         """How many times this node re-read the whole store (its history generation)."""
         self.wants_catch_up = False
@@ -168,55 +169,57 @@ class Replica:
     async def catch_up(self) -> int:
         """Read every change after ``store_seq`` from the store and apply it.
 
-        Re-reads everything instead when the store lost history.  Returns how many
-        rows were read.  Raises the store's error if it fails; cursors then stay where
-        the last applied page left them.
+        Re-reads everything instead when the store lost history, whether it was lost
+        before the catch-up or while it read.  Returns how many rows were read.  Raises
+        the store's error if it fails; cursors then stay where the last applied page
+        left them.
         """
         self._round += 1
         started = self._round
-        position = await self.store.position()
-        reason = await self._lost_history(position)
-        if reason is not None:
-            total = await self._reread(position, reason)
-        else:
+        before = await self.store.position()
+        reason = await self._lost_history(before)
+        total = 0
+        if reason is None:
             # A snapshot builds a tuple per row, a million at a time: the cyclic garbage
             # collector would rescan them all over and over (measured: 4.2 s instead
             # of 2.6 s for 1M rows from SQLite).  None of them forms a cycle.
             with _collector_paused(self.store_seq == 0):
-                total = await self._read_pages()
-            if self.store_seq > position.head:
-                # Rows came in while reading: learn the stamp of the newest one read.
-                position = await self.store.position()
-        self.position = position
-        if position.stamp is not None and position.head <= self.store_seq:
-            self._note_newest(position.head, position.stamp)
+                total, reason = await self._read_pages()
+        after = await self.store.position()
+        if reason is None:
+            reason = await _changed_while_reading(self.store, before, after)
+        if reason is not None:
+            total, before, after = await self._reread(reason)
+        self.position = after
+        for position in (after, before):
+            if position.stamp is not None and position.head <= self.store_seq:
+                self._frontier = (position.head, position.stamp)
+                break
         async with self.lock:
             self._shed(started)
         self.bus_seq = max(self.bus_seq, self.store_seq)
         self.last_store_sync = self._monotonic()
         return total
 
-    async def _read_pages(self) -> int:
+    async def _read_pages(self) -> tuple[int, str | None]:
+        """Read and apply pages up to the head; return (rows read, lost history or None)."""
         total = 0
+        seen: dict[Target, int] = {}
         while True:
             async with self.lock:
                 rows = await self.store.since(self.store_seq, PAGE_SIZE)
                 if not rows:
                     break
-                self._load(rows)
+                self._load(rows, seen)
                 self.store_seq = rows[-1].seq
                 self._anchors = (self._anchors + rows[-ANCHORS:])[-ANCHORS:]
-                if self._witnesses:
-                    self._witnesses = [w for w in self._witnesses if w.seq > self.store_seq]
-                if self._ahead:
-                    floor = self.store_seq
-                    self._ahead = {t: s for t, s in self._ahead.items() if s > floor}
                 total += len(rows)
             if len(rows) < PAGE_SIZE:
                 break
-        return total
+        async with self.lock:
+            return total, self._pass_ahead(seen)
 
-    def _load(self, rows: list[Change]) -> None:
+    def _load(self, rows: list[Change], seen: dict[Target, int]) -> None:
         """Apply one page of store rows (each a different target, all past store_seq)."""
         ahead, overlays = self._ahead, self._overlays
         if not ahead and not overlays:
@@ -226,18 +229,36 @@ class Replica:
         for row in rows:
             target = (row.kind, row.key)
             if target in ahead or target in overlays:
+                seen[target] = row.seq
                 self._confirm(row)
             else:
                 plain.append(row)
         self.revocations.load(plain)
 
+    def _pass_ahead(self, seen: dict[Target, int]) -> str | None:
+        """Forget the changes applied from beyond the cursor that it has now passed.
+
+        Each must have been read again on the way (its row, or a later change of the
+        same target): a change this node wrote or read that the store no longer has
+        means the store lost history.  A row near its expiry may have been pruned.
+        """
+        floor, now = self.store_seq, self._clock()
+        kept: dict[Target, Change] = {}
+        for target, change in self._ahead.items():
+            if change.seq > floor:
+                kept[target] = change
+            elif seen.get(target, 0) < change.seq and change.expires_at > now + ANCHOR_MARGIN:
+                return f"seq {change.seq} ({target[0]}), which this node read, is gone"
+        self._ahead = kept
+        return None
+
     async def _lost_history(self, position: StorePosition) -> str | None:
         """Why the store no longer holds what this node read from it, or None.
 
         Lost writes are always the newest (a failover loses the tail, a restore returns
-        to an older point), so it is enough to find the newest write this node knows
-        in the store's history ring, and to re-read the rows it knows of only from
-        beyond that write (its anchors).
+        to an older point), so it is enough to find the newest write this node verified
+        in the store's history ring.  If the ring has turned over since, the last rows
+        read (anchors) decide.
         """
         known = self.position
         if known is None:
@@ -247,25 +268,18 @@ class Replica:
                 f"store identity or epoch changed from {known.store_id}/{known.epoch} "
                 f"to {position.store_id}/{position.epoch}"
             )
-        seen = max(self.store_seq, max(self._ahead.values(), default=0))
-        if self._newest is not None:
-            seen = max(seen, self._newest[0])
+        seen = max(self.store_seq, max((c.seq for c in self._ahead.values()), default=0))
         if position.head < seen:
             return f"store head {position.head} is below seq {seen}, which this node has read"
-        verified = 0
-        if self._newest is not None:
-            seq, stamp = self._newest
+        if self._frontier is not None:
+            seq, stamp = self._frontier
             entry = await self.store.history(seq)
             if entry is None or entry[0] < seq:
                 return f"the write of seq {seq} is gone from the store's history"
             if entry[0] == seq:
-                if entry[1] != stamp:
-                    return f"seq {seq} now names another write"
-                verified = seq  # every write up to it is intact
+                return None if entry[1] == stamp else f"seq {seq} now names another write"
         now = self._clock()
-        for anchor in (*self._anchors, *self._witnesses):
-            if anchor.seq <= verified:
-                continue
+        for anchor in self._anchors:
             row = await self.store.get(anchor.kind, anchor.key)
             if row is None:
                 if anchor.expires_at > now + ANCHOR_MARGIN:
@@ -276,37 +290,28 @@ class Replica:
                 return f"row seq {anchor.seq} ({anchor.kind}) went back to seq {row.seq}"
         return None
 
-    def _note_newest(self, seq: int, stamp: float) -> None:
-        if self._newest is None or seq > self._newest[0]:
-            self._newest = (seq, stamp)
-
-    async def _reread(self, position: StorePosition, reason: str) -> int:
+    async def _reread(self, reason: str) -> tuple[int, StorePosition, StorePosition]:
         """Re-read the whole store into a fresh set and swap it in.
 
         Holds the lock throughout, so a local write made meanwhile is applied to the
-        new set, after it, never lost with the old one.
+        new set, after it, never lost with the old one.  Reads again if the store's
+        history changed while it read.
         """
         old = self.revocations
-        fresh = RevocationSet(leeway=old.leeway, clock=self._clock)
-        total, last = 0, 0
-        anchors: list[Change] = []
         async with self.lock:
-            with _collector_paused(True):
-                while rows := await self.store.since(last, PAGE_SIZE):
-                    fresh.load(rows)
-                    last = rows[-1].seq
-                    anchors = (anchors + rows[-ANCHORS:])[-ANCHORS:]
-                    total += len(rows)
-                    if len(rows) < PAGE_SIZE:
-                        break
+            for _ in range(REREAD_ATTEMPTS):
+                before = await self.store.position()
+                fresh, last, anchors, total = await self._read_all()
+                after = await self.store.position()
+                if await _changed_while_reading(self.store, before, after) is None:
+                    break
             lost = _dropped(old, fresh)
             old.adopt(fresh)
             self.store_seq = self.bus_seq = last
             self._ahead.clear()
             self._overlays.clear()
             self._anchors = anchors
-            self._witnesses = []
-            self._newest = None if position.stamp is None else (position.head, position.stamp)
+            self._frontier = None
             self.resets += 1
         self.stats.store_resets += 1
         logger.error(
@@ -317,7 +322,21 @@ class Replica:
             seq=last,
             entries_dropped=lost,
         )
-        return total
+        return total, before, after
+
+    async def _read_all(self) -> tuple[RevocationSet, int, list[Change], int]:
+        fresh = RevocationSet(leeway=self.revocations.leeway, clock=self._clock)
+        total, last = 0, 0
+        anchors: list[Change] = []
+        with _collector_paused(True):
+            while rows := await self.store.since(last, PAGE_SIZE):
+                fresh.load(rows)
+                last = rows[-1].seq
+                anchors = (anchors + rows[-ANCHORS:])[-ANCHORS:]
+                total += len(rows)
+                if len(rows) < PAGE_SIZE:
+                    break
+        return fresh, last, anchors, total
 
     # -- applying store state -------------------------------------------------------
 
@@ -342,10 +361,6 @@ class Replica:
                     if change.revoked:
                         self._overlay(change)
                     self.wants_catch_up = True
-            if changes:
-                # The last change of a write is the write's own entry in the history ring.
-                last = max(changes, key=lambda c: c.seq)
-                self._note_newest(last.seq, last.created_at)
 
     async def _reconfirm(self, targets: list[Target]) -> None:
         rows = [await self.store.get(kind, key) for kind, key in targets]
@@ -369,8 +384,7 @@ class Replica:
             self.revocations.apply(change)
             return True
         target = (change.kind, change.key)
-        held = self._ahead.get(target, self.store_seq)
-        if change.seq <= held:
+        if change.seq <= self._confirmed(target):
             return False  # this node holds that change already, or a later one
         overlay = self._overlays.get(target)
         self.revocations.apply(change)
@@ -381,7 +395,7 @@ class Replica:
                 overlay.beneath = change
                 self.revocations.restrict(overlay.restriction)
         if change.seq > self.store_seq:
-            self._ahead[target] = change.seq
+            self._ahead[target] = change
         return True
 
     def _shed(self, started: int) -> None:
@@ -423,7 +437,8 @@ class Replica:
 
     def _confirmed(self, target: Target) -> int:
         """A seq this node's store state for ``target`` is at least as new as."""
-        return self._ahead.get(target, self.store_seq)
+        ahead = self._ahead.get(target)
+        return self.store_seq if ahead is None else ahead.seq
 
     def _restrict(self, event: RevocationEvent) -> Verdict:
         target = (event.kind, event.key)
@@ -473,9 +488,6 @@ class Replica:
         async with self.lock:
             if resets == self.resets:  # else the re-read has just read it anyway
                 self._confirm(row)
-                if row.seq > self.store_seq:
-                    # Known from beyond the cursor: checked like an anchor until read.
-                    self._witnesses = [*self._witnesses, row][-MAX_WITNESSES:]
         return Verdict.APPLIED
 
     # -- inspection -------------------------------------------------------------------
@@ -484,6 +496,27 @@ class Replica:
     def overlay_count(self) -> int:
         """Bus restrictions not yet confirmed by a store read."""
         return len(self._overlays)
+
+
+async def _changed_while_reading(
+    store: Store, before: StorePosition, after: StorePosition
+) -> str | None:
+    """Why the store's history changed between two positions read around a catch-up."""
+    if (after.store_id, after.epoch) != (before.store_id, before.epoch):
+        return "the store's identity or epoch changed while this node read it"
+    if after.head < before.head:
+        return f"the store's head went back from {before.head} to {after.head} while read"
+    if before.stamp is not None and after.head > before.head:
+        entry = await store.history(before.head)
+        if (
+            entry is None
+            or entry[0] < before.head
+            or (entry[0] == before.head and entry[1] != before.stamp)
+        ):
+            return f"the write of seq {before.head} vanished while this node read the store"
+    elif before.stamp is not None and after.stamp != before.stamp:
+        return f"seq {before.head} names another write than when this node began reading"
+    return None
 
 
 def _dropped(old: RevocationSet, new: RevocationSet) -> int:

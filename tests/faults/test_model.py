@@ -470,7 +470,7 @@ def build_machine(
                                 node.replica._ahead.get(target),
                                 node.replica._overlays.get(target),
                                 node.replica.store_seq,
-                                node.replica._newest,
+                                node.replica._frontier,
                                 node.replica.position,
                                 [(a.seq, a.key[:8]) for a in node.replica._anchors],
                                 node.replica.resets,

@@ -497,7 +497,7 @@ async def test_without_the_ring_the_anchors_tell_lost_history(
     await store.write(revoke("lost-1"))
     await store.write(revoke("lost-2"))
     await replica.catch_up()
-    replica._newest = None  # as if the ring had turned over since
+    replica._frontier = None  # as if the ring had turned over since
 
     _copy(backup, live)
     if rewrite == "same target":  # lost-2's number reused for lost-2 itself
@@ -536,7 +536,7 @@ async def test_a_pruned_anchor_is_not_taken_for_lost_history(
 ) -> None:
     await store.write(revoke("old", exp=time.time() + 5))
     await replica.catch_up()
-    replica._newest = None  # the anchors decide
+    replica._frontier = None  # the anchors decide
     await store.prune(time.time() + 10)
     await replica.catch_up()
     assert replica.stats.store_resets == 0
@@ -578,3 +578,77 @@ async def test_an_own_write_read_by_a_catch_up_first_changes_nothing(
     assert not held(replica, "mine")
     assert replica.stats.store_resets == 0
     assert lifted.seq == replica.store_seq
+
+
+class RestoreDuringRead:
+    """The real store; the first ``since`` after ``arm()`` restores a backup into the
+    live file and writes anew before reading: history changes under a catch-up."""
+
+    def __init__(self, store: SqliteStore, backup: Path, rewrite: list[str]) -> None:
+        self._store = store
+        self._backup = backup
+        self._rewrite = rewrite
+        self.armed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def since(self, seq: int, limit: int = 10_000) -> list[Change]:
+        if self.armed:
+            self.armed = False
+            _copy(self._backup, Path(self._store.path))
+            for key in self._rewrite:
+                await self._store.write(revoke(key))
+        return await self._store.since(seq, limit)
+
+
+async def test_a_store_restored_while_a_catch_up_reads_is_noticed(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    backup = tmp_path / "backup.db"
+    await store.write(revoke("kept"))
+    _copy(Path(store.path), backup)
+    swapping = RestoreDuringRead(store, backup, ["new-1", "new-2", "new-3"])
+    replica = Replica(swapping, RevocationSet(), SyncStats())  # type: ignore[arg-type]
+    await replica.catch_up()
+    mine = await store.write(revoke("mine"))  # this node's own write, then lost
+    await replica.apply_local(mine)
+    swapping.armed = True
+    await replica.catch_up()  # reads rows of the new history: must notice the swap
+    assert replica.stats.store_resets == 1
+    assert not held(replica, "mine")
+    assert all(held(replica, f"new-{n}") for n in (1, 2, 3))
+    assert held(replica, "kept")
+    await replica.catch_up()
+    assert replica.stats.store_resets == 1
+
+
+async def test_an_own_write_lost_and_overtaken_is_noticed(
+    replica: Replica, store: SqliteStore, tmp_path: Path
+) -> None:
+    live, backup = Path(store.path), tmp_path / "backup.db"
+    await store.write(revoke("kept"))
+    await replica.catch_up()
+    _copy(live, backup)
+    mine = await store.write(revoke("mine"))
+    await replica.apply_local(mine)
+    _copy(backup, live)
+    for n in range(3):  # new writes overtake the lost seq: the head check cannot tell
+        await store.write(revoke(f"new-{n}"))
+    with capture_logs() as logs:
+        await replica.catch_up()
+    assert not held(replica, "mine")
+    assert replica.stats.store_resets == 1
+    assert any("which this node read, is gone" in str(e.get("reason")) for e in logs)
+
+
+async def test_an_own_write_pruned_before_the_catch_up_is_no_false_alarm(
+    replica: Replica, store: SqliteStore
+) -> None:
+    soon = time.time() + 60  # within ANCHOR_MARGIN: prunable by a node whose clock runs ahead
+    mine = await store.write(revoke("mine", exp=soon))
+    await replica.apply_local(mine)
+    await store.prune(soon + 1)
+    await store.write(revoke("other"))
+    await replica.catch_up()
+    assert replica.stats.store_resets == 0
