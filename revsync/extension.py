@@ -249,7 +249,8 @@ class RevSync:
         store_sync = self.replica.last_store_sync
         if store_sync is not None and sub.last_heartbeat is not None:
             self._confirmed_at = min(store_sync, sub.last_heartbeat)
-        self._ready = sub.ready.is_set()
+        # Ready to answer tokens: the snapshot is applied and a heartbeat came back.
+        self._ready = sub.synced.is_set()
 
     # -- the request path ----------------------------------------------------------
 
@@ -496,7 +497,8 @@ class RevSync:
 
     @property
     def ready(self) -> bool:
-        """True once the start-up snapshot is applied (stale or not)."""
+        """True once the start-up snapshot is applied and the node's first heartbeat came
+        back over the bus (stale or not since)."""
         return self._ready
 
     def status(self) -> dict[str, Any]:
@@ -506,8 +508,10 @@ class RevSync:
         since = sub.seconds_since_sync()
         stale = since is None or since > self._max_staleness
         reason = None
-        if not self._ready:
+        if not sub.ready.is_set():
             reason = f"start-up backfill not complete ({sub.last_error or 'in progress'})"
+        elif not self._ready:
+            reason = f"waiting for the first heartbeat back over the bus ({sub.last_error})"
         elif stale:
             reason = (
                 f"no confirmed sync for {'ever' if since is None else f'{since:.1f}s'} "
@@ -516,7 +520,7 @@ class RevSync:
         return {
             "node_id": self.settings.node_id,
             "ready": self._ready and not stale,
-            "backfilled": self._ready,
+            "backfilled": sub.ready.is_set(),
             "stale": stale,
             "reason": reason,
             "fail_mode": self.settings.fail_mode,

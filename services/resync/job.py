@@ -164,7 +164,11 @@ async def run(
         position = await _retry(f"the store at {report.store}", 0, store.position)
         if new_epoch:
             position = await _retry(f"the store at {report.store}", 0, store.new_epoch)
-        report.store_id, report.epoch, report.head = position
+        report.store_id, report.epoch, report.head = (
+            position.store_id,
+            position.epoch,
+            position.head,
+        )
         reporter.done(
             f"sequence   head is {report.head}; store {report.store_id}, epoch {report.epoch}"
             + (" (new: every node re-reads the store)" if new_epoch else "")

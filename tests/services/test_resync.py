@@ -61,6 +61,32 @@ def test_job_prunes_and_checks(
     assert "\x1b[" not in out  # plain lines when not on a terminal
 
 
+@pytest.mark.parametrize("kind", STORES)
+def test_job_starts_a_new_epoch_after_a_restore(
+    kind: str, store_url_for: Callable[[str], str], redis_url: str
+) -> None:
+    """``--new-epoch``: what an operator runs after restoring the store from a backup."""
+    url = store_url_for(kind)
+    asyncio.run(_seed(url))
+    plain = run_job(REVSYNC_STORE_URL=url, REVSYNC_REDIS_URL=redis_url)
+    assert plain.returncode == 0, plain.stderr
+    assert "epoch 1" in plain.stdout
+    proc = run_job("--new-epoch", REVSYNC_STORE_URL=url, REVSYNC_REDIS_URL=redis_url)
+    assert proc.returncode == 0, proc.stderr
+    assert "epoch 2 (new: every node re-reads the store)" in proc.stdout
+    assert "(epoch 2)" in proc.stdout
+
+    async def epoch() -> int:
+        store = store_from_url(url)
+        await store.connect()
+        try:
+            return (await store.position()).epoch
+        finally:
+            await store.close()
+
+    assert asyncio.run(epoch()) == 2
+
+
 def test_job_creates_schema_on_empty_store(sqlite_url: str, redis_url: str) -> None:
     proc = run_job(REVSYNC_STORE_URL=sqlite_url, REVSYNC_REDIS_URL=redis_url)
     assert proc.returncode == 0, proc.stderr
