@@ -504,7 +504,7 @@ class RevSync:
     def status(self) -> dict[str, Any]:
         """Ready, cursors, staleness, entry counts, connection state and counters."""
         sub = self.subscriber
-        position = self.replica.position
+        position = self.replica.history.position
         since = sub.seconds_since_sync()
         stale = since is None or since > self._max_staleness
         reason = None

@@ -24,13 +24,11 @@ The state model (docs/design.md, "The state model"):
 - **Loosening messages are doorbells.**  An unrevoke, unrevoke_subject or issue
   message is never applied as sent: the node reads that target from the store and
   applies what the store says, versioned like any store read.
-- **The store can go back in time.**  Each catch-up first reads the store's identity,
-  epoch and head, and checks that the write it saw at the head last time is still in
-  the store's history ring (or, if the ring has turned over since, re-reads a few
-  rows it read last: anchors).  A different identity or epoch, a head below
-  ``store_seq``, a write gone from the ring, or an anchor that vanished or went back
-  means the store lost history (a failover that lost writes, a restore from a
-  backup): the node re-reads everything into a fresh set and swaps it in.
+- **The store can go back in time.**  Each catch-up asks ``revsync.store_history``
+  whether the history this node read is still the store's, before and after it reads,
+  and checks that the changes it applied from beyond its cursor are read again when
+  passed.  If not (a failover that lost writes, a restore from a backup), the node
+  re-reads everything into a fresh set and swaps it in.
 
 Cursors: ``store_seq`` moves only on store reads; ``bus_seq`` also on contiguous bus
 events, and says where the next event is expected (an event beyond ``bus_seq + 1``
@@ -53,19 +51,14 @@ from revsync.changes import Change, Kind
 from revsync.events import Op, RevocationEvent
 from revsync.revocation_set import RevocationSet
 from revsync.stats import SyncStats
+from revsync.store_history import ANCHORS, PRUNE_MARGIN, HistoryWatch, changed_while_reading
 from revsync.stores.base import Store, StorePosition
 
 logger = structlog.get_logger("revsync")
 
 PAGE_SIZE = 10_000
-ANCHORS = 2
-"""Rows of the last catch-up re-read by the next one to notice a store that lost them."""
 REREAD_ATTEMPTS = 3
 """Times a re-read starts over when the store's history changes while it reads."""
-ANCHOR_MARGIN = 300.0
-"""An anchor row missing from the store means lost history only if it had this many
-seconds left to live: a row near its expiry may have been pruned by a node whose
-clock runs ahead."""
 PENDING_LIMIT = 10_000
 """Overlays held before the node asks for a catch-up to confirm or shed them."""
 
@@ -144,8 +137,7 @@ class Replica:
         self.store_seq = 0
         self.bus_seq = 0
         self.last_store_sync: float | None = None
-        self.position: StorePosition | None = None
-        """The store's identity, epoch and head as of the last catch-up."""
+        self.history = HistoryWatch(store, clock=clock)
         self._monotonic = monotonic
         self._clock = clock
         self._ahead: dict[Target, Change] = {}
@@ -154,10 +146,6 @@ class Replica:
         the same target) in the store."""
         self._overlays: dict[Target, _Overlay] = {}
         self._round = 0
-        self._anchors: list[Change] = []
-        self._frontier: tuple[int, float] | None = None
-        """(seq, stamp) of the newest write whose place in the store's history this node
-        has verified: every change it read up to that seq is still in the store."""
         self.resets = 0
         """How many times this node re-read the whole store (its history generation)."""
         self.wants_catch_up = False
@@ -177,7 +165,7 @@ class Replica:
         self._round += 1
         started = self._round
         before = await self.store.position()
-        reason = await self._lost_history(before)
+        reason = await self.history.lost(before, self._seen())
         total = 0
         if reason is None:
             # A snapshot builds a tuple per row, a million at a time: the cyclic garbage
@@ -187,14 +175,10 @@ class Replica:
                 total, reason = await self._read_pages()
         after = await self.store.position()
         if reason is None:
-            reason = await _changed_while_reading(self.store, before, after)
+            reason = await changed_while_reading(self.store, before, after)
         if reason is not None:
             total, before, after = await self._reread(reason)
-        self.position = after
-        for position in (after, before):
-            if position.stamp is not None and position.head <= self.store_seq:
-                self._frontier = (position.head, position.stamp)
-                break
+        self.history.verified(before, after, self.store_seq)
         async with self.lock:
             self._shed(started)
         self.bus_seq = max(self.bus_seq, self.store_seq)
@@ -212,7 +196,7 @@ class Replica:
                     break
                 self._load(rows, seen)
                 self.store_seq = rows[-1].seq
-                self._anchors = (self._anchors + rows[-ANCHORS:])[-ANCHORS:]
+                self.history.read(rows)
                 total += len(rows)
             if len(rows) < PAGE_SIZE:
                 break
@@ -235,6 +219,10 @@ class Replica:
                 plain.append(row)
         self.revocations.load(plain)
 
+    def _seen(self) -> int:
+        """The highest seq this node has read or written."""
+        return max(self.store_seq, max((c.seq for c in self._ahead.values()), default=0))
+
     def _pass_ahead(self, seen: dict[Target, int]) -> str | None:
         """Forget the changes applied from beyond the cursor that it has now passed.
 
@@ -247,47 +235,9 @@ class Replica:
         for target, change in self._ahead.items():
             if change.seq > floor:
                 kept[target] = change
-            elif seen.get(target, 0) < change.seq and change.expires_at > now + ANCHOR_MARGIN:
+            elif seen.get(target, 0) < change.seq and change.expires_at > now + PRUNE_MARGIN:
                 return f"seq {change.seq} ({target[0]}), which this node read, is gone"
         self._ahead = kept
-        return None
-
-    async def _lost_history(self, position: StorePosition) -> str | None:
-        """Why the store no longer holds what this node read from it, or None.
-
-        Lost writes are always the newest (a failover loses the tail, a restore returns
-        to an older point), so it is enough to find the newest write this node verified
-        in the store's history ring.  If the ring has turned over since, the last rows
-        read (anchors) decide.
-        """
-        known = self.position
-        if known is None:
-            return None
-        if (position.store_id, position.epoch) != (known.store_id, known.epoch):
-            return (
-                f"store identity or epoch changed from {known.store_id}/{known.epoch} "
-                f"to {position.store_id}/{position.epoch}"
-            )
-        seen = max(self.store_seq, max((c.seq for c in self._ahead.values()), default=0))
-        if position.head < seen:
-            return f"store head {position.head} is below seq {seen}, which this node has read"
-        if self._frontier is not None:
-            seq, stamp = self._frontier
-            entry = await self.store.history(seq)
-            if entry is None or entry[0] < seq:
-                return f"the write of seq {seq} is gone from the store's history"
-            if entry[0] == seq:
-                return None if entry[1] == stamp else f"seq {seq} now names another write"
-        now = self._clock()
-        for anchor in self._anchors:
-            row = await self.store.get(anchor.kind, anchor.key)
-            if row is None:
-                if anchor.expires_at > now + ANCHOR_MARGIN:
-                    return f"row seq {anchor.seq} ({anchor.kind}) vanished from the store"
-            elif row.seq < anchor.seq or (
-                row.seq == anchor.seq and row.created_at != anchor.created_at
-            ):
-                return f"row seq {anchor.seq} ({anchor.kind}) went back to seq {row.seq}"
         return None
 
     async def _reread(self, reason: str) -> tuple[int, StorePosition, StorePosition]:
@@ -303,15 +253,14 @@ class Replica:
                 before = await self.store.position()
                 fresh, last, anchors, total = await self._read_all()
                 after = await self.store.position()
-                if await _changed_while_reading(self.store, before, after) is None:
+                if await changed_while_reading(self.store, before, after) is None:
                     break
             lost = _dropped(old, fresh)
             old.adopt(fresh)
             self.store_seq = self.bus_seq = last
             self._ahead.clear()
             self._overlays.clear()
-            self._anchors = anchors
-            self._frontier = None
+            self.history.restart(anchors)
             self.resets += 1
         self.stats.store_resets += 1
         logger.error(
@@ -332,7 +281,7 @@ class Replica:
             while rows := await self.store.since(last, PAGE_SIZE):
                 fresh.load(rows)
                 last = rows[-1].seq
-                anchors = (anchors + rows[-ANCHORS:])[-ANCHORS:]
+                anchors = [*anchors, *rows[-ANCHORS:]][-ANCHORS:]
                 total += len(rows)
                 if len(rows) < PAGE_SIZE:
                     break
@@ -496,27 +445,6 @@ class Replica:
     def overlay_count(self) -> int:
         """Bus restrictions not yet confirmed by a store read."""
         return len(self._overlays)
-
-
-async def _changed_while_reading(
-    store: Store, before: StorePosition, after: StorePosition
-) -> str | None:
-    """Why the store's history changed between two positions read around a catch-up."""
-    if (after.store_id, after.epoch) != (before.store_id, before.epoch):
-        return "the store's identity or epoch changed while this node read it"
-    if after.head < before.head:
-        return f"the store's head went back from {before.head} to {after.head} while read"
-    if before.stamp is not None and after.head > before.head:
-        entry = await store.history(before.head)
-        if (
-            entry is None
-            or entry[0] < before.head
-            or (entry[0] == before.head and entry[1] != before.stamp)
-        ):
-            return f"the write of seq {before.head} vanished while this node read the store"
-    elif before.stamp is not None and after.stamp != before.stamp:
-        return f"seq {before.head} names another write than when this node began reading"
-    return None
 
 
 def _dropped(old: RevocationSet, new: RevocationSet) -> int:

@@ -470,9 +470,9 @@ def build_machine(
                                 node.replica._ahead.get(target),
                                 node.replica._overlays.get(target),
                                 node.replica.store_seq,
-                                node.replica._frontier,
-                                node.replica.position,
-                                [(a.seq, a.key[:8]) for a in node.replica._anchors],
+                                node.replica.history._frontier,
+                                node.replica.history.position,
+                                [(a.seq, a.key[:8]) for a in node.replica.history._anchors],
                                 node.replica.resets,
                                 await self.store.position(),
                             )

@@ -9,6 +9,7 @@ to ``apply_event`` directly, so every interleaving is chosen by the test.
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from revsync import replica as replica_module
 from revsync.changes import Change, ChangeRequest, Kind
 from revsync.events import Op, RevocationEvent
 from revsync.replica import PENDING_LIMIT, Replica, Verdict
@@ -473,7 +475,7 @@ async def test_a_store_whose_head_falls_below_the_cursor_is_reread(
 async def test_a_new_epoch_makes_every_node_reread(replica: Replica, store: SqliteStore) -> None:
     await store.write(revoke("t"))
     await replica.catch_up()
-    before = replica.position
+    before = replica.history.position
     position = await store.new_epoch()
     assert before is not None
     assert position.epoch == before.epoch + 1
@@ -497,7 +499,7 @@ async def test_without_the_ring_the_anchors_tell_lost_history(
     await store.write(revoke("lost-1"))
     await store.write(revoke("lost-2"))
     await replica.catch_up()
-    replica._frontier = None  # as if the ring had turned over since
+    replica.history._frontier = None  # as if the ring had turned over since
 
     _copy(backup, live)
     if rewrite == "same target":  # lost-2's number reused for lost-2 itself
@@ -536,7 +538,7 @@ async def test_a_pruned_anchor_is_not_taken_for_lost_history(
 ) -> None:
     await store.write(revoke("old", exp=time.time() + 5))
     await replica.catch_up()
-    replica._frontier = None  # the anchors decide
+    replica.history._frontier = None  # the anchors decide
     await store.prune(time.time() + 10)
     await replica.catch_up()
     assert replica.stats.store_resets == 0
@@ -623,6 +625,28 @@ async def test_a_store_restored_while_a_catch_up_reads_is_noticed(
     assert replica.stats.store_resets == 1
 
 
+async def test_a_restore_while_reading_is_noticed_with_nothing_of_its_own_lost(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """Only the positions read around the catch-up can tell: the node wrote nothing."""
+    backup = tmp_path / "backup.db"
+    await store.write(revoke("kept"))
+    _copy(Path(store.path), backup)
+    await store.write(revoke("gone"))  # written elsewhere, never read by the node
+    swapping = RestoreDuringRead(store, backup, ["new-1", "new-2"])
+    replica = Replica(swapping, RevocationSet(), SyncStats())  # type: ignore[arg-type]
+    first = await store.position()
+    swapping.armed = True
+    with capture_logs() as logs:
+        await replica.catch_up()
+    assert first.head == 2
+    assert not held(replica, "gone")
+    assert held(replica, "new-1")
+    assert replica.stats.store_resets == 1
+    reasons = [e["reason"] for e in logs if e["event"] == "revsync.store_history_lost"]
+    assert reasons == ["the write of seq 2 vanished while this node read the store"]
+
+
 async def test_an_own_write_lost_and_overtaken_is_noticed(
     replica: Replica, store: SqliteStore, tmp_path: Path
 ) -> None:
@@ -652,3 +676,205 @@ async def test_an_own_write_pruned_before_the_catch_up_is_no_false_alarm(
     await store.write(revoke("other"))
     await replica.catch_up()
     assert replica.stats.store_resets == 0
+
+
+# -- what the mutation run asked for ---------------------------------------------------
+
+
+async def test_catch_up_counts_rows_and_pages_through_everything(
+    replica: Replica, store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replica_module, "PAGE_SIZE", 3)
+    for n in range(7):
+        await store.write(revoke(f"t{n}"))
+    assert await replica.catch_up() == 7
+    assert all(held(replica, f"t{n}") for n in range(7))
+    assert replica.store_seq == 7
+    assert await replica.catch_up() == 0
+
+
+async def test_a_page_mixing_own_targets_and_others_applies_them_all(
+    replica: Replica, store: SqliteStore
+) -> None:
+    mine = await store.write(revoke("mine"))
+    await replica.apply_local(mine)
+    for n in range(3):
+        await store.write(revoke(f"other-{n}"))
+    await replica.catch_up()
+    assert all(held(replica, f"other-{n}") for n in range(3))
+    assert held(replica, "mine")
+
+
+def test_changes_ahead_of_the_cursor_are_kept_until_passed(replica: Replica) -> None:
+    change = Change(5, Kind.JTI, "t", True, time.time() + HOUR, None, None, time.time())
+    replica._ahead[(Kind.JTI, "t")] = change
+    assert replica._pass_ahead({}) is None  # store_seq 0: not passed yet
+    assert replica._ahead == {(Kind.JTI, "t"): change}
+
+
+async def test_a_head_below_an_own_write_means_lost_history(
+    replica: Replica, store: SqliteStore, tmp_path: Path
+) -> None:
+    live, backup = Path(store.path), tmp_path / "backup.db"
+    await store.write(revoke("kept"))
+    await replica.catch_up()
+    _copy(live, backup)
+    mine = await store.write(revoke("mine"))
+    await replica.apply_local(mine)  # beyond the cursor: store_seq is still 1
+    _copy(backup, live)
+    with capture_logs() as logs:
+        await replica.catch_up()
+    assert not held(replica, "mine")
+    assert logs[-1]["reason"] == "store head 1 is below seq 2, which this node has read"
+
+
+async def test_a_verified_write_whose_ring_slot_is_empty_is_gone(
+    replica: Replica, store: SqliteStore, tmp_path: Path
+) -> None:
+    live, backup = Path(store.path), tmp_path / "backup.db"
+    await store.write(revoke("kept"))
+    _copy(live, backup)
+    await store.write(revoke("lost-2"))
+    await store.write(revoke("lost-3"))
+    await replica.catch_up()  # verified up to seq 3
+    _copy(backup, live)
+    # One write of three changes: seqs 2, 3, 4, of which the ring records only 4.
+    await store.write_many([revoke("n2"), revoke("n3"), revoke("n4")])
+    with capture_logs() as logs:
+        await replica.catch_up()
+    assert logs[-1]["reason"] == "the write of seq 3 is gone from the store's history"
+    assert not held(replica, "lost-3")
+    assert replica.resets == 1
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("older", "row seq 3 (jti) went back to seq 1"),
+        ("renumbered", "row seq 3 (jti) now names another write"),
+        ("vanished", "row seq 3 (jti) vanished from the store"),
+    ],
+)
+async def test_each_anchor_verdict(
+    replica: Replica, store: SqliteStore, tmp_path: Path, case: str, reason: str
+) -> None:
+    live, backup = Path(store.path), tmp_path / "backup.db"
+    if case == "older":
+        await store.write(revoke("a"))  # seq 1: "a" existed before the backup
+    else:
+        await store.write(revoke("z"))
+    _copy(live, backup)
+    await store.write(revoke("b"))
+    await store.write(revoke("a"))  # seq 3: the newest anchor
+    await replica.catch_up()
+    replica.history._frontier = None  # the ring has turned over: anchors decide
+    replica.history._anchors = replica.history._anchors[-1:]  # "a", seq 3, alone
+    _copy(backup, live)
+    await store.write(revoke("c"))
+    if case == "renumbered":
+        await store.write(revoke("a"))  # seq 3 again, another write
+    else:
+        await store.write(revoke("d"))
+    with capture_logs() as logs:
+        await replica.catch_up()
+    assert logs[-1]["reason"] == reason
+
+
+async def test_a_reread_starts_over_if_history_changes_while_it_reads(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    backup = tmp_path / "backup.db"
+    await store.write(revoke("kept"))
+    _copy(Path(store.path), backup)
+    await store.write(revoke("lost"))
+    swapping = RestoreDuringRead(store, backup, ["n1", "n2", "n3"])
+    replica = Replica(swapping, RevocationSet(), SyncStats())  # type: ignore[arg-type]
+    await replica.catch_up()
+    await store.new_epoch()  # the next catch-up re-reads ...
+    swapping.armed = True  # ... and history changes under that re-read
+    await replica.catch_up()
+    assert replica.resets == 1
+    assert not held(replica, "lost")
+    assert all(held(replica, key) for key in ("kept", "n1", "n2", "n3"))
+    assert replica.store_seq == await store.head()
+
+
+async def test_a_write_answered_after_a_reread_is_read_back_from_the_store(
+    replica: Replica, store: SqliteStore
+) -> None:
+    change = await store.write(revoke("t"))
+    lifted = await store.write(unrevoke("t"))
+    resets = replica.resets
+    await store.new_epoch()
+    await replica.catch_up()  # re-reads: the store says unrevoked
+    assert replica.resets == resets + 1
+    await replica.apply_local(change, resets=resets)  # a revoke from before the re-read
+    assert not held(replica, "t")
+    assert lifted.seq == replica.store_seq
+
+
+async def test_token_registrations_always_apply(replica: Replica, store: SqliteStore) -> None:
+    token = ChangeRequest(Kind.TOKEN, "issued", False, time.time() + HOUR, "alice")
+    change = await store.write(token)
+    await replica.catch_up()
+    replica.revocations.clear()
+    await replica.apply_local(change)  # numbered below the cursor: applied all the same
+    assert replica.revocations.is_allowed("issued")
+    assert not replica.wants_catch_up
+
+
+async def test_a_restriction_expired_within_the_leeway_still_applies(store: SqliteStore) -> None:
+    replica = Replica(store, RevocationSet(leeway=60), SyncStats())
+    await replica.catch_up()
+    late = forged(Op.REVOKE, "t", 1, expires_at=time.time() - 30)
+    assert await replica.apply_event(late) is Verdict.APPLIED
+    assert held(replica, "t")
+
+
+async def test_a_bus_revoke_older_than_an_own_newer_unrevoke_is_a_duplicate(
+    replica: Replica, store: SqliteStore
+) -> None:
+    revoked = await store.write(revoke("t"))
+    lifted = await store.write(unrevoke("t"))
+    await replica.apply_local(lifted)
+    assert await replica.apply_event(event(revoked)) is Verdict.DUPLICATE
+    assert not held(replica, "t")
+    assert replica.stats.rejected["stale"] == 0
+
+
+async def test_a_stale_restriction_with_a_later_expiry_is_suspect(
+    replica: Replica, store: SqliteStore
+) -> None:
+    change = await store.write(revoke("t", exp=time.time() + 60))
+    await replica.catch_up()
+    longer = event(change, expires_at=time.time() + HOUR)
+    assert await replica.apply_event(longer) is Verdict.SUSPECT
+    assert replica.revocations.expires_at("t") == change.expires_at
+
+
+def test_a_new_replica_asks_for_nothing(store: SqliteStore) -> None:
+    replica = Replica(store, RevocationSet(), SyncStats())
+    assert replica.wants_catch_up is False
+    assert replica.resets == 0
+
+
+async def test_the_collector_is_paused_during_a_snapshot_only(
+    store: SqliteStore,
+) -> None:
+    states: list[bool] = []
+
+    class Watching:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        async def since(self, seq: int, limit: int = 10_000) -> list[Change]:
+            states.append(gc.isenabled())
+            return await store.since(seq, limit)
+
+    await store.write(revoke("t"))
+    replica = Replica(Watching(), RevocationSet(), SyncStats())  # type: ignore[arg-type]
+    await replica.catch_up()
+    await store.write(revoke("u"))
+    await replica.catch_up()
+    assert states == [False, True]
+    assert gc.isenabled()
