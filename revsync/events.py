@@ -30,7 +30,7 @@ valid Unicode, at most ``MAX_KEY_CHARS`` (``MAX_ORIGIN_CHARS`` for ``origin``).
 ``REJECT_REASONS`` for anything else, and nothing else for any input.  It does not
 detect replays: the same bytes decode to the same event, and consumers drop what
 they have already applied by ``seq``.  An unrevoke event is a doorbell, not a
-command: consumers re-read that target from the store (DESIGN.md, invariant 7).
+command: consumers re-read that target from the store (docs/design.md, guarantee 7).
 See docs/events.md.
 """
 

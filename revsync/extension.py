@@ -178,7 +178,7 @@ class RevSync:
     # -- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Subscribe, take the snapshot, then become ready (DESIGN.md invariant 4).
+        """Subscribe, take the snapshot, then become ready (docs/design.md, guarantee 4).
 
         With REVSYNC_WAIT_FOR_READY (the default) this waits for the snapshot and
         raises RuntimeError if it takes longer than REVSYNC_STARTUP_TIMEOUT, so the

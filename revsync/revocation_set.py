@@ -9,7 +9,7 @@ Two maps answer :meth:`RevocationSet.is_revoked` with plain dict lookups:
 
 Entries are dropped by :meth:`RevocationSet.prune` only once ``expires_at + leeway``
 is in the past, so the set never forgets a revocation of a token that could still
-be accepted (DESIGN.md, invariant 8).  Pruning does not scan the set: each entry's
+be accepted (docs/design.md, guarantee 8).  Pruning does not scan the set: each entry's
 key is also filed in a coarse *expiry bucket* (``expires_at // bucket_seconds``),
 and a prune visits only the buckets that can hold expired entries, re-checking each
 key's current expiry before deleting it.  A key re-revoked with an expiry in another

@@ -394,7 +394,7 @@ class Subscriber:
             await asyncio.sleep(TICK)
 
     async def _prune_store(self) -> None:
-        """Drop store rows whose tokens expired (plus leeway): invariant 8 for the store."""
+        """Drop store rows whose tokens expired (plus leeway): guarantee 8 for the store."""
         try:
             removed = await self.replica.store.prune(time.time() - self.settings.leeway)
         except Exception as exc:

@@ -11,6 +11,7 @@ import concurrent.futures
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -170,6 +171,17 @@ async def postgres_schema_url(postgres_url: str) -> AsyncIterator[str]:
     finally:
         await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await conn.close()
+
+
+def copy_sqlite(source: Path, target: Path) -> None:
+    """The sqlite3 backup API: an online backup of ``source``, or a restore into a live
+    ``target`` that other connections keep open (a store going back in time)."""
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ The store is the source of truth.  It numbers every change with a gap-free,
 strictly increasing sequence number allocated *inside* the writing transaction
 (a counter row, an INCR inside a Lua script), so numbers become visible in the
 order they were handed out and a reader that has seen seq N has seen every
-change up to N.  See DESIGN.md, "Sequence numbers from a database".
+change up to N.  See docs/design.md, "Sequence numbers".
 """
 
 from __future__ import annotations

@@ -228,7 +228,7 @@ class SqliteStore:
                 # aiosqlite leaves its worker thread to finish after a failed open.
                 await asyncio.to_thread(_probe, self.path)
                 self._writer = await self._open()
-                await self._writer.execute("PRAGMA journal_mode = WAL")
+                await _switch_to_wal(self._writer)
                 await self._writer.execute("PRAGMA synchronous = FULL")
                 # Not shielded like writes: a failed or cancelled connect closes the
                 # writer below, and closing a connection rolls its transaction back.
@@ -490,6 +490,27 @@ async def _migrate_kind_check(conn: aiosqlite.Connection) -> None:
     await conn.execute("ALTER TABLE revsync_changes_migrating RENAME TO revsync_changes")
     for index in _CHANGES_INDEXES:
         await conn.execute(index)
+
+
+WAL_ATTEMPTS = 50
+
+
+async def _switch_to_wal(conn: aiosqlite.Connection) -> None:
+    """``PRAGMA journal_mode = WAL``, retried while another process switches it too.
+
+    Several nodes opening a new file at once race to switch it; the switch needs the
+    file to themselves and SQLite answers "database is locked" at once, without waiting
+    for busy_timeout.  Once one of them has switched, the others' switch is a no-op.
+    """
+    for attempt in range(WAL_ATTEMPTS):
+        try:
+            await conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == WAL_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(0.01 * (1 + attempt % 10))
+        else:
+            return
 
 
 def _probe(path: str) -> None:

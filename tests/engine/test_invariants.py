@@ -1,4 +1,4 @@
-"""DESIGN.md's invariants, each against real Redis and every real store."""
+"""The guarantees of docs/design.md, each against real Redis and every real store."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from tests.engine.conftest import NodeFactory, claims, eventually
 async def test_revoke_is_durable_and_refused_locally_at_once(
     make_node: NodeFactory, store_url: str
 ) -> None:
-    """Invariants 1 and 2: a returned revoke is in the store and refused here."""
+    """Guarantees 1 and 2: a returned revoke is in the store and refused here."""
     node = await make_node(store_url)
     token = claims()
     assert not node.is_revoked(token)
@@ -54,7 +54,7 @@ async def test_ready_node_accepts_tokens_before_its_first_heartbeat(
 async def test_every_other_node_refuses_within_milliseconds(
     make_node: NodeFactory, store_url: str
 ) -> None:
-    """Invariant 3, healthy Redis: propagation over the bus, no resync needed."""
+    """Guarantee 3, healthy Redis: propagation over the bus, no resync needed."""
     a = await make_node(store_url, resync_interval=600)
     b = await make_node(store_url, resync_interval=600)
     c = await make_node(store_url, resync_interval=600)
@@ -68,7 +68,7 @@ async def test_every_other_node_refuses_within_milliseconds(
 async def test_lost_message_is_repaired_by_the_resync_timer(
     make_node: NodeFactory, sqlite_url: str
 ) -> None:
-    """Invariant 3, message lost: the writer publishes where nobody listens."""
+    """Guarantee 3, message lost: the writer publishes where nobody listens."""
     a = await make_node(sqlite_url, channel=f"elsewhere-{uuid.uuid4().hex}")
     b = await make_node(sqlite_url, resync_interval=0.3)
     token = claims()
@@ -80,7 +80,7 @@ async def test_lost_message_is_repaired_by_the_resync_timer(
 async def test_store_down_during_revoke_raises_and_publishes_nothing(
     make_node: NodeFactory, redis_server: RedisServer
 ) -> None:
-    """Invariant 1 and the store-failure row of DESIGN.md's table."""
+    """Guarantee 1 and the store-failure row of docs/design.md's table of failures."""
     store_url = f"{redis_server.url}?prefix=down"
     a = await make_node(store_url)
     b = await make_node(store_url)
@@ -103,7 +103,7 @@ async def test_store_down_during_revoke_raises_and_publishes_nothing(
 async def test_not_ready_and_refusing_until_the_snapshot_is_applied(
     make_node: NodeFactory, store_url: str
 ) -> None:
-    """Invariant 4: backfill before ready; every stored revocation is present."""
+    """Guarantee 4: backfill before ready; every stored revocation is present."""
     writer = store_from_url(store_url)
     await writer.connect()
     tokens = [claims() for _ in range(2000)]
@@ -134,7 +134,7 @@ async def test_startup_timeout_fails_start_up_loudly(make_node: NodeFactory) -> 
 async def test_revocations_streaming_during_start_up_are_not_missed(
     make_node: NodeFactory, store_url: str
 ) -> None:
-    """Invariant 4: list-then-watch leaves no hole between snapshot and subscription."""
+    """Guarantee 4: list-then-watch leaves no hole between snapshot and subscription."""
     writer = await make_node(store_url)
     revoked: list[dict[str, object]] = []
 
@@ -156,7 +156,7 @@ async def test_revocations_streaming_during_start_up_are_not_missed(
 async def test_hung_redis_makes_the_node_stale_and_applies_the_policy(
     make_node: NodeFactory, redis_server: RedisServer, sqlite_url: str, fail_mode: str
 ) -> None:
-    """Invariant 5: SIGSTOPped Redis; the heartbeat stops; the policy applies."""
+    """Guarantee 5: SIGSTOPped Redis; the heartbeat stops; the policy applies."""
     node = await make_node(
         sqlite_url,
         redis_url=redis_server.url,
@@ -183,7 +183,7 @@ async def test_hung_redis_makes_the_node_stale_and_applies_the_policy(
 async def test_revoke_and_unrevoke_apply_in_store_order_everywhere(
     make_node: NodeFactory, store_url: str
 ) -> None:
-    """Invariant 6: interleaved revoke/unrevoke from two nodes; the last one wins."""
+    """Guarantee 6: interleaved revoke/unrevoke from two nodes; the last one wins."""
     a = await make_node(store_url, resync_interval=600)
     b = await make_node(store_url, resync_interval=600)
     c = await make_node(store_url, resync_interval=600)
@@ -215,7 +215,7 @@ async def test_revoke_and_unrevoke_apply_in_store_order_everywhere(
 async def test_garbage_on_the_channel_is_counted_and_dropped(
     make_node: NodeFactory, sqlite_url: str, redis_url: str, channel: str
 ) -> None:
-    """Invariant 7: bad input never kills the subscriber."""
+    """Guarantee 7: bad input never kills the subscriber."""
     node = await make_node(sqlite_url)
     client = redis.Redis.from_url(redis_url)
     garbage = [
@@ -240,7 +240,7 @@ async def test_garbage_on_the_channel_is_counted_and_dropped(
 async def test_forged_unrevoke_is_only_a_doorbell(
     make_node: NodeFactory, store_url: str, redis_url: str, channel: str
 ) -> None:
-    """Invariant 7: an unrevoke on the bus makes nodes re-read the store, not obey."""
+    """Guarantee 7: an unrevoke on the bus makes nodes re-read the store, not obey."""
     a = await make_node(store_url)
     b = await make_node(store_url, resync_interval=600)
     token = claims()
@@ -293,7 +293,7 @@ def _change(seq: int, jti: str):  # type: ignore[no-untyped-def]
 async def test_entries_are_dropped_only_after_their_token_expires(
     make_node: NodeFactory, store_url: str
 ) -> None:
-    """Invariant 8: memory bounded by live revoked tokens."""
+    """Guarantee 8: memory bounded by live revoked tokens."""
     node = await make_node(store_url)
     short = claims(exp=time.time() + 1)
     long = claims()
@@ -370,7 +370,7 @@ async def test_revoke_rejects_tokens_without_jti_or_exp(
 async def test_nodes_prune_expired_rows_from_the_store(
     make_node: NodeFactory, store_url: str
 ) -> None:
-    """Invariant 8 for the store: rows of expired tokens go; live ones stay."""
+    """Guarantee 8 for the store: rows of expired tokens go; live ones stay."""
     writer = store_from_url(store_url)
     await writer.connect()
     now = time.time()

@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -61,7 +60,7 @@ from revsync import RevSync
 from revsync.changes import Change, ChangeRequest, Kind
 from revsync.events import Op, RevocationEvent, encode_event
 from revsync.stores.sqlite import SqliteStore
-from tests.conftest import RedisServer
+from tests.conftest import RedisServer, copy_sqlite
 from tests.engine.conftest import make_app
 
 from .conftest import sized
@@ -216,7 +215,7 @@ def build_machine(
             now = time.time()
             for n, identity in enumerate(IDENTITIES * 2):
                 self.claims.append(_claims(identity, now - 60 * n))
-            _copy(self.db, self.backup)
+            copy_sqlite(self.db, self.backup)
             self.has_backup = True
             return multiple(*range(len(self.claims)))
 
@@ -334,14 +333,14 @@ def build_machine(
 
         @rule()
         def take_backup(self) -> None:
-            _copy(self.db, self.backup)
+            copy_sqlite(self.db, self.backup)
             self.has_backup = True
 
         @precondition(lambda self: self.has_backup and self.restores < 2)
         @rule(writes=st.integers(0, 4))
         def restore_backup(self, writes: int) -> None:
             """Restore the backup into the live file, then write anew over lost numbers."""
-            _copy(self.backup, self.db)
+            copy_sqlite(self.backup, self.db)
             self.resyncs_at_restore = [node.stats.resyncs for node in self.nodes]
             self.restores += 1
             report["restores"] += 1
@@ -511,16 +510,6 @@ async def _store_state(store: SqliteStore, now: float) -> tuple[set[str], dict[s
         elif row.kind is Kind.SUBJECT and row.cutoff is not None:
             subjects[row.key] = row.cutoff
     return jtis, subjects
-
-
-def _copy(source: Path, target: Path) -> None:
-    """The sqlite3 backup API: an online backup, or a restore into the live file."""
-    src, dst = sqlite3.connect(source), sqlite3.connect(target)
-    try:
-        src.backup(dst)
-    finally:
-        src.close()
-        dst.close()
 
 
 def test_model_every_interleaving_keeps_every_node_equal_to_the_store(

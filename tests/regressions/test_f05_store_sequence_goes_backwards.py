@@ -17,7 +17,6 @@ DUMP of the store's keys at head H, then the keys deleted and RESTOREd.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,6 +28,7 @@ import redis.asyncio as aredis
 from revsync import RevSync
 from revsync.changes import ChangeRequest, Kind
 from revsync.stores import store_from_url
+from tests.conftest import copy_sqlite
 from tests.engine.conftest import NodeFactory, claims, eventually
 
 from .conftest import settle
@@ -43,20 +43,11 @@ class SqliteBackup:
         self.url = f"sqlite:///{path}"
         self.copy = path.with_name("backup.db")
 
-    @staticmethod
-    def _copy(src: Path, dst: Path) -> None:
-        source, target = sqlite3.connect(src), sqlite3.connect(dst)
-        try:
-            source.backup(target)
-        finally:
-            source.close()
-            target.close()
-
     async def backup(self) -> None:
-        await asyncio.to_thread(self._copy, self.path, self.copy)
+        await asyncio.to_thread(copy_sqlite, self.path, self.copy)
 
     async def restore(self) -> None:
-        await asyncio.to_thread(self._copy, self.copy, self.path)
+        await asyncio.to_thread(copy_sqlite, self.copy, self.path)
 
     async def close(self) -> None:
         pass

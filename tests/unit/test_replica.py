@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from revsync.replica import PENDING_LIMIT, Replica, Verdict
 from revsync.revocation_set import RevocationSet
 from revsync.stats import SyncStats
 from revsync.stores.sqlite import SqliteStore
+from tests.conftest import copy_sqlite
 
 HOUR = 3600.0
 
@@ -414,27 +414,17 @@ async def test_too_many_unconfirmed_overlays_ask_for_a_catch_up(
 # -- the store going back in time ------------------------------------------------------
 
 
-def _copy(source: Path, target: Path) -> None:
-    """The sqlite3 backup API: an online backup, or a restore into a live file."""
-    src, dst = sqlite3.connect(source), sqlite3.connect(target)
-    try:
-        src.backup(dst)
-    finally:
-        src.close()
-        dst.close()
-
-
 async def test_a_store_restored_from_a_backup_is_reread(
     replica: Replica, store: SqliteStore, tmp_path: Path
 ) -> None:
     live, backup = Path(store.path), tmp_path / "backup.db"
     await store.write(revoke("kept"))
-    _copy(live, backup)
+    copy_sqlite(live, backup)
     await store.write(revoke("lost-1"))
     await store.write(revoke("lost-2"))
     await replica.catch_up()
     assert held(replica, "lost-2")
-    _copy(backup, live)
+    copy_sqlite(backup, live)
     # New writes reuse the lost numbers, and overtake the node's cursor.
     for n in range(4):
         await store.write(revoke(f"new-{n}"))
@@ -457,10 +447,10 @@ async def test_a_store_whose_head_falls_below_the_cursor_is_reread(
     replica: Replica, store: SqliteStore, tmp_path: Path
 ) -> None:
     live, backup = Path(store.path), tmp_path / "backup.db"
-    _copy(live, backup)
+    copy_sqlite(live, backup)
     await store.write(revoke("lost"))
     await replica.catch_up()
-    _copy(backup, live)
+    copy_sqlite(backup, live)
     with capture_logs() as logs:
         await replica.catch_up()
     assert not held(replica, "lost")
@@ -495,13 +485,13 @@ async def test_without_the_ring_the_anchors_tell_lost_history(
     last rows read decide: one that went back, vanished, or names another write."""
     live, backup = Path(store.path), tmp_path / "backup.db"
     await store.write(revoke("kept"))
-    _copy(live, backup)
+    copy_sqlite(live, backup)
     await store.write(revoke("lost-1"))
     await store.write(revoke("lost-2"))
     await replica.catch_up()
     replica.history._frontier = None  # as if the ring had turned over since
 
-    _copy(backup, live)
+    copy_sqlite(backup, live)
     if rewrite == "same target":  # lost-2's number reused for lost-2 itself
         await store.write(revoke("other"))
         await store.write(revoke("lost-2"))
@@ -550,11 +540,11 @@ async def test_an_own_revoke_numbered_below_the_cursor_is_still_refused_at_once(
     """The store went back in time and the node has not noticed yet: its own new revoke
     gets a number it has read past.  It must still refuse that token at once."""
     live, backup = Path(store.path), tmp_path / "backup.db"
-    _copy(live, backup)
+    copy_sqlite(live, backup)
     for n in range(3):
         await store.write(revoke(f"lost-{n}"))
     await replica.catch_up()
-    _copy(backup, live)
+    copy_sqlite(backup, live)
     mine = await store.write(revoke("mine"))
     assert mine.seq <= replica.store_seq
     await replica.apply_local(mine)
@@ -598,7 +588,7 @@ class RestoreDuringRead:
     async def since(self, seq: int, limit: int = 10_000) -> list[Change]:
         if self.armed:
             self.armed = False
-            _copy(self._backup, Path(self._store.path))
+            copy_sqlite(self._backup, Path(self._store.path))
             for key in self._rewrite:
                 await self._store.write(revoke(key))
         return await self._store.since(seq, limit)
@@ -609,7 +599,7 @@ async def test_a_store_restored_while_a_catch_up_reads_is_noticed(
 ) -> None:
     backup = tmp_path / "backup.db"
     await store.write(revoke("kept"))
-    _copy(Path(store.path), backup)
+    copy_sqlite(Path(store.path), backup)
     swapping = RestoreDuringRead(store, backup, ["new-1", "new-2", "new-3"])
     replica = Replica(swapping, RevocationSet(), SyncStats())  # type: ignore[arg-type]
     await replica.catch_up()
@@ -631,7 +621,7 @@ async def test_a_restore_while_reading_is_noticed_with_nothing_of_its_own_lost(
     """Only the positions read around the catch-up can tell: the node wrote nothing."""
     backup = tmp_path / "backup.db"
     await store.write(revoke("kept"))
-    _copy(Path(store.path), backup)
+    copy_sqlite(Path(store.path), backup)
     await store.write(revoke("gone"))  # written elsewhere, never read by the node
     swapping = RestoreDuringRead(store, backup, ["new-1", "new-2"])
     replica = Replica(swapping, RevocationSet(), SyncStats())  # type: ignore[arg-type]
@@ -653,10 +643,10 @@ async def test_an_own_write_lost_and_overtaken_is_noticed(
     live, backup = Path(store.path), tmp_path / "backup.db"
     await store.write(revoke("kept"))
     await replica.catch_up()
-    _copy(live, backup)
+    copy_sqlite(live, backup)
     mine = await store.write(revoke("mine"))
     await replica.apply_local(mine)
-    _copy(backup, live)
+    copy_sqlite(backup, live)
     for n in range(3):  # new writes overtake the lost seq: the head check cannot tell
         await store.write(revoke(f"new-{n}"))
     with capture_logs() as logs:
@@ -718,10 +708,10 @@ async def test_a_head_below_an_own_write_means_lost_history(
     live, backup = Path(store.path), tmp_path / "backup.db"
     await store.write(revoke("kept"))
     await replica.catch_up()
-    _copy(live, backup)
+    copy_sqlite(live, backup)
     mine = await store.write(revoke("mine"))
     await replica.apply_local(mine)  # beyond the cursor: store_seq is still 1
-    _copy(backup, live)
+    copy_sqlite(backup, live)
     with capture_logs() as logs:
         await replica.catch_up()
     assert not held(replica, "mine")
@@ -733,11 +723,11 @@ async def test_a_verified_write_whose_ring_slot_is_empty_is_gone(
 ) -> None:
     live, backup = Path(store.path), tmp_path / "backup.db"
     await store.write(revoke("kept"))
-    _copy(live, backup)
+    copy_sqlite(live, backup)
     await store.write(revoke("lost-2"))
     await store.write(revoke("lost-3"))
     await replica.catch_up()  # verified up to seq 3
-    _copy(backup, live)
+    copy_sqlite(backup, live)
     # One write of three changes: seqs 2, 3, 4, of which the ring records only 4.
     await store.write_many([revoke("n2"), revoke("n3"), revoke("n4")])
     with capture_logs() as logs:
@@ -763,13 +753,13 @@ async def test_each_anchor_verdict(
         await store.write(revoke("a"))  # seq 1: "a" existed before the backup
     else:
         await store.write(revoke("z"))
-    _copy(live, backup)
+    copy_sqlite(live, backup)
     await store.write(revoke("b"))
     await store.write(revoke("a"))  # seq 3: the newest anchor
     await replica.catch_up()
     replica.history._frontier = None  # the ring has turned over: anchors decide
     replica.history._anchors = replica.history._anchors[-1:]  # "a", seq 3, alone
-    _copy(backup, live)
+    copy_sqlite(backup, live)
     await store.write(revoke("c"))
     if case == "renumbered":
         await store.write(revoke("a"))  # seq 3 again, another write
@@ -785,7 +775,7 @@ async def test_a_reread_starts_over_if_history_changes_while_it_reads(
 ) -> None:
     backup = tmp_path / "backup.db"
     await store.write(revoke("kept"))
-    _copy(Path(store.path), backup)
+    copy_sqlite(Path(store.path), backup)
     await store.write(revoke("lost"))
     swapping = RestoreDuringRead(store, backup, ["n1", "n2", "n3"])
     replica = Replica(swapping, RevocationSet(), SyncStats())  # type: ignore[arg-type]
