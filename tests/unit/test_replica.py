@@ -388,6 +388,7 @@ async def test_gaps_and_the_bus_cursor(replica: Replica, store: SqliteStore) -> 
     two = await store.write(revoke("b"))
     three = await store.write(revoke("c"))
     assert await replica.apply_event(event(one)) is Verdict.APPLIED
+    assert replica.stats.applied == 1
     assert replica.bus_seq == one.seq
     assert await replica.apply_event(event(three)) is Verdict.GAP
     assert replica.bus_seq == one.seq
@@ -693,6 +694,8 @@ async def test_a_page_mixing_own_targets_and_others_applies_them_all(
     await replica.catch_up()
     assert all(held(replica, f"other-{n}") for n in range(3))
     assert held(replica, "mine")
+    assert replica.stats.store_resets == 0  # its own write was found on the way
+    assert replica._ahead == {}
 
 
 def test_changes_ahead_of_the_cursor_are_kept_until_passed(replica: Replica) -> None:
@@ -803,6 +806,31 @@ async def test_a_write_answered_after_a_reread_is_read_back_from_the_store(
     assert lifted.seq == replica.store_seq
 
 
+async def test_a_write_made_after_a_reread_it_straddled_is_read_back(
+    replica: Replica, store: SqliteStore
+) -> None:
+    resets = replica.resets  # the write begins ...
+    await store.new_epoch()
+    await replica.catch_up()  # ... the node re-reads the whole store ...
+    change = await store.write(revoke("t"))  # ... and the write commits after that
+    await replica.apply_local(change, resets=resets)
+    assert held(replica, "t")  # read back from the store, which has it
+
+
+async def test_a_reread_pages_through_everything_and_counts_it(
+    replica: Replica, store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replica_module, "PAGE_SIZE", 2)
+    for n in range(5):
+        await store.write(revoke(f"t{n}"))
+    await replica.catch_up()
+    await store.new_epoch()
+    assert await replica.catch_up() == 5
+    assert replica.resets == 1
+    assert all(held(replica, f"t{n}") for n in range(5))
+    assert replica.store_seq == replica.bus_seq == 5
+
+
 async def test_token_registrations_always_apply(replica: Replica, store: SqliteStore) -> None:
     token = ChangeRequest(Kind.TOKEN, "issued", False, time.time() + HOUR, "alice")
     change = await store.write(token)
@@ -868,3 +896,38 @@ async def test_the_collector_is_paused_during_a_snapshot_only(
     await replica.catch_up()
     assert states == [False, True]
     assert gc.isenabled()
+
+
+async def test_superseded_anchors_are_no_sign_of_lost_history(
+    replica: Replica, store: SqliteStore
+) -> None:
+    for n in range(4):
+        await store.write(revoke(f"t{n}"))
+        await replica.catch_up()
+        replica.history._frontier = None  # the anchors decide
+        await store.write(unrevoke(f"t{n}"))  # later changes of the anchored tokens
+        await store.write(revoke(f"t{n}"))
+    await replica.catch_up()
+    assert replica.stats.store_resets == 0
+
+
+async def test_after_a_reread_its_own_anchors_tell_the_next_loss(
+    replica: Replica, store: SqliteStore, tmp_path: Path
+) -> None:
+    live, backup = Path(store.path), tmp_path / "backup.db"
+    await store.write(revoke("a"))
+    await replica.catch_up()
+    await store.new_epoch()
+    copy_sqlite(live, backup)  # "a", epoch 2
+    await store.write(revoke("b"))
+    await store.write(revoke("c"))
+    await replica.catch_up()  # re-reads (new epoch): its anchors are "b" and "c"
+    assert replica.resets == 1
+    replica.history._frontier = None  # the ring has turned over: anchors decide
+    copy_sqlite(backup, live)  # loses "b" and "c"; same epoch
+    await store.write(revoke("x"))
+    await store.write(revoke("y"))  # the head is back where it was
+    await replica.catch_up()
+    assert replica.resets == 2
+    assert not held(replica, "c")
+    assert held(replica, "y")
