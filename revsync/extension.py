@@ -17,7 +17,7 @@ from revsync.changes import Change, ChangeRequest, Kind, canonical_identity
 from revsync.config import NEVER_EXPIRES_TTL, Settings, resolve
 from revsync.events import RevocationEvent, check_announceable, encode_event
 from revsync.registry import IssuedTokens, Registry, RegistrySettings, TokenRecord
-from revsync.replica import Replica
+from revsync.replica import Replica, WriteMark
 from revsync.revocation_set import RevocationSet
 from revsync.shielded import ShieldedWork
 from revsync.stats import SyncStats
@@ -455,22 +455,22 @@ class RevSync:
         return await self._writes.run(self._commit(requests))
 
     async def _commit(self, requests: list[ChangeRequest]) -> list[Change]:
-        resets = self.replica.resets
+        mark = self.replica.write_mark()
         if len(requests) == 1:
             changes = [await self.store.write(requests[0])]
         else:
             changes = await self.store.write_many(requests)
-        await self.announce(changes, resets=resets)
+        await self.announce(changes, mark=mark)
         return changes
 
-    async def announce(self, changes: list[Change], *, resets: int | None = None) -> None:
+    async def announce(self, changes: list[Change], *, mark: WriteMark | None = None) -> None:
         """Apply changes this node wrote to the store here, then publish them.
 
-        ``resets``: ``replica.resets`` read before the write began (see
+        ``mark``: ``replica.write_mark()`` taken before the write began (see
         ``Replica.apply_local``).  Past a batch of PUBLISH_EACH_LIMIT only the last is
         published: its sequence gap makes every node read the batch from the store.
         """
-        await self.replica.apply_local(*changes, resets=resets)
+        await self.replica.apply_local(*changes, mark=mark)
         to_publish = changes if len(changes) <= PUBLISH_EACH_LIMIT else changes[-1:]
         for change in to_publish:
             await self._publish(change)

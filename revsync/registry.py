@@ -281,10 +281,10 @@ class Registry:
     async def _register(
         self, records: list[TokenRecord], rotate: str | None
     ) -> list[Change] | None:
-        resets = self._revsync.replica.resets
+        mark = self._revsync.replica.write_mark()
         changes = await self._store.register(records, rotate=rotate)
         if changes is not None:
-            await self._revsync.announce(changes, resets=resets)
+            await self._revsync.announce(changes, mark=mark)
         return changes
 
     async def refresh(
@@ -325,10 +325,9 @@ class Registry:
         this; if revoking the members then fails, the next refresh in the family fails
         on the mark and comes back here.
         """
-        members = await self._store.revoke_family(family)
-        changes = await self._revsync.revoke_many(
-            [(r.jti, r.expires_at) for r in members if r.expires_at > time.time()]
-        )
+        # One unit of work, finished even if the caller goes away: the mark without the
+        # revocations would leave the family's live tokens accepted everywhere.
+        members, changes = await self._revsync.run_write(self._revoke_members(family))
         logger.warning(
             "revsync.refresh_token_reused" if reused_jti else "revsync.family_revoked",
             family=family,
@@ -337,6 +336,11 @@ class Registry:
             revoked=len(changes),
         )
         return changes
+
+    async def _revoke_members(self, family: str) -> tuple[list[TokenRecord], list[Change]]:
+        members = await self._store.revoke_family(family)
+        live = [(r.jti, r.expires_at) for r in members if r.expires_at > time.time()]
+        return members, await self._revsync.revoke_many(live)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -375,7 +379,9 @@ class Registry:
         if revsync.revocations.is_allowed(claims.get("jti")):
             return revsync.is_revoked(claims)
         seq = claims.get(SEQ_CLAIM)
-        if type(seq) is not int or seq <= revsync.replica.bus_seq or not revsync.ready:
+        # store_seq, not bus_seq: only a store read proves that seq has been read past
+        # (forged bus messages can move bus_seq ahead).
+        if type(seq) is not int or seq <= revsync.replica.store_seq or not revsync.ready:
             return True
         return self._wait_for(claims, seq)
 
@@ -387,7 +393,7 @@ class Registry:
         while time.monotonic() < deadline:
             if revsync.revocations.is_allowed(jti):
                 return revsync.is_revoked(claims)
-            if seq <= revsync.replica.bus_seq:
+            if seq <= revsync.replica.store_seq:
                 return True
             polls += 1
             if polls == 10:

@@ -44,6 +44,7 @@ import gc
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import structlog
 
@@ -62,8 +63,16 @@ REREAD_ATTEMPTS = 3
 PENDING_LIMIT = 10_000
 """Overlays held before the node asks for a catch-up to confirm or shed them."""
 
-_DOORBELLS = frozenset((Op.UNREVOKE, Op.UNREVOKE_SUBJECT, Op.ISSUE))
+DOORBELLS = frozenset((Op.UNREVOKE, Op.UNREVOKE_SUBJECT, Op.ISSUE))
+"""Messages that could let a token in: re-read from the store, never obeyed as sent."""
 Target = tuple[Kind, str]
+
+
+class WriteMark(NamedTuple):
+    """Where a node stood just before it wrote: see :meth:`Replica.apply_local`."""
+
+    resets: int
+    seq: int
 
 
 class Verdict(enum.Enum):
@@ -151,6 +160,8 @@ class Replica:
         self.wants_catch_up = False
         """Set when something this node saw only a catch-up can explain (the subscriber
         then catches up at once)."""
+        self._lost_own_write: str | None = None
+        """Why the next catch-up must re-read the whole store, found by a local write."""
 
     # -- reading the store ----------------------------------------------------------
 
@@ -164,8 +175,11 @@ class Replica:
         """
         self._round += 1
         started = self._round
+        # What this node had read or written before asking: a write of its own that
+        # commits after the position is read must not look like a store gone back.
+        seen = self._seen()
         before = await self.store.position()
-        reason = await self.history.lost(before, self._seen())
+        reason = self._lost_own_write or await self.history.lost(before, seen)
         total = 0
         if reason is None:
             # A snapshot builds a tuple per row, a million at a time: the cyclic garbage
@@ -181,7 +195,9 @@ class Replica:
         self.history.verified(before, after, self.store_seq)
         async with self.lock:
             self._shed(started)
-        self.bus_seq = max(self.bus_seq, self.store_seq)
+        # No genuine event is numbered past the head the store just showed: a cursor
+        # that forged messages moved beyond it comes back.
+        self.bus_seq = max(min(self.bus_seq, after.head), self.store_seq)
         self.last_store_sync = self._monotonic()
         return total
 
@@ -261,6 +277,7 @@ class Replica:
             self._ahead.clear()
             self._overlays.clear()
             self.history.restart(anchors)
+            self._lost_own_write = None
             self.resets += 1
         self.stats.store_resets += 1
         logger.error(
@@ -289,42 +306,54 @@ class Replica:
 
     # -- applying store state -------------------------------------------------------
 
-    async def apply_local(self, *changes: Change, resets: int | None = None) -> None:
+    def write_mark(self) -> WriteMark:
+        """Taken just before this node writes to the store; given to :meth:`apply_local`."""
+        return WriteMark(self.resets, self.store_seq)
+
+    async def apply_local(self, *changes: Change, mark: WriteMark | None = None) -> None:
         """Apply changes this node just wrote to the store (versioned like any read).
 
-        ``resets``: the value of :attr:`resets` when the write began.  If the node has
+        ``mark``: :meth:`write_mark` from just before the write.  If the node has
         re-read the whole store since, the write may belong to the history the store
-        lost; its targets are then read back from the store instead of trusted.
+        lost: its targets are read back from the store instead.  A change numbered at
+        or below what the node had read before writing proves that the store went back
+        in time (in an unbroken history a new write is numbered past the head): it is
+        applied (the node refuses its own revoked token at once) and the next
+        catch-up re-reads the whole store.  Never raises: the write is durable already.
         """
-        if resets is not None and resets != self.resets:
-            await self._reconfirm([(c.kind, c.key) for c in changes])
+        if mark is not None and mark.resets != self.resets:
+            await self._reconfirm(changes)
             return
         async with self.lock:
             for change in changes:
-                if not self._confirm(change) and self._below_cursor(change):
-                    # Numbered at or below what this node has read, yet not seen: a
-                    # catch-up read it meanwhile (then this is harmless), or the store
-                    # went back in time.  A revocation is held as an overlay (this node
-                    # refuses its own revoked token at once either way); a catch-up,
-                    # asked for now, tells which.
-                    if change.revoked:
-                        self._overlay(change)
+                if self._confirm(change):
+                    continue
+                if mark is not None and change.kind is not Kind.TOKEN and change.seq <= mark.seq:
+                    self.revocations.apply(change)
+                    self._lost_own_write = (
+                        f"this node's write was numbered {change.seq}, at or below seq "
+                        f"{mark.seq} which it had read before writing"
+                    )
                     self.wants_catch_up = True
 
-    async def _reconfirm(self, targets: list[Target]) -> None:
-        rows = [await self.store.get(kind, key) for kind, key in targets]
+    async def _reconfirm(self, changes: tuple[Change, ...]) -> None:
+        """Read the targets of ``changes`` back from the store and apply what it says."""
+        try:
+            rows = [await self.store.get(c.kind, c.key) for c in changes]
+        except Exception as exc:
+            # The store failed right after a write it committed: hold the write's own
+            # revocations (refusing is safe) until a catch-up tells the truth.
+            logger.warning("revsync.reconfirm_failed", error=f"{type(exc).__name__}: {exc}")
+            async with self.lock:
+                for change in changes:
+                    if change.revoked and change.kind is not Kind.TOKEN:
+                        self._overlay(change)
+                self.wants_catch_up = True
+            return
         async with self.lock:
             for row in rows:
                 if row is not None:
                     self._confirm(row)
-
-    def _below_cursor(self, change: Change) -> bool:
-        target = (change.kind, change.key)
-        return (
-            change.kind is not Kind.TOKEN
-            and target not in self._ahead
-            and change.seq <= self.store_seq
-        )
 
     def _confirm(self, change: Change) -> bool:
         """Apply a change read from the store if it is newer than what is held; say so."""
@@ -365,7 +394,7 @@ class Replica:
 
     async def apply_event(self, event: RevocationEvent) -> Verdict:
         """Apply one validated bus event (see the module docstring for the rules)."""
-        if event.op in _DOORBELLS:
+        if event.op in DOORBELLS:
             verdict = await self._ring(event)
         else:
             async with self.lock:

@@ -29,6 +29,9 @@ from collections.abc import Callable, Iterable
 
 from revsync.changes import Change, Kind
 
+COMPACT_AFTER = 1024
+"""Stale bucket copies always tolerated before a rebuild is considered."""
+
 DEFAULT_BUCKET_SECONDS = 30.0
 """Width of an expiry bucket.  Wider means fewer buckets and a larger partial
 bucket to re-check on each prune; entries are removed exactly on time either way."""
@@ -47,13 +50,17 @@ class _ExpiryIndex:
     another bucket); :meth:`prune` skips those.  Every bucket id is in ``heap`` once.
     """
 
-    __slots__ = ("buckets", "expiries", "heap", "width")
+    __slots__ = ("buckets", "expiries", "heap", "stale", "width")
 
     def __init__(self, width: float) -> None:
         self.width = width
         self.expiries: dict[str, float] = {}
         self.buckets: dict[float, list[str]] = {}
         self.heap: list[float] = []
+        self.stale = 0
+        """Stale copies filed in buckets: past as many as there are live keys, the
+        buckets are rebuilt, so removed keys never pile up (a flood of forged far-future
+        revocations, each shed at the next catch-up, would otherwise stay filed)."""
 
     def set(self, key: str, expires_at: float) -> None:
         """Record ``key`` as expiring at ``expires_at`` (replacing any earlier value)."""
@@ -63,14 +70,38 @@ class _ExpiryIndex:
         bucket = expires_at // self.width
         if bucket != bucket:  # NaN: a non-finite expiry, never pruned
             return
-        if old is not None and old // self.width == bucket:
-            return  # already filed in this bucket
+        if old is not None:
+            if old // self.width == bucket:
+                return  # already filed in this bucket
+            self._went_stale(1)
         keys = self.buckets.get(bucket)
         if keys is None:
             self.buckets[bucket] = [key]
             heapq.heappush(self.heap, bucket)
         else:
             keys.append(key)
+
+    def discard(self, key: str) -> None:
+        """Forget ``key`` (its filed copy goes stale)."""
+        if self.expiries.pop(key, None) is not None:
+            self._went_stale(1)
+
+    def _went_stale(self, count: int) -> None:
+        self.stale += count
+        if self.stale > COMPACT_AFTER and self.stale > len(self.expiries):
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        """File every live key again, dropping every stale copy: O(live keys)."""
+        width = self.width
+        buckets: dict[float, list[str]] = {}
+        for key, expires_at in self.expiries.items():
+            bucket = expires_at // width
+            if bucket == bucket:  # not NaN
+                buckets.setdefault(bucket, []).append(key)
+        self.buckets = buckets
+        self.heap = sorted(buckets)
+        self.stale = 0
 
     def prune(self, now: float, leeway: float) -> list[str]:
         """Remove and return the keys whose ``expires_at + leeway < now``."""
@@ -81,7 +112,8 @@ class _ExpiryIndex:
         while heap and heap[0] <= limit:
             bucket = heapq.heappop(heap)
             keep: list[str] = []
-            for key in buckets.pop(bucket):
+            filed = buckets.pop(bucket)
+            for key in filed:
                 expires_at = expiries.get(key)
                 if expires_at is None:
                     continue  # removed since it was filed
@@ -91,8 +123,10 @@ class _ExpiryIndex:
                 elif expires_at // width == bucket:
                     keep.append(key)  # not expired yet, and this is its bucket
                 # else: re-filed in a later bucket; this copy is stale
-            if keep:
-                partial.append((bucket, list(dict.fromkeys(keep))))
+            kept = list(dict.fromkeys(keep))
+            self.stale = max(0, self.stale - (len(filed) - len(removed) - len(kept)))
+            if kept:
+                partial.append((bucket, kept))
         for bucket, keep in partial:
             buckets[bucket] = keep
             heapq.heappush(heap, bucket)
@@ -102,6 +136,7 @@ class _ExpiryIndex:
         self.expiries.clear()
         self.buckets.clear()
         self.heap.clear()
+        self.stale = 0
 
 
 class RevocationSet:
@@ -243,22 +278,27 @@ class RevocationSet:
                 else:
                     filed.append(key)
             return
+        moved = 0
         for key, expires_at, old in zip(keys, expiries, olds, strict=True):
             bucket = expires_at // width
-            if old is not None and old // width == bucket:
-                continue  # already filed in this bucket
+            if old is not None:
+                if old // width == bucket:
+                    continue  # already filed in this bucket
+                moved += 1
             filed = buckets.get(bucket)
             if filed is None:
                 buckets[bucket] = [key]
                 heappush(heap, bucket)
             else:
                 filed.append(key)
+        if moved:
+            index._went_stale(moved)
 
     def _apply(self, change: Change, now: float) -> None:
         kind, key, revoked, expires_at = change.kind, change.key, change.revoked, change.expires_at
         if kind == _JTI:
             if not revoked:
-                self._jtis.pop(key, None)
+                self._jti_index.discard(key)
                 self._revoked.discard(key)
             elif not expires_at + self._leeway < now:
                 self._jti_index.set(key, expires_at)
@@ -266,7 +306,7 @@ class RevocationSet:
         elif kind == _SUBJECT:
             if not revoked:
                 self._cutoffs.pop(key, None)
-                self._subject_index.expiries.pop(key, None)
+                self._subject_index.discard(key)
             elif not expires_at + self._leeway < now:
                 if change.cutoff is None:
                     msg = f"a subject revocation needs a cutoff (seq {change.seq})"
@@ -275,7 +315,7 @@ class RevocationSet:
                 self._subject_index.set(key, expires_at)
         elif kind == _TOKEN:
             if revoked:
-                self._allowed.pop(key, None)
+                self._allowed_index.discard(key)
             elif not expires_at + self._leeway < now:
                 self._allowed_index.set(key, expires_at)
         else:

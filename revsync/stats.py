@@ -24,6 +24,8 @@ class SyncStats:
     store_pruned: int = 0
     store_resets: int = 0
     """Times the node found the store had lost history and re-read all of it."""
+    deferred_doorbells: int = 0
+    """Doorbells answered by a catch-up instead of a store read each (a backlog)."""
     queue_overflows: int = 0
     """Messages dropped because the subscriber's queue was full (a catch-up follows)."""
     rejected: Counter[str] = field(default_factory=Counter)
@@ -46,5 +48,6 @@ class SyncStats:
             "store_pruned": self.store_pruned,
             "store_resets": self.store_resets,
             "queue_overflows": self.queue_overflows,
+            "deferred_doorbells": self.deferred_doorbells,
             "rejected": dict(self.rejected),
         }

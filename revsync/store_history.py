@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from revsync.changes import Change
-from revsync.stores.base import Store, StorePosition
+from revsync.stores.base import HistoryEntry, Store, StorePosition
 
 ANCHORS = 2
 """Rows of the last catch-up re-read by the next one when the ring has turned over."""
@@ -59,11 +59,9 @@ class HistoryWatch:
             return f"store head {position.head} is below seq {seen}, which this node has read"
         if self._frontier is not None:
             seq, stamp = self._frontier
-            entry = await self._store.history(seq)
-            if entry is None or entry[0] < seq:
-                return f"the write of seq {seq} is gone from the store's history"
-            if entry[0] == seq:
-                return None if entry[1] == stamp else f"seq {seq} now names another write"
+            verdict = judge(await self._store.history(seq), seq, stamp)
+            if verdict != UNKNOWN:
+                return None if verdict == INTACT else f"the write of seq {seq} is gone: {verdict}"
         return await self._anchors_lost()
 
     async def _anchors_lost(self) -> str | None:
@@ -101,14 +99,32 @@ async def changed_while_reading(
         return "the store's identity or epoch changed while this node read it"
     if after.head < before.head:
         return f"the store's head went back from {before.head} to {after.head} while read"
-    if before.stamp is not None and after.head > before.head:
-        entry = await store.history(before.head)
-        if (
-            entry is None
-            or entry[0] < before.head
-            or (entry[0] == before.head and entry[1] != before.stamp)
-        ):
-            return f"the write of seq {before.head} vanished while this node read the store"
-    elif before.stamp is not None and after.stamp != before.stamp:
+    if before.stamp is None:
+        return None
+    if after.head == before.head:
+        if after.stamp == before.stamp:
+            return None
         return f"seq {before.head} names another write than when this node began reading"
-    return None
+    verdict = judge(await store.history(before.head), before.head, before.stamp)
+    if verdict in (INTACT, UNKNOWN):
+        return None
+    return f"the write of seq {before.head} vanished while this node read the store: {verdict}"
+
+
+INTACT = "intact"
+UNKNOWN = "unknown"
+
+
+def judge(entry: HistoryEntry | None, seq: int, stamp: float) -> str:
+    """What the ring entry in the slot of ``seq`` says of the write that handed out
+    ``seq`` at ``stamp``: INTACT, UNKNOWN (the slot was reused by a later write), or
+    why that write is gone."""
+    if entry is None:
+        return "its slot in the history ring is empty"
+    if entry.last == seq:
+        return INTACT if entry.stamp == stamp else "its seq now names another write"
+    if entry.first <= seq < entry.last:
+        return "its seq now lies inside another write"
+    if entry.last < seq:
+        return "its slot holds an older write"
+    return UNKNOWN

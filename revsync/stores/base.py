@@ -19,6 +19,15 @@ class StoreError(Exception):
     """The store could not be reached or refused an operation."""
 
 
+class HistoryEntry(NamedTuple):
+    """One slot of a store's history ring: the write that handed out ``first..last``."""
+
+    first: int
+    last: int
+    stamp: float
+    """The write's ``created_at`` (every change of one write carries the same)."""
+
+
 class StorePosition(NamedTuple):
     """Which store this is, which generation of its history, and how far it has got.
 
@@ -86,13 +95,12 @@ class Store(Protocol):
     async def position(self) -> StorePosition:
         """The store's identity, epoch and head, read together."""
 
-    async def history(self, seq: int) -> tuple[int, float] | None:
-        """The entry of the store's history ring for ``seq``: ``(seq', stamp)``.
+    async def history(self, seq: int) -> HistoryEntry | None:
+        """The entry of the store's history ring in the slot of ``seq``, or None.
 
-        Every write records ``(its last seq, its created_at)`` in slot ``seq %
-        HISTORY_SLOTS`` of a ring.  ``seq' == seq`` gives the stamp of the write that
-        handed out ``seq``; ``seq' > seq`` means the slot was reused since (inconclusive);
-        ``seq' < seq`` or None means the store has no record of that write (lost).
+        Every write records ``(its first seq, its last seq, its created_at)`` in slot
+        ``last % HISTORY_SLOTS`` of a ring, in the same transaction.  See
+        ``revsync.store_history.judge`` for what an entry says about ``seq``.
         """
 
     async def new_epoch(self) -> StorePosition:

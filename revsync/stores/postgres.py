@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from revsync.changes import Change, ChangeRequest, Kind
-from revsync.stores.base import StoreError, StorePosition
+from revsync.stores.base import HistoryEntry, StoreError, StorePosition
 from revsync.stores.common import (
     HISTORY_SLOTS,
     KINDS,
@@ -127,6 +127,7 @@ CREATE TABLE IF NOT EXISTS revsync_store (
 INSERT INTO revsync_store (id, store_id, epoch) VALUES (1, '{store_id}', 1) ON CONFLICT DO NOTHING;
 CREATE TABLE IF NOT EXISTS revsync_history (
     slot integer PRIMARY KEY,
+    first bigint NOT NULL,
     seq bigint NOT NULL,
     stamp double precision NOT NULL
 );
@@ -137,8 +138,9 @@ _POSITION = (
     " FROM revsync_store s, revsync_meta m WHERE s.id = 1 AND m.id = 1"
 )
 _RECORD_HISTORY = (
-    "INSERT INTO revsync_history (slot, seq, stamp) VALUES ($1, $2, $3)"
-    " ON CONFLICT (slot) DO UPDATE SET seq = EXCLUDED.seq, stamp = EXCLUDED.stamp"
+    "INSERT INTO revsync_history (slot, first, seq, stamp) VALUES ($1, $2, $3, $4)"
+    " ON CONFLICT (slot) DO UPDATE"
+    " SET first = EXCLUDED.first, seq = EXCLUDED.seq, stamp = EXCLUDED.stamp"
 )
 
 _LOAD = """
@@ -297,7 +299,8 @@ class PostgresStore:
         columns = list(zip(*final, strict=True))
         columns[1] = tuple(kind.value for kind in columns[1])
         await conn.execute(_UPSERT, *columns)
-        await conn.execute(_RECORD_HISTORY, head % HISTORY_SLOTS, head, now)
+        first = head - len(checked) + 1
+        await conn.execute(_RECORD_HISTORY, head % HISTORY_SLOTS, first, head, now)
         return changes
 
     # -- the token registry (revsync.registry) ------------------------------------------
@@ -435,11 +438,11 @@ class PostgresStore:
         store_id, epoch, head, stamp = rows[0]
         return StorePosition(str(store_id), int(epoch), int(head), stamp)
 
-    async def history(self, seq: int) -> tuple[int, float] | None:
-        """The history ring's entry for ``seq`` (see ``Store.history``)."""
-        sql = "SELECT seq, stamp FROM revsync_history WHERE slot = $1"
+    async def history(self, seq: int) -> HistoryEntry | None:
+        """The history ring's entry in the slot of ``seq`` (see ``Store.history``)."""
+        sql = "SELECT first, seq, stamp FROM revsync_history WHERE slot = $1"
         rows = await self._fetch(sql, seq % HISTORY_SLOTS)
-        return (int(rows[0][0]), float(rows[0][1])) if rows else None
+        return HistoryEntry(int(rows[0][0]), int(rows[0][1]), float(rows[0][2])) if rows else None
 
     async def new_epoch(self) -> StorePosition:
         """Start a new generation of the store's history (after a restore or failover)."""

@@ -6,7 +6,7 @@ for keys of the script's own slot):
 
 - ``{p}:seq``            the counter (INCRBY inside the write script)
 - ``{p}:store``          a hash: ``id`` (random, made on first use) and ``epoch``
-- ``{p}:hist``           the history ring: slot -> "seq created_at" of each write
+- ``{p}:hist``           the history ring: slot -> "first last created_at" of each write
 - ``{p}:row:<kind>:<key>`` a hash per target: revoked, expires_at, identity, cutoff,
                           seq, and ``json``, the whole row pre-serialised
 - ``{p}:log``            sorted set of targets by seq (``since``)
@@ -48,7 +48,7 @@ from redis.exceptions import RedisError
 
 from revsync.changes import Change, ChangeRequest, Kind
 from revsync.redis_topology import data_client, is_topology_url, parse_topology_url
-from revsync.stores.base import StoreError, StorePosition
+from revsync.stores.base import HistoryEntry, StoreError, StorePosition
 from revsync.stores.common import (
     HISTORY_SLOTS,
     KINDS,
@@ -117,7 +117,7 @@ for i = 0, count - 1 do
   out[#out + 1] = doc
 end
 redis.call('HSET', base .. ':hist', string.format('%d', last % SLOTS),
-  string.format('%d', last) .. ' ' .. now)
+  string.format('%d', last - count + 1) .. ' ' .. string.format('%d', last) .. ' ' .. now)
 return out, last - count + 1
 end
 """.replace("@SLOTS@", str(HISTORY_SLOTS))
@@ -477,11 +477,11 @@ class RedisStore:
         args = [uuid.uuid4().hex, "1" if new_epoch else "0", HISTORY_SLOTS]
         store_id, epoch, head, entry = await self._call("read", "position", keys, args)
         found = _history_entry(entry)
-        stamp = found[1] if found is not None and found[0] == int(head) else None
+        stamp = found.stamp if found is not None and found.last == int(head) else None
         return StorePosition(store_id.decode(), int(epoch), int(head), stamp)
 
-    async def history(self, seq: int) -> tuple[int, float] | None:
-        """The history ring's entry for ``seq`` (see ``Store.history``)."""
+    async def history(self, seq: int) -> HistoryEntry | None:
+        """The history ring's entry in the slot of ``seq`` (see ``Store.history``)."""
         if self._client is None:
             msg = f"Redis store {self.url} is not connected; call connect() first"
             raise StoreError(msg)
@@ -612,12 +612,12 @@ def _change_args(requests: Sequence[ChangeRequest]) -> list[Any]:
     return args
 
 
-def _history_entry(entry: bytes | str | None) -> tuple[int, float] | None:
-    """A history ring entry, stored as "seq stamp"."""
+def _history_entry(entry: bytes | str | None) -> HistoryEntry | None:
+    """A history ring entry, stored as "first last stamp"."""
     if not entry:
         return None
-    seq, _, stamp = (entry.decode() if isinstance(entry, bytes) else entry).partition(" ")
-    return int(seq), float(stamp)
+    first, last, stamp = (entry.decode() if isinstance(entry, bytes) else entry).split(" ")
+    return HistoryEntry(int(first), int(last), float(stamp))
 
 
 def _records(doc: bytes) -> list[TokenRecord]:

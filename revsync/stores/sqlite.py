@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 import aiosqlite
 
 from revsync.changes import Change, ChangeRequest, Kind
-from revsync.stores.base import StoreError, StorePosition
+from revsync.stores.base import HistoryEntry, StoreError, StorePosition
 from revsync.stores.common import (
     HISTORY_SLOTS,
     KINDS,
@@ -131,6 +131,7 @@ CREATE TABLE IF NOT EXISTS revsync_store (
 INSERT OR IGNORE INTO revsync_store (id, store_id, epoch) VALUES (1, '{store_id}', 1);
 CREATE TABLE IF NOT EXISTS revsync_history (
     slot INTEGER PRIMARY KEY,
+    first INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     stamp REAL NOT NULL
 );
@@ -141,7 +142,9 @@ _POSITION = (
     " WHERE h.slot = m.seq % ? AND h.seq = m.seq)"
     " FROM revsync_store s, revsync_meta m WHERE s.id = 1 AND m.id = 1"
 )
-_RECORD_HISTORY = "INSERT OR REPLACE INTO revsync_history (slot, seq, stamp) VALUES (?, ?, ?)"
+_RECORD_HISTORY = (
+    "INSERT OR REPLACE INTO revsync_history (slot, first, seq, stamp) VALUES (?, ?, ?, ?)"
+)
 
 _SELECT = (
     "SELECT seq, kind, key, revoked, expires_at, identity, cutoff, created_at FROM revsync_changes"
@@ -330,7 +333,7 @@ class SqliteStore:
             _REPLACE,
             [(c.seq, c.kind.value, *c[2:]) for c in final],
         )
-        await conn.execute(_RECORD_HISTORY, (head % HISTORY_SLOTS, head, now))
+        await conn.execute(_RECORD_HISTORY, (head % HISTORY_SLOTS, head - count + 1, head, now))
         return changes
 
     async def _load(
@@ -377,11 +380,11 @@ class SqliteStore:
         store_id, epoch, head, stamp = rows[0]
         return StorePosition(str(store_id), int(epoch), int(head), stamp)
 
-    async def history(self, seq: int) -> tuple[int, float] | None:
-        """The history ring's entry for ``seq`` (see ``Store.history``)."""
-        sql = "SELECT seq, stamp FROM revsync_history WHERE slot = ?"
+    async def history(self, seq: int) -> HistoryEntry | None:
+        """The history ring's entry in the slot of ``seq`` (see ``Store.history``)."""
+        sql = "SELECT first, seq, stamp FROM revsync_history WHERE slot = ?"
         rows = list(await self._read(sql, (seq % HISTORY_SLOTS,)))
-        return (int(rows[0][0]), float(rows[0][1])) if rows else None
+        return HistoryEntry(int(rows[0][0]), int(rows[0][1]), float(rows[0][2])) if rows else None
 
     async def new_epoch(self) -> StorePosition:
         """Start a new generation of the store's history (after a restore)."""

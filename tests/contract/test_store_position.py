@@ -45,11 +45,14 @@ async def test_each_write_records_its_stamp_in_the_history_ring(store: Store) ->
     position = await store.position()
     assert position.head == batch[-1].seq
     assert position.stamp == batch[-1].created_at
-    assert await store.history(one.seq) == (one.seq, one.created_at)
-    assert await store.history(batch[-1].seq) == (batch[-1].seq, batch[-1].created_at)
-    # Only a write's last seq is recorded: a seq inside a batch has no entry of its own.
-    inside = await store.history(batch[0].seq)
-    assert inside is None or inside[0] != batch[0].seq
+    assert await store.history(one.seq) == (one.seq, one.seq, one.created_at)
+    assert await store.history(batch[-1].seq) == (
+        batch[0].seq,
+        batch[-1].seq,
+        batch[-1].created_at,
+    )
+    # A write is filed in the slot of its last seq only.
+    assert await store.history(batch[0].seq) is None
 
 
 async def test_the_ring_reuses_slots_modulo_its_size(store: Store) -> None:
@@ -57,7 +60,11 @@ async def test_the_ring_reuses_slots_modulo_its_size(store: Store) -> None:
     # One write handing out HISTORY_SLOTS seqs lands its last one in the same slot.
     batch = await store.write_many([jti(f"k{n}") for n in range(HISTORY_SLOTS)])
     assert batch[-1].seq == first.seq + HISTORY_SLOTS
-    assert await store.history(first.seq) == (batch[-1].seq, batch[-1].created_at)
+    assert await store.history(first.seq) == (
+        batch[0].seq,
+        batch[-1].seq,
+        batch[-1].created_at,
+    )
 
 
 async def test_a_new_epoch_keeps_the_identity_and_the_head(store: Store) -> None:

@@ -24,6 +24,7 @@ from revsync.events import Op, RevocationEvent
 from revsync.replica import PENDING_LIMIT, Replica, Verdict
 from revsync.revocation_set import RevocationSet
 from revsync.stats import SyncStats
+from revsync.stores.common import HISTORY_SLOTS
 from revsync.stores.sqlite import SqliteStore
 from tests.conftest import copy_sqlite
 
@@ -103,20 +104,20 @@ async def test_a_late_local_write_never_undoes_a_newer_change(
 async def test_a_catch_up_row_older_than_a_local_write_is_not_applied(
     replica: Replica, store: SqliteStore
 ) -> None:
+    mark = replica.write_mark()
     first = await store.write(revoke("t"))
     second = await store.write(unrevoke("t"))
-    await replica.apply_local(second)
+    await replica.apply_local(second, mark=mark)
     assert not held(replica, "t")
     # The catch-up reads the row in its latest state (seq 2): nothing to undo.
     await replica.catch_up()
     assert not held(replica, "t")
-    # A local write's answer numbered below the cursor cannot be placed: the node
-    # refuses the token (held as an overlay) until the catch-up it asks for at once.
-    await replica.apply_local(first)
-    assert held(replica, "t")
-    assert replica.wants_catch_up
-    await replica.catch_up()
+    # An answer arriving after a catch-up read past it changes nothing either.
+    await replica.apply_local(first, mark=mark)
     assert not held(replica, "t")
+    assert not replica.wants_catch_up
+    await replica.catch_up()
+    assert replica.stats.store_resets == 0
 
 
 async def test_a_stale_local_cut_off_change_is_ignored(
@@ -440,7 +441,7 @@ async def test_a_store_restored_from_a_backup_is_reread(
     lost = [e for e in logs if e["event"] == "revsync.store_history_lost"]
     assert len(lost) == 1
     assert lost[0]["log_level"] == "error"
-    assert lost[0]["reason"] == "seq 3 now names another write"
+    assert lost[0]["reason"] == "the write of seq 3 is gone: its seq now names another write"
     assert lost[0]["entries_dropped"] == 2
 
 
@@ -546,12 +547,17 @@ async def test_an_own_revoke_numbered_below_the_cursor_is_still_refused_at_once(
         await store.write(revoke(f"lost-{n}"))
     await replica.catch_up()
     copy_sqlite(backup, live)
+    mark = replica.write_mark()
     mine = await store.write(revoke("mine"))
     assert mine.seq <= replica.store_seq
-    await replica.apply_local(mine)
+    await replica.apply_local(mine, mark=mark)
     assert held(replica, "mine")
     assert replica.wants_catch_up
-    await replica.catch_up()  # notices the store went back, and re-reads it
+    with capture_logs() as logs:
+        await replica.catch_up()  # re-reads the whole store at once
+    assert logs[-1]["reason"] == (
+        "this node's write was numbered 1, at or below seq 3 which it had read before writing"
+    )
     assert held(replica, "mine")
     assert not held(replica, "lost-0")
     assert replica.stats.store_resets == 1
@@ -560,13 +566,15 @@ async def test_an_own_revoke_numbered_below_the_cursor_is_still_refused_at_once(
 async def test_an_own_write_read_by_a_catch_up_first_changes_nothing(
     replica: Replica, store: SqliteStore
 ) -> None:
+    mark = replica.write_mark()
     mine = await store.write(revoke("mine"))
     await replica.catch_up()  # reads it before the write's own answer is applied
-    await replica.apply_local(mine)
+    await replica.apply_local(mine, mark=mark)
     assert held(replica, "mine")
     lifted = await store.write(unrevoke("mine"))
     await replica.catch_up()
-    await replica.apply_local(mine)  # a very late answer: held as an overlay, then shed
+    await replica.apply_local(mine, mark=mark)  # a very late answer: changes nothing
+    assert not held(replica, "mine")
     await replica.catch_up()
     assert not held(replica, "mine")
     assert replica.stats.store_resets == 0
@@ -635,7 +643,10 @@ async def test_a_restore_while_reading_is_noticed_with_nothing_of_its_own_lost(
     assert held(replica, "new-1")
     assert replica.stats.store_resets == 1
     reasons = [e["reason"] for e in logs if e["event"] == "revsync.store_history_lost"]
-    assert reasons == ["the write of seq 2 vanished while this node read the store"]
+    assert reasons == [
+        "the write of seq 2 vanished while this node read the store: "
+        "its seq now names another write"
+    ]
 
 
 async def test_an_own_write_lost_and_overtaken_is_noticed(
@@ -735,9 +746,34 @@ async def test_a_verified_write_whose_ring_slot_is_empty_is_gone(
     await store.write_many([revoke("n2"), revoke("n3"), revoke("n4")])
     with capture_logs() as logs:
         await replica.catch_up()
-    assert logs[-1]["reason"] == "the write of seq 3 is gone from the store's history"
+    assert logs[-1]["reason"] == "the write of seq 3 is gone: its slot in the history ring is empty"
     assert not held(replica, "lost-3")
     assert replica.resets == 1
+
+
+async def test_a_batch_that_turns_the_ring_over_still_tells_lost_history(
+    replica: Replica, store: SqliteStore, tmp_path: Path
+) -> None:
+    """After a restore, one write of more than HISTORY_SLOTS changes reuses the lost
+    numbers and the slot of the node's verified write; the write's range says so."""
+    live, backup = Path(store.path), tmp_path / "backup.db"
+    await store.write(revoke("kept"))
+    copy_sqlite(live, backup)
+    soon = time.time() + 200  # short-lived: the anchors cannot tell
+    await store.write(revoke("lost-2", exp=soon))
+    await store.write(revoke("lost-3", exp=soon))
+    await replica.catch_up()  # verified up to seq 3
+    copy_sqlite(backup, live)
+    batch = await store.write_many([revoke(f"n{n}") for n in range(HISTORY_SLOTS + 2)])
+    assert batch[0].seq == 2
+    assert batch[-1].seq % HISTORY_SLOTS == 3  # the slot of seq 3, now inside this write
+    with capture_logs() as logs:
+        await replica.catch_up()
+    assert logs[-1]["reason"] == (
+        "the write of seq 3 is gone: its seq now lies inside another write"
+    )
+    assert held(replica, "n0")
+    assert not held(replica, "lost-3")
 
 
 @pytest.mark.parametrize(
@@ -797,11 +833,11 @@ async def test_a_write_answered_after_a_reread_is_read_back_from_the_store(
 ) -> None:
     change = await store.write(revoke("t"))
     lifted = await store.write(unrevoke("t"))
-    resets = replica.resets
+    mark = replica.write_mark()
     await store.new_epoch()
     await replica.catch_up()  # re-reads: the store says unrevoked
-    assert replica.resets == resets + 1
-    await replica.apply_local(change, resets=resets)  # a revoke from before the re-read
+    assert replica.resets == mark.resets + 1
+    await replica.apply_local(change, mark=mark)  # a revoke from before the re-read
     assert not held(replica, "t")
     assert lifted.seq == replica.store_seq
 
@@ -809,11 +845,11 @@ async def test_a_write_answered_after_a_reread_is_read_back_from_the_store(
 async def test_a_write_made_after_a_reread_it_straddled_is_read_back(
     replica: Replica, store: SqliteStore
 ) -> None:
-    resets = replica.resets  # the write begins ...
+    mark = replica.write_mark()  # the write begins ...
     await store.new_epoch()
     await replica.catch_up()  # ... the node re-reads the whole store ...
     change = await store.write(revoke("t"))  # ... and the write commits after that
-    await replica.apply_local(change, resets=resets)
+    await replica.apply_local(change, mark=mark)
     assert held(replica, "t")  # read back from the store, which has it
 
 

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from revsync import revocation_set as revsync_set
 from revsync.changes import Change, Kind
 from revsync.revocation_set import RevocationSet
 
@@ -532,3 +533,37 @@ def test_load_is_apply_in_order(steps: list[tuple[str, str, float]], split: int)
     for now in (25.0, 100.0, 1000.0):
         assert loaded.prune(now) == one_by_one.prune(now)
         assert _same(loaded.snapshot_jtis(), one_by_one.snapshot_jtis())
+
+
+def test_removed_keys_do_not_pile_up_in_the_expiry_buckets(
+    revocations: RevocationSet,
+) -> None:
+    """A flood of forged far-future revocations, each shed at the next catch-up: the
+    set must not keep every removed key filed until its bucket comes due (years)."""
+    for n in range(5000):
+        key = f"forged-{n}"
+        revocations.restrict(jti(key, NOW + 1e6 + 60 * n))
+        revocations.apply(jti(key, NOW + 1e6 + 60 * n, revoked=False))
+        revocations.restrict(subject(f"id-{n}", NOW, NOW + 1e6 + 60 * n))
+        revocations.apply(subject(f"id-{n}", None, NOW, revoked=False))
+    for index in (revocations._jti_index, revocations._subject_index):
+        filed = sum(len(keys) for keys in index.buckets.values())
+        assert filed <= 2 * revsync_set.COMPACT_AFTER
+        assert len(index.heap) <= 2 * revsync_set.COMPACT_AFTER
+        assert set(index.heap) == set(index.buckets)
+    assert len(revocations) == 0
+
+
+def test_a_rebuild_keeps_every_live_entry_and_its_expiry(
+    revocations: RevocationSet, clock: Clock
+) -> None:
+    live = {f"live-{n}": NOW + 100 + n for n in range(50)}
+    for key, until in live.items():
+        revocations.apply(jti(key, until))
+    for n in range(3 * revsync_set.COMPACT_AFTER):
+        revocations.apply(jti(f"gone-{n}", NOW + 5000))
+        revocations.apply(jti(f"gone-{n}", NOW + 5000, revoked=False))
+    assert revocations.snapshot_jtis() == live
+    clock.now = NOW + 125
+    assert revocations.prune() == 25  # expires_at + leeway < now: live-0 .. live-24
+    assert set(revocations.snapshot_jtis()) == {f"live-{n}" for n in range(25, 50)}

@@ -62,7 +62,8 @@ async def test_the_first_write_gone_or_renumbered_while_reading(store: SqliteSto
     # seq 1 now names another write: its stamp in the ring differs.
     forged_before = first._replace(stamp=(first.stamp or 0) + 1)
     assert await changed_while_reading(store, forged_before, later) == (
-        "the write of seq 1 vanished while this node read the store"
+        "the write of seq 1 vanished while this node read the store: "
+        "its seq now names another write"
     )
     # The same head, another write.
     assert await changed_while_reading(store, later._replace(stamp=1.0), later) == (
