@@ -321,9 +321,13 @@ def check_announceable(change: Change, origin: str) -> None:
     key, identity = change.key, change.identity or ""
     times = (change.expires_at, change.created_at, change.cutoff or 0.0)
     if (
-        # The common case, without building the message: short printable ASCII
-        # strings (JSON escapes at most double them) and times in range.
-        len(key) <= MAX_KEY_CHARS
+        # The common case (a token revoked, perhaps one of a batch of 100,000), without
+        # building the message: short printable ASCII strings (JSON escapes at most
+        # double them) and times in range.  Anything else takes the exact way below.
+        change.kind == Kind.JTI
+        and change.cutoff is None
+        and key
+        and len(key) <= MAX_KEY_CHARS
         and len(identity) <= MAX_KEY_CHARS
         and key.isascii()
         and key.isprintable()

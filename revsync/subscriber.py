@@ -292,7 +292,7 @@ class Subscriber:
             # one catch-up reads every change they can announce, and costs nothing for
             # the forged ones, instead of one read each while revocations wait behind.
             self.stats.deferred_doorbells += 1
-            self.request_catch_up()
+            self._need_catch_up = True  # the ticker asks within a second, not per message
             return
         try:
             verdict = await self.replica.apply_event(event)

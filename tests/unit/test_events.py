@@ -14,14 +14,18 @@ from hypothesis import strategies as st
 
 from revsync.changes import Change, Kind
 from revsync.events import (
+    ANNOUNCE_MARGIN,
     MAX_EVENT_BYTES,
     MAX_KEY_CHARS,
     MAX_ORIGIN_CHARS,
+    MAX_SEQ,
+    MAX_TIME,
     REJECT_REASONS,
     SCHEMA_VERSION,
     InvalidEvent,
     Op,
     RevocationEvent,
+    check_announceable,
     decode_event,
     encode_event,
 )
@@ -529,3 +533,92 @@ def test_any_valid_event_round_trips(event: RevocationEvent, key: bytes | None) 
     assert decode_event(data, key) == event
     if key is not None:
         assert rejected(data, key + b"!").reason == "bad_signature"
+
+
+# -- checking a change before it is written ---------------------------------------------
+
+
+def _change(key: str, identity: str | None = None, **fields: Any) -> Change:
+    values: dict[str, Any] = {
+        "seq": 0,
+        "kind": Kind.JTI,
+        "key": key,
+        "revoked": True,
+        "expires_at": 1_700_003_600.0,
+        "identity": identity,
+        "cutoff": None,
+        "created_at": 1_700_000_000.0,
+    }
+    values.update(fields)
+    return Change(**values)
+
+
+def _fits(change: Change, origin: str = "api-1") -> bool:
+    """The truth, built the slow way: the event with the largest seq, signed."""
+    event = RevocationEvent.from_change(change._replace(seq=MAX_SEQ), origin, change.created_at)
+    try:
+        return len(encode_event(event, b"k")) + ANNOUNCE_MARGIN <= MAX_EVENT_BYTES
+    except InvalidEvent:
+        return False
+
+
+@pytest.mark.parametrize(
+    ("key", "identity"),
+    [
+        ("j" * 512, "i" * 512),  # the longest plain strings: fit
+        ('"' * 512, '"' * 512),  # every character escaped to two bytes: do not
+        ('"' * 400, "i" * 300),
+        ("é" * 500, "é" * 500),  # two bytes each in UTF-8
+        ("\x01" * 300, None),  # six bytes each as \u0001
+        ("j" * 512, None),
+    ],
+)
+def test_a_change_is_announceable_exactly_when_its_event_fits(
+    key: str, identity: str | None
+) -> None:
+    change = _change(key, identity)
+    if _fits(change):
+        check_announceable(change, "api-1")
+    else:
+        with pytest.raises(InvalidEvent) as raised:
+            check_announceable(change, "api-1")
+        assert raised.value.reason == "too_large"
+        assert "event" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"key": "k" * 513},
+        {"key": ""},
+        {"identity": "i" * 513},
+        {"expires_at": -1.0},
+        {"expires_at": MAX_TIME * 2},
+        {"expires_at": math.nan},
+        {"kind": Kind.SUBJECT, "cutoff": None},
+        {"kind": Kind.SUBJECT, "cutoff": -5.0},
+        {"created_at": math.inf},
+    ],
+)
+def test_a_change_the_format_cannot_carry_is_refused(fields: dict[str, Any]) -> None:
+    change = _change("jti-1")._replace(**fields)
+    with pytest.raises(InvalidEvent) as raised:
+        check_announceable(change, "api-1")
+    assert raised.value.reason in ("bad_field", "too_large")
+    assert str(raised.value).startswith(raised.value.reason)
+
+
+def test_a_subject_cut_off_and_a_registration_are_announceable() -> None:
+    check_announceable(_change("alice", "alice", kind=Kind.SUBJECT, cutoff=1.7e9), "n")
+    check_announceable(_change("jti-1", "alice", kind=Kind.TOKEN, revoked=False), "n")
+
+
+def test_a_revoked_registration_has_no_event() -> None:
+    with pytest.raises(ValueError, match="no event for a change of kind"):
+        RevocationEvent.from_change(_change("t", kind=Kind.TOKEN), "n", 1.0)
+
+
+def test_a_text_message_over_the_limit_is_too_large_before_parsing() -> None:
+    with pytest.raises(InvalidEvent) as raised:
+        decode_event("{" * (MAX_EVENT_BYTES + 1), None)
+    assert raised.value.reason == "too_large"

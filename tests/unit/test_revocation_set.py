@@ -567,3 +567,107 @@ def test_a_rebuild_keeps_every_live_entry_and_its_expiry(
     clock.now = NOW + 125
     assert revocations.prune() == 25  # expires_at + leeway < now: live-0 .. live-24
     assert set(revocations.snapshot_jtis()) == {f"live-{n}" for n in range(25, 50)}
+
+
+# -- restrictions (what a bus message may do), state, adopt ------------------------------
+
+
+def test_a_restriction_adds_a_jti_or_extends_it_never_shortens(
+    revocations: RevocationSet,
+) -> None:
+    assert revocations.restrict(jti("a", NOW + 100))
+    assert revocations.expires_at("a") == NOW + 100
+    assert not revocations.restrict(jti("a", NOW + 50))  # earlier: nothing changes
+    assert not revocations.restrict(jti("a", NOW + 100))
+    assert revocations.expires_at("a") == NOW + 100
+    assert revocations.restrict(jti("a", NOW + 200))
+    assert revocations.expires_at("a") == NOW + 200
+    assert revocations.is_revoked("a", None, None)
+
+
+def test_a_restriction_of_an_expired_token_adds_nothing(
+    clock: Clock,
+) -> None:
+    revocations = RevocationSet(clock=clock, leeway=10)
+    assert not revocations.restrict(jti("gone", NOW - 11))
+    assert not revocations.contains_jti("gone")
+    assert revocations.restrict(jti("late", NOW - 9))  # still within the leeway
+    assert revocations.contains_jti("late")
+
+
+def test_a_restriction_raises_the_cut_off_and_its_expiry_never_lowers_them(
+    revocations: RevocationSet,
+) -> None:
+    assert revocations.restrict(subject("alice", NOW - 10, NOW + 100))
+    assert not revocations.restrict(subject("alice", NOW - 50, NOW + 50))
+    assert revocations.snapshot_subjects()["alice"] == (NOW - 10, NOW + 100)
+    assert revocations.restrict(subject("alice", NOW - 50, NOW + 300))  # expiry only
+    assert revocations.snapshot_subjects()["alice"] == (NOW - 10, NOW + 300)
+    assert revocations.restrict(subject("alice", NOW, NOW + 10))  # cut-off only
+    assert revocations.snapshot_subjects()["alice"] == (NOW, NOW + 300)
+    assert revocations.is_revoked("x", "alice", NOW)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        jti("a", NOW + 100, revoked=False),
+        subject("alice", NOW, NOW + 100, revoked=False),
+        Change(1, Kind.TOKEN, "t", True, NOW + 100, None, None, NOW),
+        subject("alice", None, NOW + 100),
+    ],
+)
+def test_only_a_revocation_with_what_it_needs_is_a_restriction(
+    revocations: RevocationSet, change: Change
+) -> None:
+    with pytest.raises(ValueError, match=r"restriction|cutoff"):
+        revocations.restrict(change)
+    assert len(revocations) == 0
+
+
+def test_state_tells_what_is_held_for_each_kind(revocations: RevocationSet) -> None:
+    assert revocations.state(Kind.JTI, "a") == Change(0, Kind.JTI, "a", False, 0.0, None, None, 0.0)
+    revocations.apply(jti("a", NOW + 100))
+    assert revocations.state(Kind.JTI, "a") == Change(
+        0, Kind.JTI, "a", True, NOW + 100, None, None, 0.0
+    )
+    revocations.apply(subject("alice", NOW - 1, NOW + 50))
+    assert revocations.state(Kind.SUBJECT, "alice") == Change(
+        0, Kind.SUBJECT, "alice", True, NOW + 50, "alice", NOW - 1, 0.0
+    )
+    assert not revocations.state(Kind.SUBJECT, "bob").revoked
+    registered = Change(1, Kind.TOKEN, "t", False, NOW + 70, "alice", None, NOW)
+    assert revocations.state(Kind.TOKEN, "t").revoked  # not registered: not allowed
+    revocations.apply(registered)
+    assert revocations.state(Kind.TOKEN, "t") == Change(
+        0, Kind.TOKEN, "t", False, NOW + 70, None, None, 0.0
+    )
+    # What state() returns puts the same state back.
+    for kind, key in ((Kind.JTI, "a"), (Kind.SUBJECT, "alice"), (Kind.TOKEN, "t")):
+        held = revocations.state(kind, key)
+        revocations.apply(held)
+        assert revocations.state(kind, key) == held
+
+
+def test_adopt_takes_over_every_entry_at_once(revocations: RevocationSet, clock: Clock) -> None:
+    revocations.apply(jti("old", NOW + 100))
+    fresh = RevocationSet(clock=clock, bucket_seconds=10)
+    fresh.apply(jti("new", NOW + 100))
+    fresh.apply(subject("alice", NOW, NOW + 100))
+    fresh.apply(Change(1, Kind.TOKEN, "t", False, NOW + 100, "alice", None, NOW))
+    revocations.adopt(fresh)
+    assert revocations.snapshot_jtis() == {"new": NOW + 100}
+    assert not revocations.is_revoked("old", None, None)
+    assert revocations.cutoff("alice") == NOW
+    assert revocations.is_allowed("t")
+    clock.now = NOW + 200
+    assert revocations.prune() == 3  # the adopted indexes prune too
+
+
+def test_prune_counts_registrations_too(revocations: RevocationSet, clock: Clock) -> None:
+    revocations.apply(Change(1, Kind.TOKEN, "t", False, NOW + 10, "alice", None, NOW))
+    revocations.apply(Change(2, Kind.TOKEN, "t", True, NOW + 10, "alice", None, NOW))
+    assert not revocations.is_allowed("t")
+    revocations.apply(Change(3, Kind.TOKEN, "u", False, NOW + 10, "alice", None, NOW))
+    clock.now = NOW + 20
+    assert revocations.prune() == 1
