@@ -229,6 +229,11 @@ class Replica:
         for row in rows:
             target = (row.kind, row.key)
             if target in ahead or target in overlays:
+                mine = ahead.get(target)
+                if mine is not None and mine.seq == row.seq and mine.created_at != row.created_at:
+                    # The seq of a change this node holds now names another write.
+                    seen[target] = -1
+                    continue
                 seen[target] = row.seq
                 self._confirm(row)
             else:
@@ -249,6 +254,8 @@ class Replica:
         floor, now = self.store_seq, self._clock()
         kept: dict[Target, Change] = {}
         for target, change in self._ahead.items():
+            if seen.get(target) == -1:
+                return f"seq {change.seq} ({target[0]}), which this node read, names another write"
             if change.seq > floor:
                 kept[target] = change
             elif seen.get(target, 0) < change.seq and change.expires_at > now + PRUNE_MARGIN:

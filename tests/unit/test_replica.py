@@ -967,3 +967,23 @@ async def test_after_a_reread_its_own_anchors_tell_the_next_loss(
     assert replica.resets == 2
     assert not held(replica, "c")
     assert held(replica, "y")
+
+
+async def test_a_change_held_from_beyond_the_cursor_whose_seq_now_names_another_write(
+    replica: Replica, store: SqliteStore, tmp_path: Path
+) -> None:
+    """Found by the model: a doorbell read (beyond the cursor) of seq 1, the store
+    restored to empty, a new write numbered 1 again; the head never fell below what
+    the node had seen and it had verified nothing yet."""
+    live, backup = Path(store.path), tmp_path / "backup.db"
+    copy_sqlite(live, backup)
+    lifted = await store.write(unrevoke("t"))
+    assert await replica.apply_event(event(lifted)) is Verdict.APPLIED  # a doorbell
+    copy_sqlite(backup, live)
+    again = await store.write(revoke("t"))
+    assert again.seq == lifted.seq
+    with capture_logs() as logs:
+        await replica.catch_up()
+    assert held(replica, "t")
+    assert replica.resets == 1
+    assert logs[-1]["reason"] == "seq 1 (jti), which this node read, names another write"
