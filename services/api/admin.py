@@ -23,11 +23,12 @@ from typing import Any, TypeVar
 from quart import Blueprint, Response, current_app, jsonify, request
 
 from revsync import Change, RevSync, StoreError
+from revsync.events import MAX_KEY_CHARS
 from services.api.errors import ApiError, field, json_object
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
 HEADER = "X-Admin-Token"
-MAX_IDENTITY_CHARS = 1024
+MAX_IDENTITY_CHARS = MAX_KEY_CHARS  # what a bus event can carry (revsync.events)
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 

@@ -102,6 +102,32 @@ def test_admin_guard(
     _assert_json_error(resp, status)
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/admin/revoke", {"jti": "x", "identity": "i" * 600}),
+        ("/admin/revoke-identity", {"identity": "i" * 600}),
+        ("/admin/revoke-identity", {"identity": "é" * 500 + "x" * 12}),  # fits 512, not the event
+        ("/admin/unrevoke-identity", {"identity": "i" * 513}),
+    ],
+)
+def test_admin_refuses_an_identity_too_long_for_the_bus_and_writes_nothing(
+    node: Node, path: str, body: dict[str, object]
+) -> None:
+    """Issue 12, finding 8, through the API: 400, and nothing in the store."""
+    resp = httpx.post(f"{node.url}{path}", json=body, headers=AUTH)
+    _assert_json_error(resp, 400)
+    # Nothing was written: the next write the store numbers is the first one after
+    # whatever was there before.
+    before = httpx.post(f"{node.url}/admin/revoke-identity", json={"identity": "a"}, headers=AUTH)
+    after = httpx.post(f"{node.url}/admin/revoke-identity", json={"identity": "b"}, headers=AUTH)
+    assert after.json()["change"]["seq"] == before.json()["change"]["seq"] + 1
+    resp = httpx.post(f"{node.url}{path}", json=body, headers=AUTH)
+    _assert_json_error(resp, 400)
+    last = httpx.post(f"{node.url}/admin/revoke-identity", json={"identity": "c"}, headers=AUTH)
+    assert last.json()["change"]["seq"] == after.json()["change"]["seq"] + 1
+
+
 def test_admin_list_needs_identity(node: Node) -> None:
     _assert_json_error(httpx.get(f"{node.url}/admin/revocations", headers=AUTH), 400)
 
