@@ -1,19 +1,26 @@
-"""RevSync's settings: defaults, parsing and validation of ``REVSYNC_*`` keys.
+"""RevSync's settings: one declaration per ``REVSYNC_*`` key.
 
-Every setting can come from a keyword argument, from ``app.config``, or (for the
-services) from an environment variable copied into ``app.config``, so values may
-arrive as strings: "5", "2.5", "true".  Anything invalid raises ``ValueError``
-naming the key, at start-up, never on the request path.
+Each field of :class:`Settings` is a key's whole declaration: its name (the keyword
+of ``RevSync(...)``; ``REVSYNC_`` + the name in capitals is the ``app.config`` key and
+the services' environment variable), its type, its default, its parser and one line
+of documentation.  Validation, the keywords ``RevSync`` accepts, the services'
+environment parsing and the README's configuration table (checked by a test) are
+all read from these declarations, so adding a setting is one field plus its use.
+
+Values may arrive as strings ("5", "2.5", "true") from an environment.  Anything
+invalid raises :class:`SettingError` naming the key, at start-up, never on the
+request path.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from revsync.redis_topology import (
@@ -23,120 +30,427 @@ from revsync.redis_topology import (
     parse_topology_url,
 )
 
-DEFAULTS: dict[str, Any] = {
-    "REVSYNC_REDIS_URL": "redis://127.0.0.1:6379/0",
-    "REVSYNC_STORE_URL": "sqlite:///revsync.db",
-    "REVSYNC_CHANNEL": "revsync",
-    "REVSYNC_EVENT_KEY": None,
-    "REVSYNC_RESYNC_INTERVAL": 5.0,
-    "REVSYNC_MAX_STALENESS": 30.0,
-    "REVSYNC_FAIL_MODE": "closed",
-    "REVSYNC_STARTUP_TIMEOUT": 30.0,
-    "REVSYNC_HEARTBEAT_INTERVAL": 1.0,
-    "REVSYNC_WAIT_FOR_READY": True,
-    "REVSYNC_NODE_ID": None,
-    "REVSYNC_LEEWAY": None,
-    "REVSYNC_SUBJECT_TTL": None,
-    "REVSYNC_PRUNE_INTERVAL": 600.0,
-}
-
-# The keyword argument of RevSync that each key can also be given as.
-KEYWORDS: dict[str, str] = {key.removeprefix("REVSYNC_").lower(): key for key in DEFAULTS}
+T = TypeVar("T")
+FailMode = Literal["closed", "open"]
+Mode = Literal["denylist", "allowlist"]
+Parser = Callable[[str, Any], Any]
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
-FailMode = Literal["closed", "open"]
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 # Refresh tokens that never expire still need a bounded subject cut-off row.
 NEVER_EXPIRES_TTL = 10 * 365 * 24 * 3600.0
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Validated settings of one RevSync instance."""
+class SettingError(ValueError, RuntimeError):
+    """A setting is missing or invalid; the message names its key.
 
-    redis_url: str
-    store_url: str
-    channel: str
-    event_key: bytes | None
-    resync_interval: float
-    max_staleness: float
-    fail_mode: FailMode
-    startup_timeout: float
-    heartbeat_interval: float
-    wait_for_ready: bool
-    node_id: str
-    leeway: float
-    subject_ttl: float
-    identity_claim: str
-    prune_interval: float = 600.0
+    A ValueError for RevSync's own keys, and a RuntimeError as quart-jwt-extended
+    raises for a bad ``JWT_*`` key, so code written for either keeps catching it.
+    """
 
 
-def _seconds(key: str, value: object, *, allow_zero: bool = False) -> float:
+# -- parsers: (key, raw value) -> value, or SettingError naming the key ----------------
+
+
+def seconds(key: str, value: object, *, allow_zero: bool = False) -> float:
+    """A positive number of seconds (a number, a numeric string or a timedelta)."""
     if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, bool):
-        msg = f"{key} must be a number of seconds, got {value!r}"
-        raise ValueError(msg)
-    elif isinstance(value, int | float | str):
+        number = value.total_seconds()
+    elif isinstance(value, int | float | str) and not isinstance(value, bool):
         try:
-            seconds = float(value)
+            number = float(value)
         except ValueError:
-            msg = f"{key} must be a number of seconds, got {value!r}"
-            raise ValueError(msg) from None
+            number = None
     else:
+        number = None
+    if number is None:
         msg = f"{key} must be a number of seconds, got {value!r}"
-        raise ValueError(msg)
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        raise SettingError(msg)
+    if number != number or number in (float("inf"), float("-inf")):
         msg = f"{key} must be a finite number of seconds, got {value!r}"
-        raise ValueError(msg)
-    if seconds < 0 or (seconds == 0 and not allow_zero):
+        raise SettingError(msg)
+    if number < 0 or (number == 0 and not allow_zero):
         msg = f"{key} must be {'>= 0' if allow_zero else '> 0'} seconds, got {value!r}"
-        raise ValueError(msg)
-    return seconds
+        raise SettingError(msg)
+    return number
 
 
-def _bool(key: str, value: object) -> bool:
+def seconds_or_zero(key: str, value: object) -> float:
+    """A number of seconds that may be 0."""
+    return seconds(key, value, allow_zero=True)
+
+
+def boolean(key: str, value: object) -> bool:
+    """True or False, or one of the words of TRUE_WORDS / FALSE_WORDS."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+        return value.strip().lower() in TRUE_WORDS
     msg = f"{key} must be true or false, got {value!r}"
-    raise ValueError(msg)
+    raise SettingError(msg)
+
+
+def choice(*allowed: str) -> Parser:
+    """A parser accepting one of ``allowed`` (case and surrounding blanks ignored)."""
+
+    def parse(key: str, value: object) -> str:
+        word = value.strip().lower() if isinstance(value, str) else value
+        if word not in allowed:
+            names = " or ".join(repr(a) for a in allowed)
+            msg = f"{key} must be {names}, got {value!r}"
+            raise SettingError(msg)
+        return str(word)
+
+    parse.__doc__ = f"one of {', '.join(allowed)}"
+    return parse
+
+
+fail_mode_word = choice("closed", "open")
+mode_word = choice("denylist", "allowlist")
+
+
+def optional(parser: Parser) -> Parser:
+    """``parser``, letting None (unset) through."""
+
+    def parse(key: str, value: object) -> Any:
+        return None if value is None else parser(key, value)
+
+    return parse
+
+
+def name(key: str, value: object) -> str:
+    """A non-empty string of at most 128 characters (a channel or a node name)."""
+    if not isinstance(value, str) or not value or len(value) > 128:
+        msg = f"{key} must be a non-empty string of at most 128 characters, got {value!r}"
+        raise SettingError(msg)
+    return value
+
+
+def node_name(key: str, value: object) -> str | None:
+    """A node's name; unset or empty means the default (hostname-pid)."""
+    return None if value is None or value == "" else name(key, value)
+
+
+def event_key(key: str, value: object) -> bytes | None:
+    """An HMAC key as bytes; an empty value means no key, as if unset."""
+    if isinstance(value, str | bytes) and not value:
+        return None
+    if isinstance(value, str):
+        return value.encode()
+    if not isinstance(value, bytes):
+        msg = f"{key} must be a string or bytes, got {type(value).__name__}"
+        raise SettingError(msg)
+    return value
+
+
+def store_url(key: str, value: object) -> str:
+    """A store URL; its scheme is checked when the store is built."""
+    if not isinstance(value, str) or not value:
+        msg = f"{key} must be a URL such as sqlite:///revsync.db, got {value!r}"
+        raise SettingError(msg)
+    return value
 
 
 def validate_redis_url(url: object, key: str = "REVSYNC_REDIS_URL") -> str:
     """Check a Redis URL's form without connecting; return it."""
     if not isinstance(url, str) or not url:
         msg = f"{key} must be a Redis URL such as redis://127.0.0.1:6379/0, got {url!r}"
-        raise ValueError(msg)
+        raise SettingError(msg)
     if is_topology_url(url):  # redis+sentinel:// or redis+cluster://
-        parse_topology_url(url, key)
+        try:
+            parse_topology_url(url, key)
+        except ValueError as exc:
+            raise SettingError(str(exc)) from None
         return url
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         msg = f"{key} is not a valid Redis URL ({exc}): {url!r}"
-        raise ValueError(msg) from None
+        raise SettingError(msg) from None
     if parts.scheme not in REDIS_SCHEMES:
         msg = (
             f"{key} must start with redis://, rediss://, unix://, redis+sentinel:// or "
             f"redis+cluster://, got {url!r} (example: redis://127.0.0.1:6379/0, "
             f"{SENTINEL_FORM}, {CLUSTER_FORM})"
         )
-        raise ValueError(msg)
+        raise SettingError(msg)
     if parts.scheme != "unix" and not parts.hostname:
         msg = f"{key} names no host: {url!r} (example: redis://127.0.0.1:6379/0)"
-        raise ValueError(msg)
+        raise SettingError(msg)
     if port == 0:
         msg = f"{key} has an invalid port: {url!r}"
-        raise ValueError(msg)
+        raise SettingError(msg)
     db = parts.path.lstrip("/")
     if parts.scheme != "unix" and db and not db.isdigit():
         msg = f"{key} must end with a database number (/0), got {url!r}"
-        raise ValueError(msg)
+        raise SettingError(msg)
     return url
+
+
+def redis_url(key: str, value: object) -> str:
+    """A Redis URL (``redis://``, ``rediss://``, ``unix://``, Sentinel or Cluster)."""
+    return validate_redis_url(value, key)
+
+
+# -- declarations ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Declaration:
+    """One setting: where it is read from, how it is parsed, what it means."""
+
+    key: str
+    """The ``app.config`` key and environment variable."""
+    keyword: str
+    """The keyword argument (and Settings field) of the same setting."""
+    default: Any
+    parse: Parser
+    doc: str
+    shown: str
+    """The default as the README's table shows it."""
+    group: str
+
+
+def setting(
+    default: Any,
+    parse: Parser,
+    doc: str,
+    *,
+    shown: str | None = None,
+    group: str = "core",
+    key: str | None = None,
+) -> Any:
+    """Declare a setting as a dataclass field (see :func:`declarations`).
+
+    ``key`` defaults to ``REVSYNC_`` + the field's name in capitals; ``shown`` to the
+    default as written in a README (`` `5` s`` for seconds).
+    """
+    meta = {"parse": parse, "doc": doc, "shown": shown, "group": group, "key": key}
+    return dataclasses.field(default=default, metadata={"revsync": meta})
+
+
+def declarations(cls: type) -> Iterator[Declaration]:
+    """The settings declared with :func:`setting` on the dataclass ``cls``, in order."""
+    for f in dataclasses.fields(cls):
+        meta = f.metadata.get("revsync")
+        if meta is None:
+            continue
+        yield Declaration(
+            key=meta["key"] or f"REVSYNC_{f.name.upper()}",
+            keyword=f.name,
+            default=f.default,
+            parse=meta["parse"],
+            doc=meta["doc"],
+            shown=meta["shown"] or _shown(f.default, meta["parse"]),
+            group=meta["group"],
+        )
+
+
+def _shown(default: object, parse: Parser) -> str:
+    if default is None:
+        return "unset"
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    if parse in (seconds, seconds_or_zero) and isinstance(default, float | int):
+        return f"`{default:g}` s"
+    return f"`{default}`"
+
+
+def markdown_table(cls: type, group: str = "core") -> str:
+    """The README's table of one group of settings, from their declarations."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{d.key}` | {d.shown} | {d.doc} |" for d in declarations(cls) if d.group == group]
+    return "\n".join(rows)
+
+
+def read(
+    cls: type[T],
+    config: Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+    **derived: Any,
+) -> T:
+    """Build ``cls`` from keyword ``overrides`` (None counts as not given), else
+    ``config``, else each declaration's default, parsed and checked."""
+    overrides = overrides or {}
+    values = dict(derived)
+    for d in declarations(cls):
+        given = overrides.get(d.keyword)
+        raw = config.get(d.key, d.default) if given is None else given
+        values[d.keyword] = d.parse(d.key, raw)
+    return cls(**values)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Validated settings of one RevSync instance; each field declares its key."""
+
+    redis_url: str = setting(
+        "redis://127.0.0.1:6379/0",
+        redis_url,
+        "the bus (`redis://`, `rediss://` for TLS, `unix://`)",
+    )
+    store_url: str = setting(
+        "sqlite:///revsync.db",
+        store_url,
+        "the durable store: `sqlite:///path`, `postgresql://...` "
+        "(`pip install revsync[postgres]`), `redis://...?prefix=name`",
+    )
+    channel: str = setting("revsync", name, "pub/sub channel")
+    event_key: bytes | None = setting(
+        None,
+        optional(event_key),
+        "HMAC-SHA256 key; when set, unsigned or wrongly signed messages are dropped",
+    )
+    resync_interval: float = setting(
+        5.0, seconds, "anti-entropy: catch up from the store this often"
+    )
+    heartbeat_interval: float = setting(
+        1.0, seconds, "each node publishes a ping and expects it back"
+    )
+    max_staleness: float = setting(
+        30.0,
+        seconds,
+        "longest time without confirmed sync before the failure policy applies",
+    )
+    fail_mode: FailMode = setting(
+        "closed",
+        fail_mode_word,
+        "`closed`: refuse every token while stale; `open`: accept, log loudly",
+    )
+    startup_timeout: float = setting(30.0, seconds, "start-up backfill deadline")
+    wait_for_ready: bool = setting(
+        True,
+        boolean,
+        "block server start-up until backfilled (and fail it past the timeout); `false`: "
+        "serve at once, refuse every token and report not ready until backfilled",
+    )
+    node_id: str = setting(
+        None,
+        node_name,
+        "this node's name in events and logs",
+        shown="`hostname-pid`",
+    )
+    leeway: float = setting(
+        None,
+        optional(seconds_or_zero),
+        "seconds an entry outlives its token's `exp`; never below `JWT_DECODE_LEEWAY` "
+        "(a start-up error)",
+        shown="`JWT_DECODE_LEEWAY`",
+    )
+    subject_ttl: float = setting(
+        None,
+        optional(seconds),
+        'how long a "log out everywhere" cut-off is kept; also the oldest token accepted '
+        "(by `iat`), and creating a token that would live longer raises ValueError",
+        shown="longest token lifetime",
+    )
+    prune_interval: float = setting(
+        600.0,
+        seconds,
+        "each node deletes store rows of expired tokens about this often (jittered)",
+    )
+    track_tokens: bool = setting(
+        False,
+        boolean,
+        "record every token issued through the registry's `issue_tokens`/`refresh` "
+        "(identity, type, times, metadata)",
+        group="registry",
+    )
+    mode: Mode = setting(
+        "denylist",
+        mode_word,
+        "`allowlist`: a token whose jti is not in the registry is refused on every node",
+        group="registry",
+    )
+    allowlist_wait: float = setting(
+        1.0,
+        seconds,
+        "how long a node waits, in memory, for a just-issued token's registration to arrive",
+        group="registry",
+    )
+    rotate_refresh: bool = setting(
+        False,
+        boolean,
+        "each refresh retires the refresh token; presenting a retired one revokes its family",
+        group="registry",
+    )
+    identity_claim: str = "identity"
+    """Not a REVSYNC key: ``JWT_IDENTITY_CLAIM``, which "log out everywhere" matches."""
+
+
+DEFAULTS: dict[str, Any] = {d.key: d.default for d in declarations(Settings)}
+"""Every ``REVSYNC_*`` key with its default (None: unset, or derived at start-up)."""
+
+KEYWORDS: dict[str, str] = {d.keyword: d.key for d in declarations(Settings)}
+"""The keyword argument of ``RevSync(...)`` for each key."""
+
+
+def resolve(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> Settings:
+    """Settings from keyword ``overrides``, then ``config``, then the declarations'
+    defaults; then the defaults that derive from other keys, and the checks between
+    keys."""
+    unknown = set(overrides) - set(KEYWORDS)
+    if unknown:
+        msg = f"unknown setting {sorted(unknown)[0]!r}; the settings are {', '.join(KEYWORDS)}"
+        raise TypeError(msg)
+    given = read(
+        Settings,
+        config,
+        overrides,
+        identity_claim=str(config.get("JWT_IDENTITY_CLAIM", "identity")),
+    )
+    decode_leeway = _decode_leeway(config)
+    settings = dataclasses.replace(
+        given,
+        node_id=given.node_id or f"{socket.gethostname()}-{os.getpid()}",
+        leeway=decode_leeway if given.leeway is None else given.leeway,
+        subject_ttl=_longest_lifetime(config) if given.subject_ttl is None else given.subject_ttl,
+    )
+    _check(settings, decode_leeway)
+    return settings
+
+
+def _check(s: Settings, decode_leeway: float) -> None:
+    """The rules that tie one key to another."""
+    if s.max_staleness < 2 * s.heartbeat_interval:
+        msg = (
+            f"REVSYNC_MAX_STALENESS ({s.max_staleness:g}s) must be at least twice "
+            f"REVSYNC_HEARTBEAT_INTERVAL ({s.heartbeat_interval:g}s), or every node "
+            f"would go stale"
+        )
+        raise SettingError(msg)
+    if s.leeway < decode_leeway:
+        # An entry dropped while the JWT layer still accepts its token forgets a revocation.
+        msg = (
+            f"REVSYNC_LEEWAY ({s.leeway:g}s) must be at least JWT_DECODE_LEEWAY "
+            f"({decode_leeway:g}s): revocations would be dropped while their tokens are "
+            f"still accepted"
+        )
+        raise SettingError(msg)
+    if not s.track_tokens and (s.mode == "allowlist" or s.rotate_refresh):
+        what = "REVSYNC_MODE=allowlist" if s.mode == "allowlist" else "REVSYNC_ROTATE_REFRESH"
+        msg = f"{what} needs REVSYNC_TRACK_TOKENS=true"
+        raise SettingError(msg)
+
+
+def _decode_leeway(config: Mapping[str, Any]) -> float:
+    try:
+        return seconds_or_zero("JWT_DECODE_LEEWAY", config.get("JWT_DECODE_LEEWAY", 0) or 0)
+    except SettingError:
+        return 0.0  # the JWT layer reports its own bad values
+
+
+def _longest_lifetime(config: Mapping[str, Any]) -> float:
+    """The longest configured token lifetime: how long a subject cut-off must be kept."""
+    lifetimes = [
+        _jwt_lifetime(config.get("JWT_ACCESS_TOKEN_EXPIRES", timedelta(minutes=15))),
+        _jwt_lifetime(config.get("JWT_REFRESH_TOKEN_EXPIRES", timedelta(days=30))),
+    ]
+    if None in lifetimes:
+        return NEVER_EXPIRES_TTL
+    return max(x for x in lifetimes if x is not None)
 
 
 def _jwt_lifetime(value: object) -> float | None:
@@ -148,104 +462,3 @@ def _jwt_lifetime(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return None
-
-
-def resolve(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> Settings:
-    """Build Settings from keyword overrides, then ``config``, then DEFAULTS."""
-
-    def get(key: str) -> Any:
-        keyword = key.removeprefix("REVSYNC_").lower()
-        if overrides.get(keyword) is not None:
-            return overrides[keyword]
-        return config.get(key, DEFAULTS[key])
-
-    channel = get("REVSYNC_CHANNEL")
-    if not isinstance(channel, str) or not channel or len(channel) > 128:
-        msg = (
-            f"REVSYNC_CHANNEL must be a non-empty string of at most 128 characters, got {channel!r}"
-        )
-        raise ValueError(msg)
-
-    event_key = get("REVSYNC_EVENT_KEY")
-    if isinstance(event_key, str | bytes) and not event_key:
-        event_key = None  # an empty variable means "no key", as if unset
-    if isinstance(event_key, str):
-        event_key = event_key.encode()
-    if event_key is not None and not isinstance(event_key, bytes):
-        msg = f"REVSYNC_EVENT_KEY must be a string or bytes, got {type(event_key).__name__}"
-        raise ValueError(msg)
-
-    fail_mode = get("REVSYNC_FAIL_MODE")
-    if isinstance(fail_mode, str):
-        fail_mode = fail_mode.strip().lower()
-    if fail_mode not in ("closed", "open"):
-        msg = f"REVSYNC_FAIL_MODE must be 'closed' or 'open', got {fail_mode!r}"
-        raise ValueError(msg)
-
-    resync = _seconds("REVSYNC_RESYNC_INTERVAL", get("REVSYNC_RESYNC_INTERVAL"))
-    heartbeat = _seconds("REVSYNC_HEARTBEAT_INTERVAL", get("REVSYNC_HEARTBEAT_INTERVAL"))
-    staleness = _seconds("REVSYNC_MAX_STALENESS", get("REVSYNC_MAX_STALENESS"))
-    if staleness < 2 * heartbeat:
-        msg = (
-            f"REVSYNC_MAX_STALENESS ({staleness:g}s) must be at least twice "
-            f"REVSYNC_HEARTBEAT_INTERVAL ({heartbeat:g}s), or every node would go stale"
-        )
-        raise ValueError(msg)
-
-    node_id = get("REVSYNC_NODE_ID") or f"{socket.gethostname()}-{os.getpid()}"
-    if not isinstance(node_id, str) or len(node_id) > 128:
-        msg = f"REVSYNC_NODE_ID must be a string of at most 128 characters, got {node_id!r}"
-        raise ValueError(msg)
-
-    try:
-        raw_leeway = config.get("JWT_DECODE_LEEWAY", 0) or 0
-        decode_leeway = _seconds("JWT_DECODE_LEEWAY", raw_leeway, allow_zero=True)
-    except ValueError:
-        decode_leeway = 0.0  # the JWT layer reports its own bad values
-    leeway_value = get("REVSYNC_LEEWAY")
-    leeway = _seconds(
-        "REVSYNC_LEEWAY", decode_leeway if leeway_value is None else leeway_value, allow_zero=True
-    )
-    if leeway < decode_leeway:
-        # An entry dropped while the JWT layer still accepts its token forgets a revocation.
-        msg = (
-            f"REVSYNC_LEEWAY ({leeway:g}s) must be at least JWT_DECODE_LEEWAY "
-            f"({decode_leeway:g}s): revocations would be dropped while their tokens are "
-            f"still accepted"
-        )
-        raise ValueError(msg)
-
-    ttl_value = get("REVSYNC_SUBJECT_TTL")
-    if ttl_value is None:
-        lifetimes = [
-            _jwt_lifetime(config.get("JWT_ACCESS_TOKEN_EXPIRES", timedelta(minutes=15))),
-            _jwt_lifetime(config.get("JWT_REFRESH_TOKEN_EXPIRES", timedelta(days=30))),
-        ]
-        subject_ttl = (
-            NEVER_EXPIRES_TTL if None in lifetimes else max(x for x in lifetimes if x is not None)
-        )
-    else:
-        subject_ttl = _seconds("REVSYNC_SUBJECT_TTL", ttl_value)
-
-    store_url = get("REVSYNC_STORE_URL")
-    if not isinstance(store_url, str) or not store_url:
-        msg = f"REVSYNC_STORE_URL must be a URL such as sqlite:///revsync.db, got {store_url!r}"
-        raise ValueError(msg)
-
-    return Settings(
-        redis_url=validate_redis_url(get("REVSYNC_REDIS_URL")),
-        store_url=store_url,
-        channel=channel,
-        event_key=event_key,
-        resync_interval=resync,
-        max_staleness=staleness,
-        fail_mode=fail_mode,
-        startup_timeout=_seconds("REVSYNC_STARTUP_TIMEOUT", get("REVSYNC_STARTUP_TIMEOUT")),
-        heartbeat_interval=heartbeat,
-        wait_for_ready=_bool("REVSYNC_WAIT_FOR_READY", get("REVSYNC_WAIT_FOR_READY")),
-        node_id=node_id,
-        leeway=leeway,
-        subject_ttl=subject_ttl,
-        identity_claim=str(config.get("JWT_IDENTITY_CLAIM", "identity")),
-        prune_interval=_seconds("REVSYNC_PRUNE_INTERVAL", get("REVSYNC_PRUNE_INTERVAL")),
-    )

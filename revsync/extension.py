@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import inspect
 import math
 import time
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -14,10 +16,11 @@ import structlog
 
 from revsync.bus import RedisBus
 from revsync.changes import Change, ChangeRequest, Kind, canonical_identity
-from revsync.config import NEVER_EXPIRES_TTL, Settings, resolve
+from revsync.config import KEYWORDS, NEVER_EXPIRES_TTL, Settings, resolve
 from revsync.events import RevocationEvent, check_announceable, encode_event
-from revsync.registry import IssuedTokens, Registry, RegistrySettings, TokenRecord
-from revsync.replica import Replica, WriteMark
+from revsync.jwt.manager import JWTManager, on_manager
+from revsync.registry import Registry
+from revsync.replica import Replica
 from revsync.revocation_set import RevocationSet
 from revsync.shielded import ShieldedWork
 from revsync.stats import SyncStats
@@ -41,58 +44,24 @@ class RevSync:
     """JWT revocation shared by every node of a Quart app.
 
     ``RevSync(app)`` or ``RevSync()`` then ``init_app(app)``.  Settings come from
-    keyword arguments, else ``REVSYNC_*`` keys of ``app.config``, else
-    ``revsync.config.DEFAULTS``.  It registers itself as the blacklist loader of
-    the app's ``revsync.jwt.JWTManager`` (whichever of the two is created first).
+    keyword arguments, else ``REVSYNC_*`` keys of ``app.config``, else the defaults
+    declared in ``revsync.config.Settings``.  It becomes the blacklist loader of the
+    app's ``revsync.jwt.JWTManager`` (whichever of the two is created first).
     """
 
-    def __init__(
-        self,
-        app: Quart | None = None,
-        *,
-        store: Store | None = None,
-        redis_url: str | None = None,
-        store_url: str | None = None,
-        channel: str | None = None,
-        event_key: str | bytes | None = None,
-        resync_interval: float | None = None,
-        max_staleness: float | None = None,
-        fail_mode: str | None = None,
-        startup_timeout: float | None = None,
-        heartbeat_interval: float | None = None,
-        wait_for_ready: bool | None = None,
-        node_id: str | None = None,
-        leeway: float | None = None,
-        subject_ttl: float | None = None,
-        prune_interval: float | None = None,
-        track_tokens: bool | None = None,
-        mode: str | None = None,
-        rotate_refresh: bool | None = None,
-        allowlist_wait: float | None = None,
-    ) -> None:
-        self._overrides: dict[str, Any] = {
-            "redis_url": redis_url,
-            "store_url": store_url,
-            "channel": channel,
-            "event_key": event_key,
-            "resync_interval": resync_interval,
-            "max_staleness": max_staleness,
-            "fail_mode": fail_mode,
-            "startup_timeout": startup_timeout,
-            "heartbeat_interval": heartbeat_interval,
-            "wait_for_ready": wait_for_ready,
-            "node_id": node_id,
-            "leeway": leeway,
-            "subject_ttl": subject_ttl,
-            "prune_interval": prune_interval,
-        }
-        self._registry_overrides: dict[str, Any] = {
-            "track_tokens": track_tokens,
-            "mode": mode,
-            "rotate_refresh": rotate_refresh,
-            "allowlist_wait": allowlist_wait,
-        }
-        self.registry: Registry | None = None
+    def __init__(self, app: Quart | None = None, *, store: Store | None = None, **settings: Any):
+        """``settings``: any keyword of ``revsync.config.KEYWORDS`` (a ``REVSYNC_*`` key
+        in lower case without its prefix: ``max_staleness=5``); None means not given.
+        ``store``: a Store instance to use instead of ``REVSYNC_STORE_URL``."""
+        unknown = set(settings) - set(KEYWORDS)
+        if unknown:
+            msg = (
+                f"RevSync() got an unexpected keyword argument {sorted(unknown)[0]!r}; "
+                f"its settings are: {', '.join(KEYWORDS)}"
+            )
+            raise TypeError(msg)
+        self._overrides = settings
+        self._registry: Registry | None = None
         self._given_store = store
         self.stats = SyncStats()
         self._writes = ShieldedWork("revsync write")
@@ -108,7 +77,7 @@ class RevSync:
     def init_app(self, app: Quart) -> None:
         """Read and validate settings, build the parts, and hook the app's lifecycle.
 
-        Raises ValueError naming the config key of any invalid setting.
+        Raises SettingError (a ValueError) naming the config key of any invalid setting.
         """
         self.settings: Settings = resolve(app.config, self._overrides)
         self.store: Store = self._given_store or store_from_url(self.settings.store_url)
@@ -120,13 +89,11 @@ class RevSync:
         self._subject_ttl = self.settings.subject_ttl
         self._max_staleness = self.settings.max_staleness
         self._fail_closed = self.settings.fail_mode == "closed"
-        registry = RegistrySettings.resolve(app.config, self._registry_overrides)
-        self.registry = Registry(self, registry) if registry.track_tokens else None
+        if self.settings.track_tokens:
+            self._registry = Registry(self, self.store, self.settings)
 
         app.extensions["revsync"] = self
-        manager = app.extensions.get("revsync.jwt")
-        if manager is not None:
-            self.attach(manager)
+        on_manager(app, self.attach)
         if not (app.config.get("JWT_BLACKLIST_ENABLED") or app.config.get("JWT_BLOCKLIST_ENABLED")):
             logger.warning(
                 "revsync.blacklist_disabled",
@@ -135,18 +102,27 @@ class RevSync:
         app.before_serving(self.start)
         app.after_serving(self.stop)
 
-    def attach(self, manager: Any) -> None:
-        """Register as ``manager``'s blacklist loader (called by JWTManager.init_app too).
+    def attach(self, manager: JWTManager) -> None:
+        """Become ``manager``'s blacklist loader (called once the app has both).
 
         Also refuses to create a token that would outlive the "log out everywhere"
         cut-offs (see :meth:`_check_lifetime`).
         """
-        if self.registry is not None:
-            self.registry.attach(manager)
-        else:
-            manager.token_in_blacklist_loader(self.is_revoked)
-        if self._check_lifetime not in manager.payload_hooks:
-            manager.payload_hooks.append(self._check_lifetime)  # last: sees pinned claims
+        manager.token_in_blacklist_loader(self.is_revoked)
+        if self._registry is not None:
+            self._registry.attach(manager)  # allowlist mode replaces the loader
+        manager.add_payload_hook(self._check_lifetime)  # last: sees pinned claims
+
+    @property
+    def registry(self) -> Registry:
+        """The token registry (``issue_tokens``, ``refresh``, ``active_tokens``...).
+
+        RuntimeError when it is off (REVSYNC_TRACK_TOKENS).
+        """
+        if self._registry is None:
+            msg = "the token registry is off: set REVSYNC_TRACK_TOKENS=true"
+            raise RuntimeError(msg)
+        return self._registry
 
     def _check_lifetime(self, kind: str, payload: dict[str, Any]) -> None:
         """A JWTManager payload hook: no token may outlive the cut-offs that apply to it.
@@ -391,49 +367,6 @@ class RevSync:
         )
         return changes
 
-    # -- the token registry (REVSYNC_TRACK_TOKENS; see revsync.registry) -----------------
-
-    def _require_registry(self) -> Registry:
-        if self.registry is None:
-            msg = "the token registry is off: set REVSYNC_TRACK_TOKENS=true"
-            raise RuntimeError(msg)
-        return self.registry
-
-    async def issue_tokens(
-        self,
-        identity: Any,
-        *,
-        metadata: Mapping[str, str] | None = None,
-        fresh: bool = False,
-        refresh: bool = True,
-    ) -> IssuedTokens:
-        """Register and create an access (and refresh) token; call inside a request.
-
-        With REVSYNC_TRACK_TOKENS on, create tokens through this (not
-        ``create_access_token``), or allowlist mode refuses them.  ``metadata``: at most
-        8 string fields, 1 KB as JSON (user_agent, ip, device...); else ValueError.
-        """
-        return await self._require_registry().issue_tokens(
-            identity, metadata=metadata, fresh=fresh, refresh=refresh
-        )
-
-    async def refresh_tokens(
-        self, claims: Mapping[str, Any], *, metadata: Mapping[str, str] | None = None
-    ) -> IssuedTokens:
-        """New tokens for a verified refresh token (rotated with REVSYNC_ROTATE_REFRESH).
-
-        Raises ``revsync.registry.RefreshTokenReused`` (family revoked) on reuse.
-        """
-        return await self._require_registry().refresh(claims, metadata=metadata)
-
-    async def active_tokens(self, identity: object) -> list[TokenRecord]:
-        """The identity's live, non-revoked registered tokens with their metadata."""
-        return await self._require_registry().active_tokens(identity)
-
-    async def token_record(self, jti: str) -> TokenRecord | None:
-        """The registry record of one jti (revoked or not), or None."""
-        return await self._require_registry().token(_check_jti(jti))
-
     async def list_revocations(self, identity: object) -> list[Change]:
         """The store's live revocations of one identity (its tokens and cut-offs)."""
         now = time.time()
@@ -455,28 +388,43 @@ class RevSync:
         return await self._writes.run(self._commit(requests))
 
     async def _commit(self, requests: list[ChangeRequest]) -> list[Change]:
-        mark = self.replica.write_mark()
         if len(requests) == 1:
-            changes = [await self.store.write(requests[0])]
+            changes = await self._write_and_announce(lambda: _listed(self.store.write(requests[0])))
         else:
-            changes = await self.store.write_many(requests)
-        await self.announce(changes, mark=mark)
+            changes = await self._write_and_announce(lambda: self.store.write_many(requests))
+        assert changes is not None  # these writes always return their changes
         return changes
 
-    async def announce(self, changes: list[Change], *, mark: WriteMark | None = None) -> None:
-        """Apply changes this node wrote to the store here, then publish them.
+    async def write_changes(
+        self, write: Callable[[], Awaitable[list[Change] | None]]
+    ) -> list[Change] | None:
+        """Run a store write that returns the changes it committed (or None for none),
+        apply them here and announce them; finished even if the caller is cancelled.
 
-        ``mark``: ``replica.write_mark()`` taken before the write began (see
-        ``Replica.apply_local``).  Past a batch of PUBLISH_EACH_LIMIT only the last is
-        published: its sequence gap makes every node read the batch from the store.
+        Every change must have passed ``events.check_announceable`` before: once the
+        store has committed, nothing may stop it from being announced.
         """
-        await self.replica.apply_local(*changes, mark=mark)
-        to_publish = changes if len(changes) <= PUBLISH_EACH_LIMIT else changes[-1:]
-        for change in to_publish:
-            await self._publish(change)
+        return await self._writes.run(self._write_and_announce(write))
 
-    async def run_write(self, work: Coroutine[Any, Any, T]) -> T:
-        """Run a write that must finish even if its caller is cancelled (the registry's)."""
+    async def _write_and_announce(
+        self, write: Callable[[], Awaitable[list[Change] | None]]
+    ) -> list[Change] | None:
+        # The mark taken before the write lets the replica tell a late own write from a
+        # newer change it applied meanwhile (Replica.apply_local).
+        mark = self.replica.write_mark()
+        changes = await write()
+        if changes is not None:
+            await self.replica.apply_local(*changes, mark=mark)
+            # Past PUBLISH_EACH_LIMIT only the last is published: its sequence gap
+            # makes every node read the batch from the store.
+            to_publish = changes if len(changes) <= PUBLISH_EACH_LIMIT else changes[-1:]
+            for change in to_publish:
+                await self._publish(change)
+        return changes
+
+    async def shielded(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` to completion even if the caller is cancelled (and wait for it in
+        ``stop``)."""
         return await self._writes.run(work)
 
     async def _publish(self, change: Change) -> None:
@@ -492,6 +440,21 @@ class RevSync:
             )
         else:
             self.stats.published += 1
+
+    # -- what the registry asks of the node (revsync.registry.RevocationEngine) ---------
+
+    @property
+    def store_seq(self) -> int:
+        """The highest store seq this node has read from the store itself."""
+        return self.replica.store_seq
+
+    def is_registered(self, jti: object) -> bool:
+        """Whether this node's set holds ``jti`` as a registered (issued) token."""
+        return self.revocations.is_allowed(jti)
+
+    def request_catch_up(self) -> None:
+        """Have the subscriber read the store soon (one catch-up at a time)."""
+        self.subscriber.request_catch_up()
 
     # -- introspection -----------------------------------------------------------------
 
@@ -558,3 +521,27 @@ def _unix_time(value: object, name: str) -> float:
         return float(value)
     msg = f"{name} must be a unix time or an aware datetime, got {value!r}"
     raise ValueError(msg)
+
+
+async def _listed(change: Awaitable[Change]) -> list[Change]:
+    return [await change]
+
+
+def _signature() -> inspect.Signature:
+    """RevSync's signature with every setting as a keyword, for help() and editors."""
+    own = inspect.signature(RevSync.__init__)
+    kept = [p for p in own.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    types = {f.name: f.type for f in dataclasses.fields(Settings)}
+    settings = [
+        inspect.Parameter(
+            keyword,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=f"{types[keyword]} | None",
+        )
+        for keyword in KEYWORDS
+    ]
+    return own.replace(parameters=[*kept, *settings])
+
+
+RevSync.__init__.__signature__ = _signature()  # type: ignore[attr-defined]

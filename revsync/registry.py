@@ -1,7 +1,7 @@
 """The token registry: issued tokens in the store, allowlist mode, refresh rotation.
 
 Off by default.  With ``REVSYNC_TRACK_TOKENS`` every token issued through
-:meth:`Registry.issue_tokens` (``RevSync.issue_tokens``) is recorded in the durable
+:meth:`Registry.issue_tokens` (``RevSync.registry.issue_tokens``) is recorded in the durable
 store with its identity, type, times and client metadata, in one transaction with a
 ``Kind.TOKEN`` change numbered by the same counter as every revocation.  Nodes learn
 of it through the snapshot, catch-up and bus (``Op.ISSUE``, a doorbell), so each
@@ -25,28 +25,24 @@ import contextvars
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from inspect import isawaitable
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import structlog
 
 from revsync.changes import Change, canonical_identity
-from revsync.config import _bool, _seconds
+from revsync.config import Settings
 from revsync.events import check_announceable
+from revsync.jwt.manager import JWTManager
 from revsync.stores.tokens import TokenRecord, request_for
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from revsync.extension import RevSync
 
 __all__ = [
     "IssuedTokens",
     "RefreshTokenReused",
     "Registry",
-    "RegistrySettings",
+    "RevocationEngine",
     "TokenRecord",
     "TokenStore",
     "UnknownToken",
@@ -54,19 +50,13 @@ __all__ = [
 ]
 
 logger = structlog.get_logger("revsync")
+T = TypeVar("T")
 
 MAX_METADATA_BYTES = 1024
 MAX_METADATA_KEYS = 8
 MAX_METADATA_KEY_CHARS = 64
 SEQ_CLAIM = "rsq"
 FAMILY_CLAIM = "fam"
-
-REGISTRY_DEFAULTS: dict[str, Any] = {
-    "REVSYNC_TRACK_TOKENS": False,
-    "REVSYNC_MODE": "denylist",
-    "REVSYNC_ROTATE_REFRESH": False,
-    "REVSYNC_ALLOWLIST_WAIT": 1.0,
-}
 
 _PINNED: contextvars.ContextVar[dict[str, dict[str, Any]] | None] = contextvars.ContextVar(
     "revsync_pinned_claims", default=None
@@ -107,43 +97,45 @@ class TokenStore(Protocol):
         """The records of one identity or one family, ascending by seq."""
 
 
-@dataclass(frozen=True, slots=True)
-class RegistrySettings:
-    """Validated ``REVSYNC_TRACK_TOKENS``, ``REVSYNC_MODE``, ``REVSYNC_ROTATE_REFRESH``."""
+class RevocationEngine(Protocol):
+    """What the registry needs of the node's revocation engine (``RevSync`` is one):
+    write changes, ask the in-memory set, know which store seq it has read."""
 
-    track_tokens: bool = False
-    mode: Literal["denylist", "allowlist"] = "denylist"
-    rotate_refresh: bool = False
-    allowlist_wait: float = 1.0
+    settings: Settings
 
-    @classmethod
-    def resolve(cls, config: Mapping[str, Any], overrides: Mapping[str, Any]) -> RegistrySettings:
-        """Read the keys from ``overrides`` (keywords), else ``config``, else defaults."""
+    @property
+    def ready(self) -> bool:
+        """Whether the node has synced and may answer tokens."""
 
-        def get(key: str) -> Any:
-            value = overrides.get(key.removeprefix("REVSYNC_").lower())
-            return config.get(key, REGISTRY_DEFAULTS[key]) if value is None else value
+    @property
+    def store_seq(self) -> int:
+        """The highest store seq this node has read from the store itself."""
 
-        mode = get("REVSYNC_MODE")
-        mode = mode.strip().lower() if isinstance(mode, str) else mode
-        if mode not in ("denylist", "allowlist"):
-            msg = f"REVSYNC_MODE must be 'denylist' or 'allowlist', got {mode!r}"
-            raise ValueError(msg)
-        settings = cls(
-            mode=cast(Literal["denylist", "allowlist"], mode),
-            track_tokens=_bool("REVSYNC_TRACK_TOKENS", get("REVSYNC_TRACK_TOKENS")),
-            rotate_refresh=_bool("REVSYNC_ROTATE_REFRESH", get("REVSYNC_ROTATE_REFRESH")),
-            allowlist_wait=_seconds("REVSYNC_ALLOWLIST_WAIT", get("REVSYNC_ALLOWLIST_WAIT")),
-        )
-        if not settings.track_tokens and (settings.mode == "allowlist" or settings.rotate_refresh):
-            what = (
-                "REVSYNC_MODE=allowlist"
-                if settings.mode == "allowlist"
-                else "REVSYNC_ROTATE_REFRESH"
-            )
-            msg = f"{what} needs REVSYNC_TRACK_TOKENS=true"
-            raise ValueError(msg)
-        return settings
+    def is_revoked(self, claims: Mapping[str, Any]) -> bool:
+        """The request path's answer for a token: refuse it?"""
+
+    def is_registered(self, jti: object) -> bool:
+        """Whether this node's set holds ``jti`` as a registered (issued) token."""
+
+    def request_catch_up(self) -> None:
+        """Have the node read the store soon (the bus may have lost an event)."""
+
+    async def write_changes(
+        self, write: Callable[[], Awaitable[list[Change] | None]]
+    ) -> list[Change] | None:
+        """Run a store write that returns the changes it made, then apply them here
+        and announce them; finished even if the caller is cancelled."""
+
+    async def shielded(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` to completion even if the caller is cancelled."""
+
+    async def revoke_many(
+        self, tokens: Iterable[Mapping[str, Any] | tuple[str, float]]
+    ) -> list[Change]:
+        """Revoke many tokens in one store transaction (see RevSync.revoke_many)."""
+
+    async def list_revocations(self, identity: object) -> list[Change]:
+        """The store's live revocations of one identity."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,30 +184,27 @@ def _pin_claims(kind: str, payload: dict[str, Any]) -> None:
 class Registry:
     """The token registry of one RevSync instance (see the module docstring)."""
 
-    def __init__(self, revsync: RevSync, settings: RegistrySettings) -> None:
-        store = revsync.store
+    def __init__(self, engine: RevocationEngine, store: object, settings: Settings) -> None:
         if not isinstance(store, TokenStore):
             msg = (
                 f"REVSYNC_TRACK_TOKENS needs a store that can keep token records "
-                f"(register, revoke_family, token, tokens): REVSYNC_STORE_URL={store.url} "
+                f"(register, revoke_family, token, tokens): REVSYNC_STORE_URL="
+                f"{getattr(store, 'url', '?')} "
                 f"names a store of type {type(store).__name__}, which cannot; use a "
                 f"sqlite:///, postgresql:// or redis:// URL"
             )
             raise ValueError(msg)
-        self._revsync = revsync
+        self._engine = engine
         self._store: TokenStore = store
         self.settings = settings
 
     # -- wiring --------------------------------------------------------------------------
 
-    def attach(self, manager: Any) -> None:
+    def attach(self, manager: JWTManager) -> None:
         """Pin claims of tokens issued through the registry; in allowlist mode, check them."""
-        if _pin_claims not in manager.payload_hooks:
-            manager.payload_hooks.append(_pin_claims)
+        manager.add_payload_hook(_pin_claims)
         if self.settings.mode == "allowlist":
             manager.token_in_blacklist_loader(self.is_refused)
-        else:
-            manager.token_in_blacklist_loader(self._revsync.is_revoked)
 
     # -- issuing -------------------------------------------------------------------------
 
@@ -249,10 +238,12 @@ class Registry:
             return TokenRecord(str(uuid.uuid4()), key, kind, family, now, float(expires), meta)
 
         records = [record("access")] + ([record("refresh")] if refresh else [])
-        origin = self._revsync.settings.node_id
+        origin = self.settings.node_id
         for r in records:  # before writing: nothing durable may fail to be announced
             check_announceable(Change(0, *request_for(r), now), origin)
-        changes = await self._revsync.run_write(self._register(records, rotate))
+        changes = await self._engine.write_changes(
+            lambda: self._store.register(records, rotate=rotate)
+        )
         if changes is None:
             raise RefreshTokenReused(rotate)
         written = [
@@ -278,15 +269,6 @@ class Registry:
         )
         return IssuedTokens(access, refresh_token, written[0], written[1] if refresh else None)
 
-    async def _register(
-        self, records: list[TokenRecord], rotate: str | None
-    ) -> list[Change] | None:
-        mark = self._revsync.replica.write_mark()
-        changes = await self._store.register(records, rotate=rotate)
-        if changes is not None:
-            await self._revsync.announce(changes, mark=mark)
-        return changes
-
     async def refresh(
         self, claims: Mapping[str, Any], *, metadata: Mapping[str, str] | None = None
     ) -> IssuedTokens:
@@ -297,7 +279,7 @@ class Registry:
         already retired, every token of its family is revoked and RefreshTokenReused
         raised.
         """
-        identity = claims.get(self._revsync.settings.identity_claim)
+        identity = claims.get(self.settings.identity_claim)
         if not self.settings.rotate_refresh:
             return await self.issue_tokens(identity, metadata=metadata, refresh=False)
         jti = claims.get("jti")
@@ -327,7 +309,7 @@ class Registry:
         """
         # One unit of work, finished even if the caller goes away: the mark without the
         # revocations would leave the family's live tokens accepted everywhere.
-        members, changes = await self._revsync.run_write(self._revoke_members(family))
+        members, changes = await self._engine.shielded(self._revoke_members(family))
         logger.warning(
             "revsync.refresh_token_reused" if reused_jti else "revsync.family_revoked",
             family=family,
@@ -340,7 +322,7 @@ class Registry:
     async def _revoke_members(self, family: str) -> tuple[list[TokenRecord], list[Change]]:
         members = await self._store.revoke_family(family)
         live = [(r.jti, r.expires_at) for r in members if r.expires_at > time.time()]
-        return members, await self._revsync.revoke_many(live)
+        return members, await self._engine.revoke_many(live)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -353,11 +335,9 @@ class Registry:
         now = time.time()
         key = canonical_identity(identity)
         records = await self._store.tokens(identity=key)
-        revoked = {c.key for c in await self._revsync.list_revocations(key) if c.kind == "jti"}
-        cutoff = max(
-            (c.cutoff for c in await self._revsync.list_revocations(key) if c.cutoff is not None),
-            default=None,
-        )
+        revocations = await self._engine.list_revocations(key)
+        revoked = {c.key for c in revocations if c.kind == "jti"}
+        cutoff = max((c.cutoff for c in revocations if c.cutoff is not None), default=None)
         return [
             r
             for r in records
@@ -375,31 +355,31 @@ class Registry:
         Sync and in memory for a registered token.  For an unknown jti whose ``rsq``
         this node has not applied yet, an awaitable that waits (bounded) for it.
         """
-        revsync = self._revsync
-        if revsync.revocations.is_allowed(claims.get("jti")):
-            return revsync.is_revoked(claims)
+        engine = self._engine
+        if engine.is_registered(claims.get("jti")):
+            return engine.is_revoked(claims)
         seq = claims.get(SEQ_CLAIM)
         # store_seq, not bus_seq: only a store read proves that seq has been read past
         # (forged bus messages can move bus_seq ahead).
-        if type(seq) is not int or seq <= revsync.replica.store_seq or not revsync.ready:
+        if type(seq) is not int or seq <= engine.store_seq or not engine.ready:
             return True
         return self._wait_for(claims, seq)
 
     async def _wait_for(self, claims: Mapping[str, Any], seq: int) -> bool:
-        revsync = self._revsync
+        engine = self._engine
         deadline = time.monotonic() + self.settings.allowlist_wait
         jti = claims.get("jti")
         polls = 0
         while time.monotonic() < deadline:
-            if revsync.revocations.is_allowed(jti):
-                return revsync.is_revoked(claims)
-            if seq <= revsync.replica.store_seq:
+            if engine.is_registered(jti):
+                return engine.is_revoked(claims)
+            if seq <= engine.store_seq:
                 return True
             polls += 1
             if polls == 10:
-                # The bus is late or lost the event: have the subscriber read the store
-                # (one catch-up at a time, versioned like every other, stopped with it).
-                revsync.subscriber.request_catch_up()
+                # The bus is late or lost the event: have the node read the store (one
+                # catch-up at a time, versioned like every other, stopped with it).
+                engine.request_catch_up()
             await asyncio.sleep(0.005)
         logger.warning("revsync.allowlist_wait_timeout", jti=jti, rsq=seq)
         return True

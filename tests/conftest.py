@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import structlog
 
 REQUIRE_SERVICES = os.environ.get("REVSYNC_REQUIRE_SERVICES") == "1"
 REDIS_URL = os.environ.get("REVSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -188,3 +189,11 @@ def copy_sqlite(source: Path, target: Path) -> None:
 def tmp_dir() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="revsync-") as name:
         yield Path(name)
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """Undo a services app's structlog.configure (its level filter would hide info
+    lines from later tests' capture_logs)."""
+    yield
+    structlog.reset_defaults()

@@ -1,10 +1,12 @@
 """Configuration: the ``JWT_*`` keys, their defaults, and a cached per-app snapshot.
 
-Settings live in ``app.config`` as in quart-jwt-extended.  Reading and validating
-some twenty keys on every request is needless work, so :func:`config_for` turns them
-into a frozen :class:`JWTConfig` (keys already parsed, option dicts already built)
-and caches it per app.  The cache is checked against the current raw values on each
-call, so a test that changes ``app.config`` after start-up still sees its change.
+Settings live in ``app.config`` as in quart-jwt-extended; a bad one raises
+``revsync.config.SettingError``, a RuntimeError as quart-jwt-extended raises.
+Reading and validating some twenty keys on every request is needless work, so
+:func:`config_for` turns them into a frozen :class:`JWTConfig` (keys already
+parsed, option dicts already built) and caches it per app.  The cache is checked
+against the current raw values on each call, so a test that changes ``app.config``
+after start-up still sees its change.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from weakref import WeakKeyDictionary
 import structlog
 from jwt.algorithms import get_default_algorithms, requires_cryptography
 from quart import current_app
+
+from revsync.config import SettingError
 
 logger = structlog.get_logger("revsync")
 
@@ -169,15 +173,15 @@ class JWTConfig:
     header JSON).  See ``tokens.decode_complete``; a new config starts a new cache."""
 
     def require_encode_key(self) -> Any:
-        """The signing key, or a ``RuntimeError`` naming the missing setting."""
+        """The signing key, or a SettingError naming the missing setting."""
         if self.encode_key is None:
-            raise RuntimeError(_missing_key_message(self.algorithm, "JWT_PRIVATE_KEY"))
+            raise SettingError(_missing_key_message(self.algorithm, "JWT_PRIVATE_KEY"))
         return self.encode_key
 
     def require_decode_key(self) -> Any:
-        """The verification key, or a ``RuntimeError`` naming the missing setting."""
+        """The verification key, or a SettingError naming the missing setting."""
         if self.decode_key is None:
-            raise RuntimeError(_missing_key_message(self.algorithm, "JWT_PUBLIC_KEY"))
+            raise SettingError(_missing_key_message(self.algorithm, "JWT_PUBLIC_KEY"))
         return self.decode_key
 
     def expires_for(self, kind: str) -> Expiry:
@@ -236,13 +240,13 @@ def build_config(raw: Mapping[str, Any]) -> JWTConfig:
     algorithm: str = get("JWT_ALGORITHM")
     if algorithm not in _ALGORITHMS or algorithm == "none":
         msg = f"JWT_ALGORITHM {algorithm!r} is not a supported signing algorithm"
-        raise RuntimeError(msg)
+        raise SettingError(msg)
     decode_algorithms = tuple(get("JWT_DECODE_ALGORITHMS") or ())
     if algorithm not in decode_algorithms:
         decode_algorithms = (*decode_algorithms, algorithm)
     if "none" in decode_algorithms:
         msg = "JWT_DECODE_ALGORITHMS must not contain 'none'"
-        raise RuntimeError(msg)
+        raise SettingError(msg)
 
     if algorithm in requires_cryptography:
         encode_raw, decode_raw = get("JWT_PRIVATE_KEY"), get("JWT_PUBLIC_KEY")
@@ -257,7 +261,7 @@ def build_config(raw: Mapping[str, Any]) -> JWTConfig:
     header_name = get("JWT_HEADER_NAME")
     if not header_name:
         msg = "JWT_HEADER_NAME cannot be empty"
-        raise RuntimeError(msg)
+        raise SettingError(msg)
 
     leeway = get("JWT_DECODE_LEEWAY")
     if isinstance(leeway, timedelta):
@@ -337,7 +341,7 @@ def parse_expiry(value: Any, name: str) -> Expiry:
     if isinstance(value, timedelta):
         return value
     msg = f"{name} must be a datetime.timedelta, an int of seconds, or False; got {value!r}"
-    raise RuntimeError(msg)
+    raise SettingError(msg)
 
 
 def check_secret_strength(raw: Mapping[str, Any]) -> None:
@@ -354,7 +358,7 @@ def check_secret_strength(raw: Mapping[str, Any]) -> None:
             f"JWT_SECRET_KEY is {size} bytes long; {algorithm} needs at least "
             f"{MIN_HMAC_KEY_BYTES} random bytes (JWT_REFUSE_WEAK_KEYS is set)"
         )
-        raise RuntimeError(msg)
+        raise SettingError(msg)
     logger.warning(
         "revsync.weak_jwt_key",
         setting="JWT_SECRET_KEY",
@@ -381,7 +385,7 @@ def _prepare_key(algorithm: str, algorithms: Sequence[str], key: Any, use: str) 
             else ("JWT_PRIVATE_KEY" if use == "encode" else "JWT_PUBLIC_KEY")
         )
         msg = f"{setting} is not a valid key for {algorithm}: {exc}"
-        raise RuntimeError(msg) from exc
+        raise SettingError(msg) from exc
 
 
 def _missing_key_message(algorithm: str, asymmetric_setting: str) -> str:
@@ -401,11 +405,11 @@ def _name_set(value: Any, allowed: tuple[str, ...], name: str) -> frozenset[str]
         value = (value,)
     elif not isinstance(value, Sequence | Set):
         msg = f"{name} must be a sequence or a set"
-        raise RuntimeError(msg)
+        raise SettingError(msg)
     for item in value:
         if item not in allowed:
             msg = f"{name} must contain only {' or '.join(map(repr, allowed))}; got {item!r}"
-            raise RuntimeError(msg)
+            raise SettingError(msg)
     return frozenset(value)
 
 
@@ -423,14 +427,14 @@ def _locations(value: Any) -> tuple[str, ...]:
         value = (value,)
     elif not isinstance(value, Sequence | Set):
         msg = "JWT_TOKEN_LOCATION must be a sequence or a set"
-        raise RuntimeError(msg)
+        raise SettingError(msg)
     if not value:
         msg = f"JWT_TOKEN_LOCATION must contain at least one of {_LOCATION_CHOICES}"
-        raise RuntimeError(msg)
+        raise SettingError(msg)
     for item in value:
         if item not in KNOWN_LOCATIONS:
             msg = f"JWT_TOKEN_LOCATION can only contain {_LOCATION_CHOICES}; got {item!r}"
-            raise RuntimeError(msg)
+            raise SettingError(msg)
     if isinstance(value, Set):
         return tuple(name for name in KNOWN_LOCATIONS if name in value)
     return tuple(value)
@@ -441,7 +445,7 @@ def _text(get: Callable[[str], Any], key: str) -> str:
     value = get(key)
     if not isinstance(value, str) or not value:
         msg = f"{key} must be a non-empty string; got {value!r}"
-        raise RuntimeError(msg)
+        raise SettingError(msg)
     return value
 
 
@@ -451,7 +455,7 @@ def _strings(value: Any, name: str) -> tuple[str, ...]:
     if isinstance(value, Sequence | Set) and all(isinstance(item, str) for item in value):
         return tuple(value)
     msg = f"{name} must be a sequence of strings; got {value!r}"
-    raise RuntimeError(msg)
+    raise SettingError(msg)
 
 
 def _samesite(value: Any) -> str | None:
@@ -460,7 +464,7 @@ def _samesite(value: Any) -> str | None:
     if isinstance(value, str) and value.title() in SAMESITE_VALUES:
         return value.title()
     msg = f"JWT_COOKIE_SAMESITE must be None or one of {', '.join(SAMESITE_VALUES)}; got {value!r}"
-    raise RuntimeError(msg)
+    raise SettingError(msg)
 
 
 def _check_cookie_clashes(access: TokenPlaces, refresh: TokenPlaces, csrf_cookies: bool) -> None:
@@ -482,4 +486,4 @@ def _check_cookie_clashes(access: TokenPlaces, refresh: TokenPlaces, csrf_cookie
                 f"{other} and {key} are both {name!r} with path {path!r}: "
                 "one cookie would overwrite the other"
             )
-            raise RuntimeError(msg)
+            raise SettingError(msg)

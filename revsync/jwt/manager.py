@@ -46,6 +46,11 @@ logger = structlog.get_logger("revsync")
 
 EXTENSION_KEY = "revsync.jwt"
 """``app.extensions`` key under which ``init_app`` registers the manager."""
+_WAITING_KEY = "revsync.jwt.waiting"
+"""``app.extensions`` key of the callbacks waiting for the app's manager (on_manager)."""
+
+PayloadHook = Callable[[str, dict[str, Any]], None]
+"""Called with (token type, payload) just before a new token is signed."""
 
 C = TypeVar("C", bound=Callable[..., Any])
 
@@ -102,9 +107,8 @@ class JWTManager:
         self._decode_key_callback: Callable[..., Any] | None = None
         self._decode_key_callback_takes_header = True
         self._encode_key_callback: Callable[..., Any] | None = None
-        # Called with (token type, payload) just before a new token is signed; they may
-        # add or pin claims (the token registry pins jti/exp and adds rsq/fam).
-        self.payload_hooks: list[Callable[[str, dict[str, Any]], None]] = []
+        # They may add or pin claims (the token registry pins jti/exp and adds rsq/fam).
+        self._payload_hooks: list[PayloadHook] = []
         if app is not None:
             self.init_app(app)
 
@@ -113,9 +117,8 @@ class JWTManager:
     def init_app(self, app: Quart) -> None:
         """Register with ``app``: default config, error handlers, ``app.extensions``.
 
-        Sets ``app.extensions["revsync.jwt"] = self``; when the revsync extension is
-        already registered (``app.extensions["revsync"]``), calls its ``attach(self)``
-        so it can install itself as the blacklist loader.
+        Sets ``app.extensions["revsync.jwt"] = self`` and calls the callbacks that
+        :func:`on_manager` left waiting for it (RevSync installs its loader so).
         """
         for key, value in DEFAULTS.items():
             # A list default (JWT_CSRF_METHODS) is copied: each app may edit its own.
@@ -138,9 +141,14 @@ class JWTManager:
         for exception, handler in handlers.items():
             app.register_error_handler(exception, handler)
         app.extensions[EXTENSION_KEY] = self
-        revsync = app.extensions.get("revsync")
-        if revsync is not None:
-            revsync.attach(self)
+        for callback in app.extensions.pop(_WAITING_KEY, []):
+            callback(self)
+
+    def add_payload_hook(self, hook: PayloadHook) -> None:
+        """Call ``hook(token type, payload)`` before each new token is signed, after the
+        hooks added before it (once, however often it is added)."""
+        if hook not in self._payload_hooks:
+            self._payload_hooks.append(hook)
 
     @property
     def blacklist_loader(self) -> Callable[..., Any] | None:
@@ -266,7 +274,7 @@ class JWTManager:
         else:
             key = yield self._encode_key_callback(identity)
         payload = build_payload(cfg, kind, subject, expires, user_claims, fresh)
-        for hook in self.payload_hooks:
+        for hook in self._payload_hooks:
             hook(kind, payload)
         return encode_payload(cfg, payload, key, headers)
 
@@ -379,3 +387,13 @@ class JWTManager:
     async def _handle_no_blacklist_loader(self, error: Exception) -> Any:
         logger.error("revsync.no_blacklist_loader", error=str(error))
         return {current_config().error_msg_key: "Internal server error"}, 500
+
+
+def on_manager(app: Quart, callback: Callable[[JWTManager], None]) -> None:
+    """Call ``callback`` with ``app``'s JWTManager: now if it has one, else as soon as
+    one is registered with ``app`` (extensions set up in either order)."""
+    manager = app.extensions.get(EXTENSION_KEY)
+    if manager is not None:
+        callback(manager)
+    else:
+        app.extensions.setdefault(_WAITING_KEY, []).append(callback)

@@ -35,10 +35,10 @@ def _revsync() -> RevSync:
 
 
 def _registry() -> Registry:
-    registry = _revsync().registry
-    if registry is None:
+    ext = _revsync()
+    if not ext.settings.track_tokens:
         raise ApiError(404, "the token registry is off on this node (REVSYNC_TRACK_TOKENS)")
-    return registry
+    return ext.registry
 
 
 def _record(record: TokenRecord, current_jti: object = None) -> dict[str, Any]:

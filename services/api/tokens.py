@@ -38,9 +38,11 @@ async def login() -> tuple[Response, int]:
     password = field(body, "password")
     if USERS.get(username) != password:
         return error(401, "Bad username or password")
-    if _revsync().registry is not None:
+    if _revsync().settings.track_tokens:
         try:
-            issued = await _revsync().issue_tokens(username, metadata=_client_metadata(body))
+            issued = await _revsync().registry.issue_tokens(
+                username, metadata=_client_metadata(body)
+            )
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
         except StoreError:
@@ -58,9 +60,9 @@ async def login() -> tuple[Response, int]:
 @jwt_refresh_token_required
 async def refresh() -> tuple[Response, int]:
     current_user = get_jwt_identity()
-    if _revsync().registry is not None:
+    if _revsync().settings.track_tokens:
         try:
-            issued = await _revsync().refresh_tokens(get_raw_jwt())
+            issued = await _revsync().registry.refresh(get_raw_jwt())
         except (RefreshTokenReused, UnknownToken):
             return error(401, "Token has been revoked")
         except StoreError:

@@ -48,7 +48,7 @@ from revsync.jwt import (
 from services.api import errors
 from services.api.errors import ApiError, error, field, json_object
 from services.api.settings import ConfigError
-from services.cookie_example.settings import AUTH_PREFIX, from_environ
+from services.cookie_example.settings import AUTH_PREFIX, from_env
 
 blueprint = Blueprint("cookie_example", __name__)
 
@@ -146,7 +146,7 @@ async def readyz() -> tuple[Response, int]:
 
 def create_app(environ: Mapping[str, str] | None = None) -> Quart:
     """Build the node from ``environ`` (default: os.environ); raise ConfigError when invalid."""
-    settings = from_environ(environ)
+    settings = from_env(environ)
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[settings.log_level.upper()]

@@ -2,15 +2,9 @@
 
 Everything ``services.api.settings`` reads is read the same way (``JWT_SECRET_KEY``
 required, ``JWT_*_TOKEN_EXPIRES``, ``REVSYNC_LOG_LEVEL``, and every ``REVSYNC_*``
-variable copied into ``app.config``).  On top of that, from the environment:
-
-``JWT_COOKIE_SECURE``    send the cookies over HTTPS only: true (default) or false.
-                         Keep it true in production; turn it off only for plain-HTTP
-                         tests (browsers treat http://localhost as secure anyway).
-``JWT_COOKIE_SAMESITE``  Strict, Lax (default) or None (None needs JWT_COOKIE_SECURE).
-``JWT_COOKIE_DOMAIN``    the cookies' Domain attribute; unset: this host only.
-``JWT_SESSION_COOKIE``   true (default): cookies die with the browser session; false:
-                         they are kept for a year (the tokens inside still expire).
+variable copied into ``app.config``).  On top of that, the cookie options declared
+in :class:`CookieVars` (the README's table of the services' variables comes from
+those declarations).
 
 The token locations and CSRF options are fixed by the example: tokens travel only
 in cookies, the refresh cookie only to ``/auth/`` paths, and every POST, PUT, PATCH
@@ -21,56 +15,79 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from services.api.settings import ApiSettings, ConfigError, from_env
+from revsync.config import boolean, read, setting
+from services.api.settings import ApiSettings, ConfigError, env_vars, present
+from services.api.settings import from_env as api_from_env
 
 AUTH_PREFIX = "/auth"
 """Login, refresh and logout live under this path; the refresh cookie goes only there."""
 
-COOKIE_VARS = {
-    "JWT_COOKIE_SECURE": "true or false (default true)",
-    "JWT_COOKIE_SAMESITE": "Strict, Lax or None (default Lax)",
-    "JWT_COOKIE_DOMAIN": "Domain attribute of the cookies (default: unset, this host only)",
-    "JWT_SESSION_COOKIE": "true or false (default true)",
-}
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 _SAMESITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
 
 
-def _flag(env: Mapping[str, str], key: str, default: bool) -> bool:
-    raw = env.get(key, "").strip().lower()
-    if not raw:
-        return default
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    msg = f"{key} must be true or false, got {env[key]!r}"
-    raise ConfigError(msg)
+def _samesite(key: str, value: object) -> str:
+    word = _SAMESITE.get(str(value).strip().lower())
+    if word is None:
+        msg = f"{key} must be Strict, Lax or None, got {value!r}"
+        raise ConfigError(msg)
+    return word
 
 
-def from_environ(environ: Mapping[str, str] | None = None) -> ApiSettings:
+def _domain(key: str, value: object) -> str | None:
+    return None if value is None else (str(value).strip() or None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CookieVars:
+    """The cookie example's environment variables; each field declares one."""
+
+    secure: bool = setting(
+        True,
+        boolean,
+        "send the cookies over HTTPS only; turn it off only for plain-HTTP tests",
+        key="JWT_COOKIE_SECURE",
+    )
+    samesite: str = setting(
+        "Lax",
+        _samesite,
+        "`Strict`, `Lax` or `None` (`None` needs `JWT_COOKIE_SECURE`)",
+        key="JWT_COOKIE_SAMESITE",
+    )
+    domain: str | None = setting(
+        None,
+        _domain,
+        "the cookies' Domain attribute; unset: this host only",
+        key="JWT_COOKIE_DOMAIN",
+    )
+    session: bool = setting(
+        True,
+        boolean,
+        "`true`: cookies die with the browser session; `false`: kept a year",
+        key="JWT_SESSION_COOKIE",
+    )
+
+
+ENV_VARS = env_vars(CookieVars)
+"""The variables this example reads on top of the API node's."""
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> ApiSettings:
     """The API node's settings with the cookie example's ``JWT_*`` keys added."""
     env = os.environ if environ is None else environ
-    settings = from_env(env)
-    secure = _flag(env, "JWT_COOKIE_SECURE", True)
-    samesite_raw = env.get("JWT_COOKIE_SAMESITE", "").strip() or "Lax"
-    samesite = _SAMESITE.get(samesite_raw.lower())
-    if samesite is None:
-        msg = f"JWT_COOKIE_SAMESITE must be Strict, Lax or None, got {samesite_raw!r}"
-        raise ConfigError(msg)
-    if samesite == "None" and not secure:
+    settings = api_from_env(env)
+    cookie = read(CookieVars, present(env))
+    if cookie.samesite == "None" and not cookie.secure:
         msg = "JWT_COOKIE_SAMESITE=None needs JWT_COOKIE_SECURE=true (browsers drop the cookies)"
         raise ConfigError(msg)
     cookies: dict[str, Any] = {
         "JWT_TOKEN_LOCATION": ["cookies"],
-        "JWT_COOKIE_SECURE": secure,
-        "JWT_COOKIE_SAMESITE": samesite,
-        "JWT_COOKIE_DOMAIN": env.get("JWT_COOKIE_DOMAIN", "").strip() or None,
-        "JWT_SESSION_COOKIE": _flag(env, "JWT_SESSION_COOKIE", True),
+        "JWT_COOKIE_SECURE": cookie.secure,
+        "JWT_COOKIE_SAMESITE": cookie.samesite,
+        "JWT_COOKIE_DOMAIN": cookie.domain,
+        "JWT_SESSION_COOKIE": cookie.session,
         "JWT_ACCESS_COOKIE_PATH": "/",
         "JWT_REFRESH_COOKIE_PATH": f"{AUTH_PREFIX}/",
         "JWT_COOKIE_CSRF_PROTECT": True,
@@ -79,5 +96,5 @@ def from_environ(environ: Mapping[str, str] | None = None) -> ApiSettings:
         config={**settings.config, **cookies},
         admin_token=settings.admin_token,
         log_level=settings.log_level,
-        env_seen=settings.env_seen | frozenset(k for k in env if k in COOKIE_VARS),
+        env_seen=settings.env_seen | frozenset(k for k in env if k in ENV_VARS),
     )

@@ -64,7 +64,7 @@ async def first_request_on_b(app_a: Quart, a: RevSync, b: RevSync, gated: GatedS
     registration is held 0.3 s.  True if B refused it, False if it accepted it."""
     hold = gated.hold("get")
     async with app_a.app_context():
-        issued = await a.issue_tokens("alice", refresh=False)
+        issued = await a.registry.issue_tokens("alice", refresh=False)
     claims = jwt.decode(issued.access_token, SECRET, algorithms=["HS256"])
     asyncio.get_running_loop().call_later(0.3, hold.release)
     assert b.registry is not None

@@ -9,7 +9,7 @@ a rotated token again revokes the whole family on every node".
 
 Scenario: alice logs in (A0, R0).  A thief who copied R0 refreshes first
 and holds the family's live tokens A1 and R1.  Then alice's client presents R0 again:
-``RevSync.refresh_tokens`` finds it rotated and handles the reuse --
+``Registry.refresh`` finds it rotated and handles the reuse --
 ``Registry.revoke_family`` marks the family in the store, then revokes its members
 with ``revoke_many``.  Alice's client disconnects during that request, while it awaits
 the store's answer to the family mark (made deterministic by handing that answer back
@@ -29,7 +29,7 @@ request can be cut the same way).
 
 Root cause: revsync/registry.py ``Registry.refresh`` -> ``Registry.revoke_family`` (the
 mark and the member revocations are not one shielded unit of work; only
-``RevSync._write`` / ``run_write`` are shielded).  Failed on every store before the fix; kept as a
+``RevSync._write`` / ``shielded`` are shielded).  Failed on every store before the fix; kept as a
 regression test.
 """
 
@@ -93,13 +93,13 @@ async def test_a_cancelled_reuse_never_leaves_the_thiefs_tokens_alive(
     gated = node.store
     assert isinstance(gated, LateFamilyMark)
     async with app.app_context():
-        login = await node.issue_tokens("alice")
+        login = await node.registry.issue_tokens("alice")
         r0 = decoded(login.refresh_token)
-        stolen = await node.refresh_tokens(r0)  # the thief rotates first
+        stolen = await node.registry.refresh(r0)  # the thief rotates first
         a1, r1 = decoded(stolen.access_token), decoded(stolen.refresh_token)
 
         hold = gated.hold("revoke_family")  # its answer comes back late
-        reuse = asyncio.ensure_future(node.refresh_tokens(r0))  # alice, again
+        reuse = asyncio.ensure_future(node.registry.refresh(r0))  # alice, again
         await hold.reached()  # the family mark has committed
         reuse.cancel()  # alice's client goes away
         hold.release()

@@ -147,7 +147,7 @@ async def test_cancelled_issue_tokens_is_whole(nodes: tuple[Quart, RevSync, RevS
 
     async def start(k: int) -> Any:
         async with app.app_context():
-            return await a.issue_tokens(f"user-{k}")
+            return await a.registry.issue_tokens(f"user-{k}")
 
     async def check(k: int, head: int) -> None:
         rows = [r for r in await a.store.since(head) if r.kind is Kind.TOKEN]

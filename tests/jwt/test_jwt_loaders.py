@@ -11,6 +11,7 @@ from quart import Quart
 from structlog.testing import capture_logs
 
 from revsync.jwt import JWTManager, create_access_token, create_refresh_token
+from revsync.jwt.manager import on_manager
 from tests.jwt.conftest import SECRET, AppFactory, call
 
 
@@ -234,26 +235,29 @@ async def test_claims_verification(make_app: AppFactory, is_async: bool) -> None
     assert await call(app, "/protected", user) == (403, {"msg": "nope"})
 
 
-def test_init_app_registers_and_attaches_to_revsync() -> None:
-    class FakeRevSync:
-        def __init__(self) -> None:
-            self.attached: list[JWTManager] = []
+def test_init_app_registers_and_calls_the_extensions_waiting_for_it() -> None:
+    attached: list[JWTManager] = []
 
-        def attach(self, manager: JWTManager) -> None:
-            self.attached.append(manager)
-            manager.token_in_blacklist_loader(self.is_revoked)
+    def attach(manager: JWTManager) -> None:
+        attached.append(manager)
+        manager.token_in_blacklist_loader(is_revoked)
 
-        def is_revoked(self, claims: dict[str, Any]) -> bool:
-            return False
+    def is_revoked(claims: dict[str, Any]) -> bool:
+        return False
 
     app = Quart(__name__)
     app.config["JWT_SECRET_KEY"] = SECRET
-    revsync = FakeRevSync()
-    app.extensions["revsync"] = revsync
+    on_manager(app, attach)  # an extension set up before the manager
+    assert attached == []
     manager = JWTManager(app)
     assert app.extensions["revsync.jwt"] is manager
-    assert revsync.attached == [manager]
-    assert manager.blacklist_loader == revsync.is_revoked
+    assert attached == [manager]
+    assert manager.blacklist_loader == is_revoked
+    later: list[JWTManager] = []
+    on_manager(app, later.append)  # set up after it: called at once
+    assert later == [manager]
+    JWTManager(app)  # a second init_app does not call the first callbacks again
+    assert attached == [manager]
 
     plain = Quart(__name__)
     plain.config["JWT_SECRET_KEY"] = SECRET

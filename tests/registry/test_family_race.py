@@ -71,7 +71,7 @@ async def rotate_later(
         await asyncio.sleep(0)
     if node.is_revoked(current):
         return None
-    return await node.refresh_tokens(current)
+    return await node.registry.refresh(current)
 
 
 async def test_reuse_during_a_rotation_leaves_no_live_successor(
@@ -82,13 +82,13 @@ async def test_reuse_during_a_rotation_leaves_no_live_successor(
     outcomes: Counter[str] = Counter()
     async with app.app_context():
         for trial in range(TRIALS):
-            login = await node.issue_tokens("alice")
+            login = await node.registry.issue_tokens("alice")
             old = claims(login.refresh_token)
-            current = claims((await node.refresh_tokens(old)).refresh_token)
+            current = claims((await node.registry.refresh(old)).refresh_token)
             # The stolen old token comes back while the client rotates its current one,
             # the rotation starting a few more loop iterations later in each trial.
             reuse, rotation = await asyncio.gather(
-                node.refresh_tokens(old),
+                node.registry.refresh(old),
                 rotate_later(node, current, OFFSET * trial),
                 return_exceptions=True,
             )

@@ -53,7 +53,7 @@ def _app() -> Quart:
 
 async def _issue(app: Quart, node: RevSync, identity: str) -> dict[str, Any]:
     async with app.app_context():
-        issued = await node.issue_tokens(identity, refresh=False)
+        issued = await node.registry.issue_tokens(identity, refresh=False)
     claims: dict[str, Any] = jwt.decode(issued.access_token, options={"verify_signature": False})
     return claims
 

@@ -68,8 +68,8 @@ async def test_issue_tokens_for_an_identity_too_long_for_the_bus_writes_nothing(
     head = await node.store.head()
     async with app.test_request_context("/login", method="POST"):
         with pytest.raises(ValueError):  # noqa: PT011
-            await node.issue_tokens(LONG, metadata={"device": "laptop"})
-    records = await node.active_tokens(LONG)
+            await node.registry.issue_tokens(LONG, metadata={"device": "laptop"})
+    records = await node.registry.active_tokens(LONG)
     assert not records, f"the refused tokens are registered: {[r.type for r in records]}"
     rows = await node.store.by_identity(LONG)
     assert not rows, f"the refused registration is in the store: {[r.seq for r in rows]}"

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from services.api.settings import ConfigError
-from services.cookie_example.settings import from_environ
+from services.cookie_example.settings import from_env
 from services.demo.cluster import ROOT, Node
 from tests.services.conftest import NodeFactory, base_env
 
@@ -250,11 +250,11 @@ def test_log_out_everywhere(own_nodes: list[CookieNode]) -> None:
 )
 def test_bad_settings_are_refused(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        from_environ({"JWT_SECRET_KEY": "s" * 40, **env})
+        from_env({"JWT_SECRET_KEY": "s" * 40, **env})
 
 
 def test_settings_defaults(tmp_path: Path) -> None:
-    settings = from_environ(
+    settings = from_env(
         {"JWT_SECRET_KEY": "s" * 40, "REVSYNC_STORE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
     )
     assert {k: settings.config[k] for k in ("JWT_COOKIE_SECURE", "JWT_COOKIE_SAMESITE")} == {
