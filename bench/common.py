@@ -295,6 +295,7 @@ def jti_of(i: int) -> str:
 def sqlite_populate(path: Path, n: int, start: int = 0) -> None:
     """Create the store's schema (through SqliteStore) and insert n live jti rows in
     one transaction with executemany."""
+    from revsync.stores import layout
     from revsync.stores.sqlite import SqliteStore
 
     async def schema() -> None:
@@ -307,7 +308,7 @@ def sqlite_populate(path: Path, n: int, start: int = 0) -> None:
     conn = sqlite3.connect(path)
     try:
         with conn:
-            (head,) = conn.execute("SELECT seq FROM revsync_meta WHERE id = 1").fetchone()
+            (head,) = conn.execute(layout.HEAD).fetchone()
             rows = (
                 (
                     head + k + 1,
@@ -321,12 +322,8 @@ def sqlite_populate(path: Path, n: int, start: int = 0) -> None:
                 )
                 for k in range(n)
             )
-            conn.executemany(
-                "INSERT INTO revsync_changes (seq, kind, key, revoked, expires_at, identity,"
-                " cutoff, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            conn.execute("UPDATE revsync_meta SET seq = ? WHERE id = 1", (head + n,))
+            conn.executemany(layout.insert(layout.CHANGES, layout.CHANGE_COLUMNS), rows)
+            conn.execute(layout.SET_HEAD, (head + n,))
     finally:
         conn.close()
 
@@ -353,9 +350,18 @@ def pg_populate(url: str, n: int) -> None:
     INSERT ... SELECT over generate_series (uuid-shaped keys from md5)."""
     import asyncpg
 
-    from revsync.stores.postgres import PostgresStore
+    from revsync.stores import layout
+    from revsync.stores.postgres import PostgresStore, numbered
 
-    async def fill() -> None:
+    columns = ", ".join(layout.CHANGE_COLUMNS)
+    fill = (
+        f"INSERT INTO {layout.CHANGES} ({columns})"  # noqa: S608 - names from revsync's layout
+        " SELECT g, 'jti', md5(g::text)::uuid::text, true,"
+        " $2 + 3600 + (g % 86400), NULL, NULL, $2"
+        " FROM generate_series(1, $1::bigint) g"
+    )
+
+    async def fill_store() -> None:
         store = PostgresStore(url)
         await store.connect()
         await store.close()
@@ -363,44 +369,32 @@ def pg_populate(url: str, n: int) -> None:
         try:
             now = time.time()
             async with conn.transaction():
-                await conn.execute("TRUNCATE revsync_changes")
-                await conn.execute(
-                    "INSERT INTO revsync_changes (seq, kind, key, revoked, expires_at,"
-                    " identity, cutoff, created_at)"
-                    " SELECT g, 'jti', md5(g::text)::uuid::text, true,"
-                    " $2 + 3600 + (g % 86400), NULL, NULL, $2"
-                    " FROM generate_series(1, $1::bigint) g",
-                    n,
-                    now,
-                )
-                await conn.execute("UPDATE revsync_meta SET seq = $1 WHERE id = 1", n)
-            await conn.execute("VACUUM ANALYZE revsync_changes")
+                await conn.execute(f"TRUNCATE {layout.CHANGES}")
+                await conn.execute(fill, n, now)
+                await conn.execute(numbered(layout.SET_HEAD), n)
+            await conn.execute(f"VACUUM ANALYZE {layout.CHANGES}")
         finally:
             await conn.close()
 
-    asyncio.run(fill())
+    asyncio.run(fill_store())
 
 
-# Rows in RedisStore's layout (see revsync/stores/redis.py), generated inside Redis by
-# this script, BATCH rows per call.  ARGV: prefix, first index, count, now, base exp.
+# Rows made inside Redis by this script, BATCH rows per call, with RedisStore's own
+# put_row (revsync/stores/lua/rows.lua).  KEYS: counter, log, exp, hist.  ARGV: prefix,
+# first index, count, now, base exp.
 _REDIS_FILL = """
-local base, first, count = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local first, count = tonumber(ARGV[2]), tonumber(ARGV[3])
 local now, exp0 = ARGV[4], tonumber(ARGV[5])
 for i = first, first + count - 1 do
   local key = redis.sha1hex(tostring(i))
   key = string.sub(key, 1, 8) .. '-' .. string.sub(key, 9, 12) .. '-4' .. string.sub(key, 14, 16)
     .. '-8' .. string.sub(key, 18, 20) .. '-' .. string.sub(key, 21, 32)
-  local member = 'jti:' .. key
   local expires = string.format('%d', exp0 + (i % 86400))
   local seq = string.format('%d', i)
-  local doc = '[' .. seq .. ',"jti",' .. cjson.encode(key) .. ',true,' .. expires
-    .. ',null,null,' .. now .. ']'
-  redis.call('HSET', base .. ':row:' .. member,
-    'seq', seq, 'revoked', '1', 'expires_at', expires, 'json', doc)
-  redis.call('ZADD', base .. ':log', i, member)
-  redis.call('ZADD', base .. ':exp', expires, member)
+  local doc = row_doc(seq, 'jti', key, '1', expires, false, false, now)
+  put_row(member_of('jti', key), seq, '1', expires, false, false, doc)
 end
-redis.call('SET', base .. ':seq', string.format('%d', first + count - 1))
+redis.call('SET', KEYS[1], string.format('%d', first + count - 1))
 return count
 """
 REDIS_BATCH = 20_000
@@ -410,13 +404,20 @@ def redis_populate(url: str, n: int, prefix: str = "revsync") -> None:
     """FLUSHDB (the bench's private Redis), then n rows made by a Lua script in batches."""
     import redis
 
+    from revsync.stores.layout import RedisKeys
+    from revsync.stores.redis import lua_script
+
+    keys = RedisKeys(prefix)
     client = redis.Redis.from_url(url)
     try:
         client.flushdb()
-        fill = client.register_script(_REDIS_FILL)
+        fill = client.register_script(lua_script(_REDIS_FILL, "rows"))
         now = time.time()
         for first in range(1, n + 1, REDIS_BATCH):
             count = min(REDIS_BATCH, n - first + 1)
-            fill(args=["{" + prefix + "}", first, count, repr(now), int(now) + 3600])
+            fill(
+                keys=[keys.counter, keys.log, keys.expiry, keys.history],
+                args=[keys.base, first, count, repr(now), int(now) + 3600],
+            )
     finally:
         client.close()

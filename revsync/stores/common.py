@@ -1,16 +1,19 @@
-"""What the store modules share: request checks, the merge rule, URL masking.
+"""What the store modules share: request checks, the merge rule, rows to Changes,
+``write``, URL masking.
 
 The merge rule says what row a change leaves behind.  SQLite and PostgreSQL apply
 it here, in Python, inside their writing transaction; the Redis store's write
-script mirrors it in Lua (see ``revsync/stores/redis.py``).  The contract tests
-hold all three to the same model.
+script mirrors it in Lua (``revsync/stores/lua/write_changes.lua``).  The contract
+tests hold all three to the same model.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from revsync.changes import Change, ChangeRequest, Kind
@@ -26,6 +29,35 @@ HISTORY_SLOTS = 4096
 """Slots of the history ring (``Store.history``): a node can check that the write at its
 cursor is still in the store's history as long as fewer writes than this happened
 since it last looked."""
+
+_BOOL = (False, True)
+
+
+class WriteMany(ABC):
+    """``write`` and ``write_many`` of every store: check the requests, then write them."""
+
+    async def write(self, request: ChangeRequest) -> Change:
+        """Write one change (see ``Store.write``)."""
+        return (await self.write_many([request]))[0]
+
+    async def write_many(self, requests: Sequence[ChangeRequest]) -> list[Change]:
+        """Write several changes in one transaction, numbered consecutively."""
+        checked = [check_request(request) for request in requests]
+        return await self._write_checked(checked) if checked else []
+
+    @abstractmethod
+    async def _write_checked(self, requests: list[ChangeRequest]) -> list[Change]:
+        """Write checked, non-empty ``requests`` in one transaction."""
+
+
+def changes_from_rows(rows: Iterable[Sequence[Any]]) -> list[Change]:
+    """Changes from rows of the columns of ``Change`` (``revoked`` a bool or 0/1): the
+    one per-row step on the snapshot path."""
+    # tuple.__new__ is what Change._make does, minus a Python-level call per row.
+    new, kinds, bools = tuple.__new__, KINDS, _BOOL
+    return [
+        new(Change, (r[0], kinds[r[1]], r[2], bools[r[3]], r[4], r[5], r[6], r[7])) for r in rows
+    ]
 
 
 def check_request(request: ChangeRequest) -> ChangeRequest:

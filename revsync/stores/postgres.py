@@ -16,35 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
-import time
-import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
 
 from revsync.changes import Change, ChangeRequest, Kind
-from revsync.stores.base import HistoryEntry, StoreError, StorePosition
-from revsync.stores.common import (
-    HISTORY_SLOTS,
-    KINDS,
-    apply_all,
-    check_figures,
-    check_request,
-    mask_url,
-    translate,
-)
-from revsync.stores.tokens import (
-    TokenRecord,
-    family_expiry,
-    records_from_rows,
-    request_for,
-    row_for,
-)
+from revsync.stores.base import StoreError
+from revsync.stores.common import changes_from_rows, mask_url, translate
+from revsync.stores.layout import TOKEN_COLUMNS, TOKENS, insert
+from revsync.stores.sql import SELECT_CHANGES, Connection, Dialect, SqlStore, Work
+from revsync.stores.tokens import TokenRecord, family_expiry, requests_for
 
-__all__ = ["PostgresStore", "from_url"]
+__all__ = ["PostgresStore", "from_url", "numbered"]
+
+_T = TypeVar("_T")
 
 _ERRORS = (
     asyncpg.PostgresError,
@@ -63,135 +52,29 @@ _LOST = (
 """Errors after which a pooled connection is suspect: expire them all, and retry reads once."""
 _SCHEMA_LOCK = 0x7265_7673_796E_6301  # "revsync" + 1: one advisory lock id for schema setup
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS revsync_meta (
-    id smallint PRIMARY KEY CHECK (id = 1),
-    seq bigint NOT NULL
-);
-INSERT INTO revsync_meta (id, seq) VALUES (1, 0) ON CONFLICT DO NOTHING;
-CREATE TABLE IF NOT EXISTS revsync_changes (
-    seq bigint NOT NULL,
-    kind text NOT NULL CHECK (kind IN ('jti', 'subject', 'token')),
-    key text NOT NULL,
-    revoked boolean NOT NULL,
-    expires_at double precision NOT NULL,
-    identity text,
-    cutoff double precision,
-    created_at double precision NOT NULL,
-    PRIMARY KEY (kind, key)
-);
-CREATE UNIQUE INDEX IF NOT EXISTS revsync_changes_seq ON revsync_changes (seq);
-CREATE INDEX IF NOT EXISTS revsync_changes_identity ON revsync_changes (identity, seq);
-CREATE INDEX IF NOT EXISTS revsync_changes_expires_at ON revsync_changes (expires_at);
-CREATE TABLE IF NOT EXISTS revsync_tokens (
-    jti text PRIMARY KEY,
-    identity text NOT NULL,
-    type text NOT NULL,
-    family text,
-    issued_at double precision NOT NULL,
-    expires_at double precision NOT NULL,
-    metadata text NOT NULL,
-    rotated boolean NOT NULL,
-    seq bigint NOT NULL
-);
-CREATE INDEX IF NOT EXISTS revsync_tokens_identity ON revsync_tokens (identity, seq);
-CREATE INDEX IF NOT EXISTS revsync_tokens_family ON revsync_tokens (family);
-CREATE INDEX IF NOT EXISTS revsync_tokens_expires_at ON revsync_tokens (expires_at);
-CREATE TABLE IF NOT EXISTS revsync_families (
-    family text PRIMARY KEY,
-    revoked boolean NOT NULL,
-    expires_at double precision NOT NULL
-);
-CREATE INDEX IF NOT EXISTS revsync_families_expires_at ON revsync_families (expires_at);
--- Tables created before the token registry only allowed 'jti' and 'subject'.  Altered
--- only then: an ALTER on every connect would lock out (and deadlock with) writers.
-DO $$ BEGIN
-    IF EXISTS (SELECT 1 FROM pg_constraint
-               WHERE conname = 'revsync_changes_kind_check'
-                 AND conrelid = 'revsync_changes'::regclass
-                 AND pg_get_constraintdef(oid) NOT LIKE '%token%') THEN
-        ALTER TABLE revsync_changes DROP CONSTRAINT revsync_changes_kind_check;
-        ALTER TABLE revsync_changes ADD CONSTRAINT revsync_changes_kind_check
-            CHECK (kind IN ('jti', 'subject', 'token')) NOT VALID;
-    END IF;
-END $$;
-"""
-
-# The store's identity and generation (revsync.stores.base.StorePosition).
-_IDENTITY_SCHEMA = """
-CREATE TABLE IF NOT EXISTS revsync_store (
-    id smallint PRIMARY KEY CHECK (id = 1),
-    store_id text NOT NULL,
-    epoch bigint NOT NULL
-);
-INSERT INTO revsync_store (id, store_id, epoch) VALUES (1, '{store_id}', 1) ON CONFLICT DO NOTHING;
-CREATE TABLE IF NOT EXISTS revsync_history (
-    slot integer PRIMARY KEY,
-    first bigint NOT NULL,
-    seq bigint NOT NULL,
-    stamp double precision NOT NULL
-);
-"""
-_POSITION = (
-    "SELECT s.store_id, s.epoch, m.seq, (SELECT h.stamp FROM revsync_history h"
-    " WHERE h.slot = m.seq % $1 AND h.seq = m.seq)"
-    " FROM revsync_store s, revsync_meta m WHERE s.id = 1 AND m.id = 1"
+_BUMP = "UPDATE revsync_meta SET seq = seq + ? WHERE id = 1 RETURNING seq"
+_LOAD = (
+    f"{SELECT_CHANGES} WHERE (kind, key) IN"  # noqa: S608 - no value goes in
+    " (SELECT * FROM unnest(?::text[], ?::text[]))"
 )
-_RECORD_HISTORY = (
-    "INSERT INTO revsync_history (slot, first, seq, stamp) VALUES ($1, $2, $3, $4)"
-    " ON CONFLICT (slot) DO UPDATE"
-    " SET first = EXCLUDED.first, seq = EXCLUDED.seq, stamp = EXCLUDED.stamp"
-)
-
-_LOAD = """
-SELECT seq, kind, key, revoked, expires_at, identity, cutoff, created_at FROM revsync_changes
-WHERE (kind, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-"""
-
+# Every row in one statement: one array per column (layout.CHANGE_COLUMNS).
 _UPSERT = """
 INSERT INTO revsync_changes (seq, kind, key, revoked, expires_at, identity, cutoff, created_at)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::boolean[],
-                     $5::float8[], $6::text[], $7::float8[], $8::float8[])
+SELECT * FROM unnest(?::bigint[], ?::text[], ?::text[], ?::boolean[],
+                     ?::float8[], ?::text[], ?::float8[], ?::float8[])
 ON CONFLICT (kind, key) DO UPDATE SET
     seq = EXCLUDED.seq, revoked = EXCLUDED.revoked, expires_at = EXCLUDED.expires_at,
     identity = EXCLUDED.identity, cutoff = EXCLUDED.cutoff, created_at = EXCLUDED.created_at
 """
-
-
-_SELECT = (
-    "SELECT seq, kind, key, revoked, expires_at, identity, cutoff, created_at FROM revsync_changes"
-)
-_GET = f"{_SELECT} WHERE kind = $1 AND key = $2"
-_SINCE = f"{_SELECT} WHERE seq > $1 ORDER BY seq LIMIT $2"
-_BY_IDENTITY = f"{_SELECT} WHERE identity = $1 ORDER BY seq"
-
-
-_RECORD_SELECT = (
-    "SELECT jti, identity, type, family, issued_at, expires_at, metadata, rotated, seq"
-    " FROM revsync_tokens"
-)
-_RECORD = _RECORD_SELECT + " WHERE jti = $1"
-_RECORDS_BY = {
-    "identity": _RECORD_SELECT + " WHERE identity = $1 ORDER BY seq",
-    "family": _RECORD_SELECT + " WHERE family = $1 ORDER BY seq",
-}
-_INSERT_RECORD = (
-    "INSERT INTO revsync_tokens"
-    " (jti, identity, type, family, issued_at, expires_at, metadata, rotated, seq)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (jti) DO NOTHING"
-)
+_CURRENT = "SELECT family, expires_at FROM revsync_tokens WHERE jti = ?"
+_ROTATE = "UPDATE revsync_tokens SET rotated = true WHERE jti = ? AND NOT rotated"
 # Creates or extends (a family row lives as long as its longest-lived member) and
 # locks the row until the transaction ends; returns the latest committed mark.
 _EXTEND_FAMILY = (
-    "INSERT INTO revsync_families (family, revoked, expires_at) VALUES ($1, false, $2)"
+    "INSERT INTO revsync_families (family, revoked, expires_at) VALUES (?, false, ?)"
     " ON CONFLICT (family) DO UPDATE"
     " SET expires_at = greatest(revsync_families.expires_at, EXCLUDED.expires_at)"
     " RETURNING revoked"
-)
-_REVOKE_FAMILY = (
-    "INSERT INTO revsync_families (family, revoked, expires_at) VALUES"
-    " ($1, true, coalesce((SELECT max(expires_at) FROM revsync_tokens WHERE family = $1), 0))"
-    " ON CONFLICT (family) DO UPDATE SET revoked = true"
 )
 
 
@@ -207,8 +90,43 @@ def from_url(url: str, **options: Any) -> PostgresStore:
     return PostgresStore(url, **options)
 
 
-class PostgresStore:
+@functools.lru_cache(maxsize=128)
+def numbered(sql: str) -> str:
+    """``sql`` with its ``?`` marks numbered $1, $2, ..., asyncpg's placeholders."""
+    first, *rest = sql.split("?")
+    return first + "".join(f"${n}{part}" for n, part in enumerate(rest, 1))
+
+
+class _Connection:
+    """An asyncpg connection as ``sql.Connection``."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        status: str = await self._conn.execute(numbered(sql), *args)
+        count = status.rpartition(" ")[2]  # "UPDATE 1", "INSERT 0 1", "DELETE 3"
+        return int(count) if count.isdigit() else 0
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        rows: list[Any] = await self._conn.fetch(numbered(sql), *args)
+        return rows
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._conn.executemany(numbered(sql), rows)
+
+
+class PostgresStore(SqlStore):
     """A revocation store in PostgreSQL, over an asyncpg pool (see the module docstring)."""
+
+    dialect = Dialect(
+        "PostgreSQL",
+        "postgresql",
+        duplicate_seqs="count(*) - count(DISTINCT seq)",
+        insert_record=insert(TOKENS, TOKEN_COLUMNS) + " ON CONFLICT (jti) DO NOTHING",
+    )
 
     def __init__(
         self,
@@ -243,8 +161,7 @@ class PostgresStore:
                 acquire = pool.acquire(timeout=self._connect_timeout)
                 async with acquire as conn, conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
-                    await conn.execute(_SCHEMA)
-                    await conn.execute(_IDENTITY_SCHEMA.format(store_id=uuid.uuid4().hex))
+                    await conn.execute(self._schema())
             except BaseException:
                 pool.terminate()
                 raise
@@ -270,38 +187,55 @@ class PostgresStore:
             raise StoreError(msg)
         return self._pool.acquire(timeout=self._connect_timeout)
 
-    async def write(self, request: ChangeRequest) -> Change:
-        """Write one change (see ``Store.write``)."""
-        return (await self.write_many([request]))[0]
+    @contextlib.asynccontextmanager
+    async def _errors(self, what: str) -> AsyncIterator[None]:
+        """Translate driver errors; after a lost connection, have the pool replace them all."""
+        with translate(_ERRORS, lambda: f"{what} PostgreSQL store {self.url} failed"):
+            try:
+                yield
+            except _LOST:
+                if self._pool is not None:
+                    await self._pool.expire_connections()
+                raise
 
-    async def write_many(self, requests: Sequence[ChangeRequest]) -> list[Change]:
-        """Write several changes in one transaction, numbered consecutively."""
-        checked = [check_request(request) for request in requests]
-        if not checked:
-            return []
-        async with self._errors("write to"), self._acquire() as conn, conn.transaction():
-            return await self._apply(conn, checked)
+    async def _read(self, sql: str, *args: Any) -> list[Any]:
+        """Run a read, once more on a fresh connection if the first one was lost."""
+        for attempt in range(2):
+            try:
+                async with self._errors("read from"), self._acquire() as conn:
+                    rows: list[Any] = await conn.fetch(numbered(sql), *args)
+                    return rows
+            except StoreError as exc:
+                if attempt or not isinstance(exc.__cause__, _LOST):
+                    raise
+        raise AssertionError  # pragma: no cover - the loop returns or raises
 
-    async def _apply(self, conn: Any, checked: list[ChangeRequest]) -> list[Change]:
-        """Number and merge ``checked`` inside the caller's transaction."""
-        head = await conn.fetchval(
-            "UPDATE revsync_meta SET seq = seq + $1 WHERE id = 1 RETURNING seq",
-            len(checked),
-        )
-        if head is None:
+    async def _transaction(self, what: str, work: Work[_T], isolation: str | None = None) -> _T:
+        async with (
+            self._errors(what),
+            self._acquire() as conn,
+            conn.transaction(isolation=isolation),
+        ):
+            return await work(_Connection(conn))
+
+    async def _bump(self, conn: Connection, count: int) -> int:
+        # The counter row's lock serialises writers until this transaction ends.
+        rows = await conn.fetch(_BUMP, count)
+        if not rows:
             msg = f"PostgreSQL store {self.url} has no sequence counter row"
             raise StoreError(msg)
-        targets = {(request.kind, request.key) for request in checked}
+        return int(rows[0][0])
+
+    async def _load(
+        self, conn: Connection, targets: set[tuple[Kind, str]]
+    ) -> dict[tuple[Kind, str], Change]:
         kinds, keys = zip(*((kind.value, key) for kind, key in targets), strict=True)
-        old = {(c.kind, c.key): c for c in _changes(await conn.fetch(_LOAD, kinds, keys))}
-        now = time.time()
-        changes, final = apply_all(old, checked, head - len(checked) + 1, now)
-        columns = list(zip(*final, strict=True))
+        return {(c.kind, c.key): c for c in changes_from_rows(await conn.fetch(_LOAD, kinds, keys))}
+
+    async def _store(self, conn: Connection, rows: list[Change]) -> None:
+        columns = list(zip(*rows, strict=True))
         columns[1] = tuple(kind.value for kind in columns[1])
         await conn.execute(_UPSERT, *columns)
-        first = head - len(checked) + 1
-        await conn.execute(_RECORD_HISTORY, head % HISTORY_SLOTS, first, head, now)
-        return changes
 
     # -- the token registry (revsync.registry) ------------------------------------------
 
@@ -315,16 +249,17 @@ class PostgresStore:
         rotated or its family revoked, write nothing and return None.  Records with a
         family create or extend its row (``revoke_family``).
         """
-        requests = [check_request(request_for(record)) for record in records]
+        requests = requests_for(records)
         try:
-            async with self._errors("write to"), self._acquire() as conn, conn.transaction():
-                return await self._register(conn, records, requests, rotate)
+            return await self._transaction(
+                "write to", lambda conn: self._register(conn, records, requests, rotate)
+            )
         except _Refused:
             return None
 
     async def _register(
         self,
-        conn: Any,
+        conn: Connection,
         records: Sequence[TokenRecord],
         requests: list[ChangeRequest],
         rotate: str | None,
@@ -333,13 +268,12 @@ class PostgresStore:
         families = family_expiry(records)
         family = None
         if rotate is not None:
-            sql = "SELECT family, expires_at FROM revsync_tokens WHERE jti = $1"
-            current = await conn.fetchrow(sql, rotate)
-            if current is None:
+            current = await conn.fetch(_CURRENT, rotate)
+            if not current:
                 raise _Refused
-            family = current["family"]
+            family, current_expiry = current[0]
             if family is not None:
-                expires = max(current["expires_at"], families.get(family, -math.inf))
+                expires = max(current_expiry, families.get(family, -math.inf))
                 families = dict(sorted({**families, family: expires}.items()))
         # Family rows are locked before the counter row, in one order, so two writers
         # never wait on each other in a cycle.  The rotated token's family row stays
@@ -347,139 +281,9 @@ class PostgresStore:
         # then reads its successor, or marked the family first and this sees the mark.
         revoked = set()
         for name, expires_at in families.items():
-            if await conn.fetchval(_EXTEND_FAMILY, name, expires_at):
+            ((is_revoked,),) = await conn.fetch(_EXTEND_FAMILY, name, expires_at)
+            if is_revoked:
                 revoked.add(name)
-        if rotate is not None:
-            if family in revoked:
-                raise _Refused
-            status = await conn.execute(
-                "UPDATE revsync_tokens SET rotated = true WHERE jti = $1 AND NOT rotated", rotate
-            )
-            if status != "UPDATE 1":
-                raise _Refused
-        if not requests:
-            return []
-        changes = await self._apply(conn, requests)
-        rows = [row_for(r, c.seq) for r, c in zip(records, changes, strict=True)]
-        await conn.executemany(_INSERT_RECORD, rows)
-        return changes
-
-    async def revoke_family(self, family: str) -> list[TokenRecord]:
-        """Mark a refresh family revoked, so no rotation of its tokens succeeds any more,
-        and return its records, read in the same transaction after the mark."""
-        # Read committed, whatever the server's default: the mark waits for a rotation
-        # holding the family row, and the read, a statement of its own, then sees it.
-        async with (
-            self._errors("write to"),
-            self._acquire() as conn,
-            conn.transaction(isolation="read_committed"),
-        ):
-            await conn.execute(_REVOKE_FAMILY, family)
-            rows = await conn.fetch(_RECORDS_BY["family"], family)
-        return records_from_rows(rows)
-
-    async def token(self, jti: str) -> TokenRecord | None:
-        """The registry record of one jti, or None."""
-        sql = _RECORD
-        found = records_from_rows(await self._fetch(sql, jti))
-        return found[0] if found else None
-
-    async def tokens(
-        self, *, identity: str | None = None, family: str | None = None
-    ) -> list[TokenRecord]:
-        """Registry records of one identity or one refresh family, ascending by seq."""
-        column, value = ("identity", identity) if family is None else ("family", family)
-        sql = _RECORDS_BY[column]
-        return records_from_rows(await self._fetch(sql, value))
-
-    @contextlib.asynccontextmanager
-    async def _errors(self, what: str) -> AsyncIterator[None]:
-        """Translate driver errors; after a lost connection, have the pool replace them all."""
-        with translate(_ERRORS, lambda: f"{what} PostgreSQL store {self.url} failed"):
-            try:
-                yield
-            except _LOST:
-                if self._pool is not None:
-                    await self._pool.expire_connections()
-                raise
-
-    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
-        """Run a read, once more on a fresh connection if the first one was lost."""
-        for attempt in range(2):
-            try:
-                async with self._errors("read from"), self._acquire() as conn:
-                    rows: list[Any] = await conn.fetch(sql, *args)
-                    return rows
-            except StoreError as exc:
-                if attempt or not isinstance(exc.__cause__, _LOST):
-                    raise
-        raise AssertionError  # pragma: no cover - the loop returns or raises
-
-    async def get(self, kind: Kind, key: str) -> Change | None:
-        """The current row for one target, or None."""
-        rows = _changes(await self._fetch(_GET, Kind(kind).value, key))
-        return rows[0] if rows else None
-
-    async def since(self, seq: int, limit: int = 10_000) -> list[Change]:
-        """Rows with seq greater than ``seq``, ascending, at most ``limit``."""
-        return _changes(await self._fetch(_SINCE, seq, limit))
-
-    async def head(self) -> int:
-        """The highest seq handed out so far."""
-        rows = await self._fetch("SELECT seq FROM revsync_meta WHERE id = 1")
-        return int(rows[0][0]) if rows else 0
-
-    async def position(self) -> StorePosition:
-        """The store's identity, epoch and head, read in one statement."""
-        rows = await self._fetch(_POSITION, HISTORY_SLOTS)
-        if not rows:
-            msg = f"PostgreSQL store {self.url} has no identity row; was its schema created?"
-            raise StoreError(msg)
-        store_id, epoch, head, stamp = rows[0]
-        return StorePosition(str(store_id), int(epoch), int(head), stamp)
-
-    async def history(self, seq: int) -> HistoryEntry | None:
-        """The history ring's entry in the slot of ``seq`` (see ``Store.history``)."""
-        sql = "SELECT first, seq, stamp FROM revsync_history WHERE slot = $1"
-        rows = await self._fetch(sql, seq % HISTORY_SLOTS)
-        return HistoryEntry(int(rows[0][0]), int(rows[0][1]), float(rows[0][2])) if rows else None
-
-    async def new_epoch(self) -> StorePosition:
-        """Start a new generation of the store's history (after a restore or failover)."""
-        sql = "UPDATE revsync_store SET epoch = epoch + 1 WHERE id = 1"
-        async with self._errors("write to"), self._acquire() as conn:
-            await conn.execute(sql)
-        return await self.position()
-
-    async def prune(self, before: float) -> int:
-        """Delete rows whose ``expires_at`` is earlier than ``before``."""
-        sql = "DELETE FROM revsync_changes WHERE expires_at < $1"
-        # One transaction, like SQLite's: a prune cancelled half-way leaves nothing half-done.
-        async with self._errors("prune of"), self._acquire() as conn, conn.transaction():
-            status: str = await conn.execute(sql, float(before))
-            await conn.execute("DELETE FROM revsync_tokens WHERE expires_at < $1", float(before))
-            await conn.execute("DELETE FROM revsync_families WHERE expires_at < $1", float(before))
-        return int(status.rpartition(" ")[2])
-
-    async def by_identity(self, identity: str) -> list[Change]:
-        """Rows of one identity, ascending by seq."""
-        return _changes(await self._fetch(_BY_IDENTITY, identity))
-
-    async def check(self) -> dict[str, int]:
-        """Counter present and not behind any row; seq unique (also enforced by an index)."""
-        sql = (
-            "SELECT (SELECT seq FROM revsync_meta WHERE id = 1), count(*),"
-            " coalesce(max(seq), 0), count(*) - count(DISTINCT seq) FROM revsync_changes"
-        )
-        ((counter, rows, max_row_seq, duplicates),) = await self._fetch(sql)
-        if duplicates:
-            msg = f"PostgreSQL store {self.url}: {duplicates} rows share a seq with another"
-            raise StoreError(msg)
-        return check_figures(counter, rows, max_row_seq, self.url)
-
-
-def _changes(records: Iterable[Any]) -> list[Change]:
-    """Build Changes from asyncpg records; the one per-row step on the snapshot path."""
-    # tuple.__new__ is what Change._make does, minus a Python-level call per row.
-    new, kinds = tuple.__new__, KINDS
-    return [new(Change, (r[0], kinds[r[1]], r[2], r[3], r[4], r[5], r[6], r[7])) for r in records]
+        if rotate is not None and (family in revoked or await conn.execute(_ROTATE, rotate) != 1):
+            raise _Refused
+        return await self._add_records(conn, records, requests)

@@ -14,8 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from revsync.changes import ChangeRequest, Kind
+from revsync.stores.common import check_request
 
-__all__ = ["TokenRecord", "family_expiry", "records_from_rows", "request_for", "row_for"]
+__all__ = [
+    "TokenRecord",
+    "family_expiry",
+    "records_from_rows",
+    "request_for",
+    "requests_for",
+    "row_for",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +64,11 @@ class TokenRecord:
 def request_for(record: TokenRecord) -> ChangeRequest:
     """The ``Kind.TOKEN`` change that announces ``record`` to every node."""
     return ChangeRequest(Kind.TOKEN, record.jti, False, record.expires_at, record.identity)
+
+
+def requests_for(records: Iterable[TokenRecord]) -> list[ChangeRequest]:
+    """The checked ``Kind.TOKEN`` changes of ``records``, in order (raises ValueError)."""
+    return [check_request(request_for(record)) for record in records]
 
 
 def row_for(record: TokenRecord, seq: int) -> tuple[Any, ...]:

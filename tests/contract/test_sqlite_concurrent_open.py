@@ -13,7 +13,6 @@ from pathlib import Path
 
 from revsync.changes import ChangeRequest, Kind
 from revsync.stores.sqlite import SqliteStore
-from tests.registry.test_sqlite_migration import _old_file
 
 TRIALS = 40
 NODES = 6
@@ -22,8 +21,6 @@ NODES = 6
 async def test_nodes_opening_a_new_file_together_all_connect(tmp_path: Path) -> None:
     for trial in range(TRIALS):
         path = tmp_path / f"trial-{trial}.db"
-        if trial % 2:
-            _old_file(path)  # a file made before the token registry: migrated too
         stores = [SqliteStore(path) for _ in range(NODES)]
         try:
             await asyncio.gather(*(store.connect() for store in stores))

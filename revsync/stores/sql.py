@@ -1,0 +1,271 @@
+"""The SQL store core: what SqliteStore and PostgresStore do alike, written once.
+
+:class:`SqlStore` holds the statements and the logic of every operation; a subclass
+knows only its driver: how it reads, how it runs a write transaction (SQLite's
+shielded ``BEGIN IMMEDIATE``, PostgreSQL's pooled ``conn.transaction()``), how it
+bumps the counter and how it loads and stores many rows at once.  Everything else
+that differs is in its :class:`Dialect`.
+
+Statements are written with ``?`` marks; PostgresStore numbers them ($1, $2, ...).
+Each write bumps the counter row inside its transaction, so seqs are committed in
+the order they are handed out (docs/design.md, "Sequence numbers"), and records its
+range in the history ring in the same transaction ("When the store goes back in time").
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from abc import abstractmethod
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from revsync.changes import Change, ChangeRequest, Kind
+from revsync.stores.base import HistoryEntry, StoreError, StorePosition
+from revsync.stores.common import (
+    HISTORY_SLOTS,
+    WriteMany,
+    apply_all,
+    changes_from_rows,
+    check_figures,
+)
+from revsync.stores.layout import (
+    CHANGE_COLUMNS,
+    CHANGES,
+    HEAD,
+    TOKEN_COLUMNS,
+    TOKENS,
+    select,
+    sql_schema,
+)
+from revsync.stores.tokens import TokenRecord, records_from_rows, row_for
+
+__all__ = ["Connection", "Dialect", "SqlStore", "Work"]
+
+_T = TypeVar("_T")
+
+SELECT_CHANGES = select(CHANGES, CHANGE_COLUMNS)
+_GET = f"{SELECT_CHANGES} WHERE kind = ? AND key = ?"
+_SINCE = f"{SELECT_CHANGES} WHERE seq > ? ORDER BY seq LIMIT ?"
+_BY_IDENTITY = f"{SELECT_CHANGES} WHERE identity = ? ORDER BY seq"
+_CHECK = (
+    "SELECT (SELECT seq FROM revsync_meta WHERE id = 1), count(*), coalesce(max(seq), 0),"
+    " {duplicates} FROM revsync_changes"
+)
+
+_POSITION = (
+    "SELECT s.store_id, s.epoch, m.seq, (SELECT h.stamp FROM revsync_history h"
+    " WHERE h.slot = m.seq % ? AND h.seq = m.seq)"
+    " FROM revsync_store s, revsync_meta m WHERE s.id = 1 AND m.id = 1"
+)
+_HISTORY = "SELECT first, seq, stamp FROM revsync_history WHERE slot = ?"
+_RECORD_HISTORY = (
+    "INSERT INTO revsync_history (slot, first, seq, stamp) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (slot) DO UPDATE"
+    " SET first = EXCLUDED.first, seq = EXCLUDED.seq, stamp = EXCLUDED.stamp"
+)
+_NEW_EPOCH = "UPDATE revsync_store SET epoch = epoch + 1 WHERE id = 1"
+_PRUNE = (
+    "DELETE FROM revsync_changes WHERE expires_at < ?",
+    "DELETE FROM revsync_tokens WHERE expires_at < ?",
+    "DELETE FROM revsync_families WHERE expires_at < ?",
+)
+"""Rows, then registry records and families (the rows' count is what prune returns)."""
+
+_SELECT_RECORDS = select(TOKENS, TOKEN_COLUMNS)
+_RECORD = f"{_SELECT_RECORDS} WHERE jti = ?"
+_RECORDS_BY = {
+    "identity": f"{_SELECT_RECORDS} WHERE identity = ? ORDER BY seq",
+    "family": f"{_SELECT_RECORDS} WHERE family = ? ORDER BY seq",
+}
+_REVOKE_FAMILY = (
+    "INSERT INTO revsync_families (family, revoked, expires_at) VALUES"
+    " (?, true, coalesce((SELECT max(expires_at) FROM revsync_tokens WHERE family = ?), 0))"
+    " ON CONFLICT (family) DO UPDATE SET revoked = true"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """What differs between the SQL stores beyond their driver."""
+
+    name: str
+    """The database, as messages name it ("SQLite")."""
+    schema: str
+    """Its name in ``layout.sql_schema``."""
+    duplicate_seqs: str
+    """An expression counting rows that share a seq (``check``): "0" where seq is the
+    primary key."""
+    insert_record: str
+    """The statement that adds a row to ``revsync_tokens`` (``register``)."""
+
+
+class Connection(Protocol):
+    """A driver's connection inside a write transaction, as the core uses it."""
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run one statement; return how many rows it changed."""
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        """Run one query; return its rows (indexable by column)."""
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement per row."""
+
+
+Work = Callable[[Connection], Awaitable[_T]]
+"""What runs inside a write transaction."""
+
+
+class SqlStore(WriteMany):
+    """Every ``Store`` operation over the driver hooks a subclass provides."""
+
+    dialect: ClassVar[Dialect]
+    url: str
+
+    # -- what each driver provides ----------------------------------------------------
+
+    @abstractmethod
+    async def _read(self, sql: str, *args: Any) -> list[Any]:
+        """Run one query outside any write transaction; return its rows."""
+
+    @abstractmethod
+    async def _transaction(self, what: str, work: Work[_T], isolation: str | None = None) -> _T:
+        """Run ``work`` in one write transaction; driver errors become StoreError
+        "``what`` ... store ... failed".  ``isolation`` is PostgreSQL's level (SQLite's
+        ``BEGIN IMMEDIATE`` serialises every write anyway)."""
+
+    @abstractmethod
+    async def _bump(self, conn: Connection, count: int) -> int:
+        """Hand out ``count`` seqs from the counter row; return the last one."""
+
+    @abstractmethod
+    async def _load(
+        self, conn: Connection, targets: set[tuple[Kind, str]]
+    ) -> dict[tuple[Kind, str], Change]:
+        """The current rows of ``targets`` (those the store has)."""
+
+    @abstractmethod
+    async def _store(self, conn: Connection, rows: list[Change]) -> None:
+        """Insert or replace ``rows`` (one per target)."""
+
+    # -- writes -----------------------------------------------------------------------
+
+    def _schema(self) -> str:
+        """Every CREATE ... IF NOT EXISTS of this dialect, with a fresh store id."""
+        return sql_schema(self.dialect.schema, uuid.uuid4().hex)
+
+    async def _write_checked(self, requests: list[ChangeRequest]) -> list[Change]:
+        return await self._transaction("write to", lambda conn: self._apply(conn, requests))
+
+    async def _apply(self, conn: Connection, requests: list[ChangeRequest]) -> list[Change]:
+        """Number and merge ``requests`` inside the caller's transaction."""
+        count = len(requests)
+        head = await self._bump(conn, count)
+        first = head - count + 1
+        old = await self._load(conn, {(request.kind, request.key) for request in requests})
+        now = time.time()
+        changes, final = apply_all(old, requests, first, now)
+        await self._store(conn, final)
+        await conn.execute(_RECORD_HISTORY, head % HISTORY_SLOTS, first, head, now)
+        return changes
+
+    async def _add_records(
+        self, conn: Connection, records: Sequence[TokenRecord], requests: list[ChangeRequest]
+    ) -> list[Change]:
+        """Write the records' changes (``requests``) and the records, inside the caller's
+        transaction (``register``)."""
+        if not requests:
+            return []
+        changes = await self._apply(conn, requests)
+        rows = [row_for(r, c.seq) for r, c in zip(records, changes, strict=True)]
+        await conn.executemany(self.dialect.insert_record, rows)
+        return changes
+
+    async def new_epoch(self) -> StorePosition:
+        """Start a new generation of the store's history (after a restore or failover)."""
+        await self._transaction("write to", lambda conn: conn.execute(_NEW_EPOCH))
+        return await self.position()
+
+    async def prune(self, before: float) -> int:
+        """Delete rows whose ``expires_at`` is earlier than ``before``."""
+        before = float(before)
+
+        # One transaction: a prune cancelled half-way leaves nothing half-done.
+        async def work(conn: Connection) -> int:
+            counts = [await conn.execute(sql, before) for sql in _PRUNE]
+            return counts[0]
+
+        return await self._transaction("prune of", work)
+
+    async def revoke_family(self, family: str) -> list[TokenRecord]:
+        """Mark a refresh family revoked, so no rotation of its tokens succeeds any more,
+        and return its records, read in the same transaction after the mark."""
+
+        async def work(conn: Connection) -> list[TokenRecord]:
+            # SQLite's write lock orders this against every rotation.  On PostgreSQL the
+            # mark waits for a rotation holding the family row; the read, a statement
+            # of its own, then sees it under read committed, whatever the server's default.
+            await conn.execute(_REVOKE_FAMILY, family, family)
+            return records_from_rows(await conn.fetch(_RECORDS_BY["family"], family))
+
+        return await self._transaction("write to", work, isolation="read_committed")
+
+    # -- reads ------------------------------------------------------------------------
+
+    async def get(self, kind: Kind, key: str) -> Change | None:
+        """The current row for one target, or None."""
+        rows = changes_from_rows(await self._read(_GET, Kind(kind).value, key))
+        return rows[0] if rows else None
+
+    async def since(self, seq: int, limit: int = 10_000) -> list[Change]:
+        """Rows with seq greater than ``seq``, ascending, at most ``limit``."""
+        return changes_from_rows(await self._read(_SINCE, seq, limit))
+
+    async def by_identity(self, identity: str) -> list[Change]:
+        """Rows of one identity, ascending by seq."""
+        return changes_from_rows(await self._read(_BY_IDENTITY, identity))
+
+    async def head(self) -> int:
+        """The highest seq handed out so far."""
+        rows = await self._read(HEAD)
+        return int(rows[0][0]) if rows else 0
+
+    async def position(self) -> StorePosition:
+        """The store's identity, epoch and head, read in one statement."""
+        rows = await self._read(_POSITION, HISTORY_SLOTS)
+        if not rows:
+            msg = (
+                f"{self.dialect.name} store {self.url} has no identity row; "
+                "was its schema created by revsync?"
+            )
+            raise StoreError(msg)
+        store_id, epoch, head, stamp = rows[0]
+        return StorePosition(str(store_id), int(epoch), int(head), stamp)
+
+    async def history(self, seq: int) -> HistoryEntry | None:
+        """The history ring's entry in the slot of ``seq`` (see ``Store.history``)."""
+        rows = await self._read(_HISTORY, seq % HISTORY_SLOTS)
+        return HistoryEntry(int(rows[0][0]), int(rows[0][1]), float(rows[0][2])) if rows else None
+
+    async def check(self) -> dict[str, int]:
+        """Counter present and not behind any row; no two rows share a seq."""
+        sql = _CHECK.format(duplicates=self.dialect.duplicate_seqs)
+        ((counter, rows, max_row_seq, duplicates),) = await self._read(sql)
+        if duplicates:
+            msg = f"{self.dialect.name} store {self.url}: {duplicates} rows share a seq"
+            raise StoreError(msg)
+        return check_figures(counter, rows, max_row_seq, self.url)
+
+    async def token(self, jti: str) -> TokenRecord | None:
+        """The registry record of one jti, or None."""
+        found = records_from_rows(await self._read(_RECORD, jti))
+        return found[0] if found else None
+
+    async def tokens(
+        self, *, identity: str | None = None, family: str | None = None
+    ) -> list[TokenRecord]:
+        """Registry records of one identity or one refresh family, ascending by seq."""
+        column, value = ("identity", identity) if family is None else ("family", family)
+        return records_from_rows(await self._read(_RECORDS_BY[column], value))
