@@ -9,12 +9,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import shutil
-import socket
 import sqlite3
-import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,6 +18,9 @@ from pathlib import Path
 import pytest
 import redis
 import structlog
+
+from services import processes
+from services.processes import free_port as free_port  # re-exported for the tests
 
 REQUIRE_SERVICES = os.environ.get("REVSYNC_REQUIRE_SERVICES") == "1"
 REDIS_URL = os.environ.get("REVSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -36,14 +35,6 @@ def _unavailable(what: str, why: object) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{msg}, and REVSYNC_REQUIRE_SERVICES=1 forbids skipping")
     pytest.skip(msg)
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")
@@ -83,63 +74,15 @@ def channel() -> str:
     return f"revsync-test-{uuid.uuid4().hex[:12]}"
 
 
-class RedisServer:
-    """A redis-server process of the test's own, on a free loopback port."""
-
-    def __init__(self, port: int, workdir: Path, extra: list[str] | None = None) -> None:
-        self.port = port
-        self.workdir = workdir
-        self.extra = extra or []
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+class RedisServer(processes.RedisServer):
+    """A redis-server process of the test's own, on a free loopback port; ``kill()`` is
+    kill -9: the server vanishes with everything it held in memory."""
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
+        try:
+            super().start()
+        except processes.Unavailable:
             _unavailable("redis-server", "not on PATH")
-        args = [
-            str(binary),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.workdir),
-            *self.extra,
-        ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        client.close()
-
-    def kill(self) -> None:
-        """kill -9: the server vanishes with everything it held in memory."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def restart(self) -> None:
-        self.kill()
-        self.start()
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port)
 
 
 @pytest.fixture
