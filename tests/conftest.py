@@ -2,6 +2,9 @@
 
 Tests that need Redis or PostgreSQL skip with a reason when the service cannot be
 reached, unless REVSYNC_REQUIRE_SERVICES=1 (set by .ci/run), where they fail.
+
+Processes are started through ``services.processes``; the run fails if any process
+it started (or any orphan of one) is still alive at its end.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import asyncio
 import concurrent.futures
 import os
 import sqlite3
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -140,3 +144,38 @@ def _structlog_defaults() -> Iterator[None]:
     lines from later tests' capture_logs)."""
     yield
     structlog.reset_defaults()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A process whose parent dies (a hypercorn worker whose parent got SIGKILL, a node
+    # of a demo run that crashed) is re-parented to pytest, where the check below sees it.
+    processes.adopt_orphans()
+
+
+@pytest.hookimpl(trylast=True)  # after the fixtures' own teardown at session end
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the run when a process it started is still alive: a leak outlives the run,
+    holding ports and memory, and hides until the machine runs out of something."""
+    left = processes.leftovers()
+    if not left:
+        return
+    lines = [f"pid {pid}: {cmd}" for pid, cmd in sorted(left.items())]
+    message = "\n".join(
+        [f"{len(left)} process(es) started by the test run still alive at its end:", *lines]
+    )
+    processes.kill_leftovers(left)  # reported, and not left behind either
+    report = pytest.TestReport(
+        nodeid="processes left running",
+        location=(__file__, None, "processes left running"),
+        keywords={},
+        outcome="failed",
+        longrepr=message + "\n(killed now)",
+        when="teardown",
+    )
+    # Counted as an error: listed under ERRORS and in the last line, which turns red.
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.stats.setdefault("error", []).append(report)
+    else:
+        print(message, file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
