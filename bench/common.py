@@ -1,7 +1,7 @@
 """What every benchmark shares: machine facts, result files, servers and stores on loopback.
 
-Servers run in sessions of their own (``start_new_session``) and are stopped by
-process group, so a hypercorn worker never outlives its benchmark.  Every run gets
+Servers are run by ``services.processes`` (a session each, stopped by process group,
+so a hypercorn worker never outlives its benchmark).  Every run gets
 a private ``redis-server`` on a free port (other programs on the machine may flush
 the shared one) and, for PostgreSQL, a database of its own (``revsync_bench``).
 """
@@ -14,21 +14,18 @@ import json
 import os
 import platform
 import secrets
-import signal
 import sqlite3
 import statistics
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jwt as pyjwt
 
-from services.demo.cluster import RedisProcess, free_port
+from services.processes import RedisServer, clean_env, free_port, running
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(os.environ.get("REVSYNC_BENCH_RESULTS") or ROOT / "bench" / "results")
@@ -93,15 +90,15 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-# -- processes -------------------------------------------------------------------------
+# -- processes (run by services.processes) ---------------------------------------------
+
+READY_TIMEOUT = 120.0
+"""Seconds a bench server may take to get ready (a node backfilling a large store)."""
 
 
 def base_env(**extra: str) -> dict[str, str]:
     """The environment of a bench server: no inherited REVSYNC_*/JWT_* settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REVSYNC_", "JWT_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    env.update(extra)
-    return env
+    return clean_env(PYTHONPATH=str(ROOT), **extra)
 
 
 def node_env(redis_url: str, store_url: str, channel: str, **extra: str) -> dict[str, str]:
@@ -118,147 +115,11 @@ def node_env(redis_url: str, store_url: str, channel: str, **extra: str) -> dict
     )
 
 
-class Server:
-    """``hypercorn <app>`` (one worker) or any command, on a loopback port."""
-
-    def __init__(
-        self,
-        name: str,
-        app: str,
-        env: Mapping[str, str],
-        logdir: Path,
-        *,
-        python: str | None = None,
-        command: list[str] | None = None,
-    ) -> None:
-        self.name = name
-        self.port = free_port()
-        self.log = logdir / f"{name}.log"
-        python = python or sys.executable
-        self.args = command or [
-            python,
-            "-m",
-            "hypercorn",
-            app,
-            "--bind",
-            f"127.0.0.1:{self.port}",
-            "--workers",
-            "1",
-        ]
-        self.env = dict(env)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.started_at = 0.0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.started_at = time.monotonic()
-            self.proc = subprocess.Popen(
-                self.args,
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def wait(
-        self,
-        path: str = "/readyz",
-        timeout: float = 120.0,
-        interval: float = 0.01,
-        *,
-        any_answer: bool = False,
-    ) -> float:
-        """Block until ``path`` answers 200 (any HTTP answer with ``any_answer``);
-        return the seconds since ``start()``."""
-        deadline = time.monotonic() + timeout
-        last = "no answer"
-        with httpx.Client(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if self.proc is None or self.proc.poll() is not None:
-                    msg = f"{self.name} exited during start-up:\n{self.tail()}"
-                    raise RuntimeError(msg)
-                try:
-                    resp = client.get(self.url + path)
-                    if resp.status_code == 200 or any_answer:
-                        return time.monotonic() - self.started_at
-                    last = f"{resp.status_code} {resp.text[:200]}"
-                except httpx.HTTPError as exc:
-                    last = type(exc).__name__
-                time.sleep(interval)
-        msg = f"{self.name}: {path} not 200 after {timeout:g}s ({last})\n{self.tail()}"
-        raise RuntimeError(msg)
-
-    def rss_bytes(self) -> int:
-        """Resident memory of every process of the server's group (hypercorn and workers)."""
-        return group_rss(self.proc.pid) if self.proc is not None else 0
-
-    def tail(self, lines: int = 15) -> str:
-        with contextlib.suppress(OSError):
-            text = self.log.read_text(errors="replace").splitlines()[-lines:]
-            return "\n".join(f"  | {line}" for line in text)
-        return ""
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(5.0)
-        # hypercorn's worker shares the group: make sure nothing of it survives
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(5.0)
-
-
-def group_rss(pgid: int) -> int:
-    """Sum of VmRSS over the processes whose process group is ``pgid``."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid:  # fields after the name: state, ppid, pgrp, ...
-                continue
-            for line in (entry / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
-
-
-@contextlib.contextmanager
-def servers(*items: Server) -> Iterator[list[Server]]:
-    """Start the servers; stop every one of them on the way out, whatever happened."""
-    started: list[Server] = []
-    try:
-        for server in items:
-            server.start()
-            started.append(server)
-        yield started
-    finally:
-        for server in started:
-            server.stop()
-
-
 @contextlib.contextmanager
 def private_redis(workdir: Path) -> Iterator[str]:
     """A redis-server of our own on a free port, stopped at the end; yields its URL."""
-    proc = RedisProcess(workdir)
-    try:
-        yield proc.url
-    finally:
-        proc.stop()
+    with running(RedisServer(free_port(), workdir)) as (server,):
+        yield server.url
 
 
 def channel() -> str:

@@ -25,6 +25,7 @@ from quart import Quart
 
 from bench import common
 from revsync import RevSync
+from services.processes import Server, running
 
 TARGET_SECONDS = 5.0
 SAMPLE = 200
@@ -132,12 +133,11 @@ def run(*, quick: bool) -> dict[str, Any]:
                     continue
                 env = common.node_env(redis_url, store_url, common.channel())
                 nodes = [
-                    common.Server(f"mass-{store}-{i}", "services.api.app:app", env, work)
-                    for i in range(3)
+                    Server(f"mass-{store}-{i}", "services.api.app:app", env, work) for i in range(3)
                 ]
-                with common.servers(*nodes):
+                with running(*nodes):
                     for node in nodes:
-                        node.wait()
+                        node.wait_ready(timeout=common.READY_TIMEOUT)
                     row = asyncio.run(_mass([n.url for n in nodes], env, count))
                 row["target"] = {
                     "seconds": TARGET_SECONDS,

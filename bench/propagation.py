@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from bench import common
+from services.processes import Server, running
 
 SPACING = 0.005  # seconds between revocations of a pass: the nodes are idle in between
 
@@ -104,10 +105,8 @@ async def poll_pass(publisher: str, others: list[str], count: int) -> list[float
     return found
 
 
-def _nodes(count: int, env: dict[str, str], work: Path, prefix: str) -> list[common.Server]:
-    return [
-        common.Server(f"{prefix}{i}", "bench.apps.api_node:app", env, work) for i in range(count)
-    ]
+def _nodes(count: int, env: dict[str, str], work: Path, prefix: str) -> list[Server]:
+    return [Server(f"{prefix}{i}", "bench.apps.api_node:app", env, work) for i in range(count)]
 
 
 def run(*, quick: bool) -> dict[str, Any]:
@@ -120,9 +119,9 @@ def run(*, quick: bool) -> dict[str, Any]:
         with common.private_redis(work) as redis_url:
             env = common.node_env(redis_url, f"sqlite:///{work / 'revsync.db'}", common.channel())
             nodes = _nodes(3, env, work, "node")
-            with common.servers(*nodes):
+            with running(*nodes):
                 for node in nodes:
-                    node.wait()
+                    node.wait_ready(timeout=common.READY_TIMEOUT)
                 urls = [node.url for node in nodes]
                 # warm-up: first requests, connections and code paths
                 asyncio.run(subscriber_pass(urls[0], urls[1:], 20))
@@ -137,11 +136,11 @@ def run(*, quick: bool) -> dict[str, Any]:
             print(f"  3 nodes, HTTP poll:       {_fmt(out['three_nodes']['http_poll_ms'])}")
             scaling = []
             for n in scales:
-                publisher = common.Server(f"pub{n}-", "bench.apps.api_node:app", env, work)
+                publisher = Server(f"pub{n}-", "bench.apps.api_node:app", env, work)
                 subs = _nodes(n, env, work, f"sub{n}-")
-                with common.servers(publisher, *subs):
+                with running(publisher, *subs):
                     for node in (publisher, *subs):
-                        node.wait()
+                        node.wait_ready(timeout=common.READY_TIMEOUT)
                     asyncio.run(subscriber_pass(publisher.url, [s.url for s in subs], 10))
                     lags = asyncio.run(
                         subscriber_pass(publisher.url, [s.url for s in subs], scale_count)

@@ -24,6 +24,7 @@ import httpx
 import redis
 
 from bench import common, loadgen, qje
+from services.processes import Server, running
 
 TARGETS = {"revsync/no_check": 0.97, "revsync/redis_get": 1.25, "revsync/qje_seed": 1.3}
 
@@ -59,10 +60,10 @@ def run(*, quick: bool) -> dict[str, Any]:
                 pipe.execute()
             client.close()
             env = common.node_env(redis_url, f"sqlite:///{db}", common.channel())
-            variants: dict[str, common.Server] = {
-                "revsync": common.Server("revsync", "services.api.app:app", env, work),
-                "no_check": common.Server("no_check", "bench.apps.no_revocation:app", env, work),
-                "redis_get": common.Server(
+            variants: dict[str, Server] = {
+                "revsync": Server("revsync", "services.api.app:app", env, work),
+                "no_check": Server("no_check", "bench.apps.no_revocation:app", env, work),
+                "redis_get": Server(
                     "redis_get",
                     "bench.apps.redis_get:app",
                     common.base_env(JWT_SECRET_KEY=common.SECRET, BENCH_REDIS_URL=redis_url),
@@ -74,7 +75,7 @@ def run(*, quick: bool) -> dict[str, Any]:
             try:
                 qje_python = qje.python()
                 qje_versions = qje.versions(qje_python)
-                variants["qje_seed"] = common.Server(
+                variants["qje_seed"] = Server(
                     "qje_seed",
                     "bench.apps.qje_seed:app",
                     common.base_env(BENCH_BLACKLIST_SIZE=str(revoked)),
@@ -84,15 +85,15 @@ def run(*, quick: bool) -> dict[str, Any]:
             except RuntimeError as exc:
                 notes["qje_seed"] = f"not run: {exc}"
                 print(f"quart-jwt-extended 0.1.0: {notes['qje_seed']}")
-            variants["revsync_nocache"] = common.Server(
+            variants["revsync_nocache"] = Server(
                 "revsync_nocache", "bench.apps.api_node_nocache:app", env, work
             )
-            with common.servers(*variants.values()):
+            with running(*variants.values()):
                 for name, server in variants.items():
                     if name in ("redis_get", "qje_seed"):
-                        server.wait("/protected", any_answer=True)
+                        server.wait_ready("/protected", common.READY_TIMEOUT, any_answer=True)
                     else:
-                        server.wait("/readyz")
+                        server.wait_ready(timeout=common.READY_TIMEOUT)
                 tokens = {name: _token(server.url) for name, server in variants.items()}
                 refused = httpx.get(
                     variants["revsync"].url + "/protected",

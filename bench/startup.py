@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import common
+from services.processes import Server, running
 
 TARGET_SECONDS = 3.0
 TARGET_MB = 250.0
@@ -32,9 +33,9 @@ TARGET_MB = 250.0
 def _measure(name: str, env: dict[str, str], work: Path, repeat: int) -> dict[str, Any]:
     times, rss = [], []
     for i in range(repeat):
-        node = common.Server(f"{name}-{i}", "services.api.app:app", env, work)
-        with common.servers(node):
-            times.append(node.wait(timeout=180, interval=0.01))
+        node = Server(f"{name}-{i}", "services.api.app:app", env, work)
+        with running(node):
+            times.append(node.wait_ready(timeout=180, interval=0.01))
             time.sleep(0.5)
             rss.append(node.rss_bytes())
     return {

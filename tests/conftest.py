@@ -2,6 +2,9 @@
 
 Tests that need Redis or PostgreSQL skip with a reason when the service cannot be
 reached, unless REVSYNC_REQUIRE_SERVICES=1 (set by .ci/run), where they fail.
+
+Processes are started through ``services.processes``; the run fails if any process
+it started (or any orphan of one) is still alive at its end.
 """
 
 from __future__ import annotations
@@ -9,12 +12,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import shutil
-import socket
 import sqlite3
-import subprocess
+import sys
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,6 +22,9 @@ from pathlib import Path
 import pytest
 import redis
 import structlog
+
+from services import processes
+from services.processes import free_port as free_port  # re-exported for the tests
 
 REQUIRE_SERVICES = os.environ.get("REVSYNC_REQUIRE_SERVICES") == "1"
 REDIS_URL = os.environ.get("REVSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -36,14 +39,6 @@ def _unavailable(what: str, why: object) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{msg}, and REVSYNC_REQUIRE_SERVICES=1 forbids skipping")
     pytest.skip(msg)
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")
@@ -83,63 +78,15 @@ def channel() -> str:
     return f"revsync-test-{uuid.uuid4().hex[:12]}"
 
 
-class RedisServer:
-    """A redis-server process of the test's own, on a free loopback port."""
-
-    def __init__(self, port: int, workdir: Path, extra: list[str] | None = None) -> None:
-        self.port = port
-        self.workdir = workdir
-        self.extra = extra or []
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+class RedisServer(processes.RedisServer):
+    """A redis-server process of the test's own, on a free loopback port; ``kill()`` is
+    kill -9: the server vanishes with everything it held in memory."""
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
+        try:
+            super().start()
+        except processes.Unavailable:
             _unavailable("redis-server", "not on PATH")
-        args = [
-            str(binary),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.workdir),
-            *self.extra,
-        ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        client.close()
-
-    def kill(self) -> None:
-        """kill -9: the server vanishes with everything it held in memory."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def restart(self) -> None:
-        self.kill()
-        self.start()
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port)
 
 
 @pytest.fixture
@@ -197,3 +144,38 @@ def _structlog_defaults() -> Iterator[None]:
     lines from later tests' capture_logs)."""
     yield
     structlog.reset_defaults()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A process whose parent dies (a hypercorn worker whose parent got SIGKILL, a node
+    # of a demo run that crashed) is re-parented to pytest, where the check below sees it.
+    processes.adopt_orphans()
+
+
+@pytest.hookimpl(trylast=True)  # after the fixtures' own teardown at session end
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the run when a process it started is still alive: a leak outlives the run,
+    holding ports and memory, and hides until the machine runs out of something."""
+    left = processes.leftovers()
+    if not left:
+        return
+    lines = [f"pid {pid}: {cmd}" for pid, cmd in sorted(left.items())]
+    message = "\n".join(
+        [f"{len(left)} process(es) started by the test run still alive at its end:", *lines]
+    )
+    processes.kill_leftovers(left)  # reported, and not left behind either
+    report = pytest.TestReport(
+        nodeid="processes left running",
+        location=(__file__, None, "processes left running"),
+        keywords={},
+        outcome="failed",
+        longrepr=message + "\n(killed now)",
+        when="teardown",
+    )
+    # Counted as an error: listed under ERRORS and in the last line, which turns red.
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.stats.setdefault("error", []).append(report)
+    else:
+        print(message, file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

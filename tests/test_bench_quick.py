@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -19,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from services.processes import run
+
 NAMES = ("request_cost", "propagation", "startup", "mass_revocation", "lookup")
 
 
@@ -29,15 +29,8 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("redis-server is not on PATH; the bench starts a private one")
     results = tmp_path_factory.mktemp("bench")
     env = {**os.environ, "REVSYNC_BENCH_RESULTS": str(results)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--docs", str(results / "benchmarks.md")],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    command = [sys.executable, "-m", "bench", "--quick", "--docs", str(results / "benchmarks.md")]
+    proc = run(command, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return results
 

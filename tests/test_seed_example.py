@@ -6,54 +6,24 @@ as the original: log in, use, log out, and have the revoked tokens refused.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port
+from services.processes import Server
 
 
 @pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """services.seed_example.app:app under hypercorn on a free loopback port."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hypercorn",
-            "services.seed_example.app:app",
-            "--bind",
-            f"127.0.0.1:{port}",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server = Server("seed", "services.seed_example.app:app", None, tmp_path_factory.mktemp("seed"))
+    server.start()
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                stderr = proc.stderr.read().decode() if proc.stderr else ""
-                pytest.fail(f"hypercorn exited with {proc.returncode}: {stderr}")
-            try:
-                httpx.get(f"{url}/protected", timeout=0.5)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    pytest.fail("hypercorn did not start within 20 s")
-                time.sleep(0.05)
-        yield url
+        server.wait_ready("/protected", timeout=20, any_answer=True)
+        yield server.url
     finally:
-        proc.kill()
-        proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        server.stop()  # the whole process group: hypercorn's worker too
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -22,9 +22,10 @@ from typing import Any, TypeVar
 
 from quart import Blueprint, Response, current_app, jsonify, request
 
-from revsync import Change, RevSync, StoreError
+from revsync import Change
 from revsync.events import MAX_KEY_CHARS
-from services.api.errors import ApiError, field, json_object
+from services.common.errors import ApiError, field, json_object, stored
+from services.common.node import current_revsync
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
 HEADER = "X-Admin-Token"
@@ -51,9 +52,12 @@ def admin_required(view: F) -> F:
     return guarded  # type: ignore[return-value]
 
 
-def _revsync() -> RevSync:
-    ext: RevSync = current_app.extensions["revsync"]
-    return ext
+def query_identity() -> str:
+    """The ``identity`` query parameter, required."""
+    identity = request.args.get("identity")
+    if not identity:
+        raise ApiError(400, "missing query parameter: identity")
+    return identity
 
 
 def _change(change: Change) -> dict[str, Any]:
@@ -77,11 +81,9 @@ def _identity(value: Any) -> Any:
 
 async def _write(action: Callable[[], Awaitable[Change]]) -> tuple[Response, int]:
     try:
-        change = await action()
+        change = await stored(action(), "revocation store unavailable; nothing was changed")
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
-    except StoreError:
-        raise ApiError(503, "revocation store unavailable; nothing was changed") from None
     return jsonify({"msg": "ok", "change": _change(change)}), 200
 
 
@@ -92,43 +94,39 @@ async def revoke() -> tuple[Response, int]:
     jti = field(body, "jti")
     exp = body.get("exp")
     if exp is None:
-        exp = time.time() + _revsync().settings.subject_ttl
+        exp = time.time() + current_revsync().settings.subject_ttl
     elif isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
         raise ApiError(400, "field exp must be a unix time (number)")
     identity = _identity(body.get("identity"))
-    return await _write(lambda: _revsync().revoke_jti(jti, exp, identity=identity))
+    return await _write(lambda: current_revsync().revoke_jti(jti, exp, identity=identity))
 
 
 @blueprint.route("/unrevoke", methods=["POST"])
 @admin_required
 async def unrevoke() -> tuple[Response, int]:
     jti = field(await json_object(), "jti")
-    return await _write(lambda: _revsync().unrevoke(jti))
+    return await _write(lambda: current_revsync().unrevoke(jti))
 
 
 @blueprint.route("/revoke-identity", methods=["POST"])
 @admin_required
 async def revoke_identity() -> tuple[Response, int]:
     identity = _identity(field(await json_object(), "identity", (str, int, float, dict, list)))
-    return await _write(lambda: _revsync().revoke_subject(identity))
+    return await _write(lambda: current_revsync().revoke_subject(identity))
 
 
 @blueprint.route("/unrevoke-identity", methods=["POST"])
 @admin_required
 async def unrevoke_identity() -> tuple[Response, int]:
     identity = _identity(field(await json_object(), "identity", (str, int, float, dict, list)))
-    return await _write(lambda: _revsync().unrevoke_subject(identity))
+    return await _write(lambda: current_revsync().unrevoke_subject(identity))
 
 
 @blueprint.route("/revocations", methods=["GET"])
 @admin_required
 async def revocations() -> tuple[Response, int]:
-    identity = request.args.get("identity")
-    if not identity:
-        raise ApiError(400, "missing query parameter: identity")
-    _identity(identity)
-    try:
-        rows = await _revsync().list_revocations(identity)
-    except StoreError:
-        raise ApiError(503, "revocation store unavailable") from None
+    identity = _identity(query_identity())
+    rows = await stored(
+        current_revsync().list_revocations(identity), "revocation store unavailable"
+    )
     return jsonify({"identity": identity, "revocations": [_change(r) for r in rows]}), 200

@@ -6,20 +6,29 @@ missing setting stops the process with a one-line message instead of serving.
 
 from __future__ import annotations
 
-import logging
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import structlog
 from prometheus_client import CollectorRegistry
 from quart import Quart
 
-from revsync import RevSync
-from revsync.jwt import JWTManager
-from services.api import admin, errors, health, sessions, tokens
-from services.api.metrics import registry_for
-from services.api.settings import ConfigError, from_env
+from services.api import admin, metrics, sessions, tokens
+from services.api.settings import from_env
+from services.common.health import health_blueprint
+from services.common.node import create_node, exit_on_bad_settings
+
+READY_FIELDS = (
+    "ready",
+    "node_id",
+    "backfilled",
+    "stale",
+    "seconds_since_sync",
+    "max_staleness",
+    "fail_mode",
+    "last_applied_seq",
+    "connection",
+)
+"""What /readyz shows of ``RevSync.status()``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,28 +42,15 @@ class ApiState:
 def create_app(environ: Mapping[str, str] | None = None) -> Quart:
     """Build the node from ``environ`` (default: os.environ); raise ConfigError when invalid."""
     settings = from_env(environ)
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[settings.log_level.upper()]
-        )
-    )
-    app = Quart(__name__)
-    app.config.update(settings.config)
-    try:
-        revsync = RevSync(app)
-    except (ValueError, ImportError) as exc:
-        raise ConfigError(str(exc)) from None
-    JWTManager(app)
-    app.extensions["revsync.api"] = ApiState(settings.admin_token, registry_for(revsync))
-    errors.register(app)
+    app, revsync = create_node(__name__, settings.config, settings.log_level)
+    app.extensions["revsync.api"] = ApiState(settings.admin_token, metrics.registry_for(revsync))
     app.register_blueprint(tokens.blueprint)
     app.register_blueprint(admin.blueprint)
-    app.register_blueprint(health.blueprint)
+    app.register_blueprint(health_blueprint(READY_FIELDS))
+    app.register_blueprint(metrics.blueprint)
     app.register_blueprint(sessions.blueprint)
     return app
 
 
-try:
+with exit_on_bad_settings("services.api"):
     app = create_app()
-except ConfigError as exc:
-    sys.exit(f"services.api: cannot start: {exc}")

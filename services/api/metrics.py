@@ -1,4 +1,5 @@
-"""Prometheus metrics of one node, in a registry of the app's own (not the global one).
+"""GET /metrics: Prometheus metrics of one node, in a registry of the app's own (not
+the global one).
 
 Counters and gauges are read from ``RevSync.stats`` and ``RevSync.status()`` at
 scrape time by a custom collector, so the request path pays nothing for them.  The
@@ -10,11 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from quart import Blueprint, Response, current_app
 
 from revsync import RevSync
+
+blueprint = Blueprint("metrics", __name__)
 
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -111,3 +115,9 @@ def registry_for(revsync: RevSync) -> CollectorRegistry:
     revsync.stats.lag_observers.append(lag.observe)
     registry.register(RevSyncCollector(revsync))
     return registry
+
+
+@blueprint.route("/metrics", methods=["GET"])
+async def metrics() -> Response:
+    registry: CollectorRegistry = current_app.extensions["revsync.api"].registry
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

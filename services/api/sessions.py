@@ -15,27 +15,24 @@ Admin, with the X-Admin-Token header:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
-from quart import Blueprint, Response, current_app, jsonify, request
+from quart import Blueprint, Response, jsonify
 
-from revsync import RevSync, StoreError
 from revsync.changes import canonical_identity
 from revsync.jwt import get_jwt_identity, get_raw_jwt, jwt_required
 from revsync.registry import Registry, TokenRecord
-from services.api.admin import admin_required
-from services.api.errors import ApiError
+from services.api.admin import admin_required, query_identity
+from services.common.errors import ApiError, stored
+from services.common.node import current_revsync
 
 blueprint = Blueprint("sessions", __name__)
-
-
-def _revsync() -> RevSync:
-    ext: RevSync = current_app.extensions["revsync"]
-    return ext
+T = TypeVar("T")
 
 
 def _registry() -> Registry:
-    ext = _revsync()
+    ext = current_revsync()
     if not ext.settings.track_tokens:
         raise ApiError(404, "the token registry is off on this node (REVSYNC_TRACK_TOKENS)")
     return ext.registry
@@ -49,11 +46,8 @@ def _record(record: TokenRecord, current_jti: object = None) -> dict[str, Any]:
     return shown
 
 
-async def _store_call(coro: Any) -> Any:
-    try:
-        return await coro
-    except StoreError:
-        raise ApiError(503, "token store unavailable; nothing was changed") from None
+async def _store_call(call: Awaitable[T]) -> T:
+    return await stored(call, "token store unavailable; nothing was changed")
 
 
 @blueprint.route("/sessions", methods=["GET"])
@@ -71,7 +65,7 @@ async def end_session(jti: str) -> tuple[Response, int]:
     if record is None or record.identity != canonical_identity(get_jwt_identity()):
         raise ApiError(404, "no such session")
     change = await _store_call(
-        _revsync().revoke_jti(record.jti, record.expires_at, identity=record.identity)
+        current_revsync().revoke_jti(record.jti, record.expires_at, identity=record.identity)
     )
     return jsonify({"msg": "Session logged out", "jti": jti, "seq": change.seq}), 200
 
@@ -79,9 +73,7 @@ async def end_session(jti: str) -> tuple[Response, int]:
 @blueprint.route("/admin/tokens", methods=["GET"])
 @admin_required
 async def identity_tokens() -> tuple[Response, int]:
-    identity = request.args.get("identity")
-    if not identity:
-        raise ApiError(400, "missing query parameter: identity")
+    identity = query_identity()
     records = await _store_call(_registry().active_tokens(identity))
     return jsonify({"identity": identity, "tokens": [_record(r) for r in records]}), 200
 
@@ -98,7 +90,7 @@ async def _known(jti: str) -> TokenRecord:
 async def revoke_token(jti: str) -> tuple[Response, int]:
     record = await _known(jti)
     change = await _store_call(
-        _revsync().revoke_jti(record.jti, record.expires_at, identity=record.identity)
+        current_revsync().revoke_jti(record.jti, record.expires_at, identity=record.identity)
     )
     return jsonify({"msg": "ok", "jti": jti, "seq": change.seq}), 200
 
@@ -107,5 +99,5 @@ async def revoke_token(jti: str) -> tuple[Response, int]:
 @admin_required
 async def unrevoke_token(jti: str) -> tuple[Response, int]:
     record = await _known(jti)
-    change = await _store_call(_revsync().unrevoke(record.jti))
+    change = await _store_call(current_revsync().unrevoke(record.jti))
     return jsonify({"msg": "ok", "jti": jti, "seq": change.seq}), 200

@@ -6,9 +6,9 @@ the store cannot record it the caller gets 503 and the token stays valid.
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, current_app, jsonify, request
+from quart import Blueprint, Response, jsonify, request
 
-from revsync import RevSync, StoreError
+from revsync import StoreError
 from revsync.jwt import (
     create_access_token,
     create_refresh_token,
@@ -18,60 +18,45 @@ from revsync.jwt import (
     jwt_required,
 )
 from revsync.registry import RefreshTokenReused, UnknownToken
-from services.api.errors import ApiError, error, field, json_object
+from services.common.errors import ApiError, error, stored
+from services.common.node import credentials, current_revsync
 
 blueprint = Blueprint("tokens", __name__)
-
-# The seed program's single user.
-USERS = {"test": "test"}
-
-
-def _revsync() -> RevSync:
-    ext: RevSync = current_app.extensions["revsync"]
-    return ext
+REGISTRY_DOWN = "token registry unavailable; try again"
 
 
 @blueprint.route("/login", methods=["POST"])
 async def login() -> tuple[Response, int]:
-    body = await json_object()
-    username = field(body, "username")
-    password = field(body, "password")
-    if USERS.get(username) != password:
-        return error(401, "Bad username or password")
-    if _revsync().settings.track_tokens:
-        try:
-            issued = await _revsync().registry.issue_tokens(
-                username, metadata=_client_metadata(body)
-            )
-        except ValueError as exc:
-            raise ApiError(400, str(exc)) from None
-        except StoreError:
-            raise ApiError(503, "token registry unavailable; try again") from None
-        tokens = {"access_token": issued.access_token, "refresh_token": issued.refresh_token}
-        return jsonify(tokens), 200
-    ret = {
-        "access_token": create_access_token(identity=username),
-        "refresh_token": create_refresh_token(identity=username),
-    }
-    return jsonify(ret), 200
+    username, body = await credentials()
+    if not current_revsync().settings.track_tokens:
+        access = create_access_token(identity=username)
+        return jsonify(
+            access_token=access, refresh_token=create_refresh_token(identity=username)
+        ), 200
+    try:
+        issued = await current_revsync().registry.issue_tokens(
+            username, metadata=_client_metadata(body)
+        )
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    except StoreError:
+        raise ApiError(503, REGISTRY_DOWN) from None
+    return jsonify(access_token=issued.access_token, refresh_token=issued.refresh_token), 200
 
 
 @blueprint.route("/refresh", methods=["POST"])
 @jwt_refresh_token_required
 async def refresh() -> tuple[Response, int]:
-    current_user = get_jwt_identity()
-    if _revsync().settings.track_tokens:
-        try:
-            issued = await _revsync().registry.refresh(get_raw_jwt())
-        except (RefreshTokenReused, UnknownToken):
-            return error(401, "Token has been revoked")
-        except StoreError:
-            raise ApiError(503, "token registry unavailable; try again") from None
-        ret = {"access_token": issued.access_token}
-        if issued.refresh_token is not None:
-            ret["refresh_token"] = issued.refresh_token
-        return jsonify(ret), 200
-    return jsonify({"access_token": create_access_token(identity=current_user)}), 200
+    if not current_revsync().settings.track_tokens:
+        return jsonify(access_token=create_access_token(identity=get_jwt_identity())), 200
+    try:
+        issued = await stored(current_revsync().registry.refresh(get_raw_jwt()), REGISTRY_DOWN)
+    except (RefreshTokenReused, UnknownToken):
+        return error(401, "Token has been revoked")
+    ret = {"access_token": issued.access_token}
+    if issued.refresh_token is not None:
+        ret["refresh_token"] = issued.refresh_token
+    return jsonify(ret), 200
 
 
 def _client_metadata(body: dict[str, object]) -> dict[str, str]:
@@ -89,12 +74,10 @@ def _client_metadata(body: dict[str, object]) -> dict[str, str]:
 
 
 async def _revoke_current() -> tuple[Response, int]:
-    try:
-        await _revsync().revoke(get_raw_jwt())
-    except StoreError:
-        raise ApiError(
-            503, "revocation store unavailable; the token was NOT revoked, try again"
-        ) from None
+    await stored(
+        current_revsync().revoke(get_raw_jwt()),
+        "revocation store unavailable; the token was NOT revoked, try again",
+    )
     return jsonify({"msg": "Successfully logged out"}), 200
 
 
@@ -113,12 +96,10 @@ async def logout2() -> tuple[Response, int]:
 @blueprint.route("/logout/all", methods=["POST"])
 @jwt_required
 async def logout_all() -> tuple[Response, int]:
-    try:
-        change = await _revsync().revoke_subject(get_jwt_identity())
-    except StoreError:
-        raise ApiError(
-            503, "revocation store unavailable; nothing was revoked, try again"
-        ) from None
+    change = await stored(
+        current_revsync().revoke_subject(get_jwt_identity()),
+        "revocation store unavailable; nothing was revoked, try again",
+    )
     return jsonify({"msg": "Every token of this user is revoked", "seq": change.seq}), 200
 
 

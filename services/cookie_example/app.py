@@ -22,18 +22,13 @@ the store cannot record one the caller gets 503 and nothing was revoked.
 
 from __future__ import annotations
 
-import logging
-import sys
 from collections.abc import Mapping
 
-import structlog
 from jwt import InvalidTokenError
 from quart import Blueprint, Quart, Response, current_app, jsonify, request
 
-from revsync import RevSync, StoreError
 from revsync.jwt import (
     JWTExtendedException,
-    JWTManager,
     create_access_token,
     create_refresh_token,
     decode_token,
@@ -45,29 +40,17 @@ from revsync.jwt import (
     set_refresh_cookies,
     unset_jwt_cookies,
 )
-from services.api import errors
-from services.api.errors import ApiError, error, field, json_object
-from services.api.settings import ConfigError
+from services.common.errors import stored
+from services.common.health import health_blueprint
+from services.common.node import create_node, credentials, current_revsync, exit_on_bad_settings
 from services.cookie_example.settings import AUTH_PREFIX, from_env
 
 blueprint = Blueprint("cookie_example", __name__)
 
-# The seed program's single user.
-USERS = {"test": "test"}
-
-
-def _revsync() -> RevSync:
-    ext: RevSync = current_app.extensions["revsync"]
-    return ext
-
 
 @blueprint.route(f"{AUTH_PREFIX}/login", methods=["POST"])
 async def login() -> tuple[Response, int]:
-    body = await json_object()
-    username = field(body, "username")
-    password = field(body, "password")
-    if USERS.get(username) != password:
-        return error(401, "Bad username or password")
+    username, _ = await credentials()
     response = jsonify({"msg": "Logged in", "identity": username})
     set_access_cookies(response, create_access_token(identity=username, fresh=True))
     set_refresh_cookies(response, create_refresh_token(identity=username))
@@ -98,12 +81,10 @@ async def logout() -> tuple[Response, int]:
             and claims.get(current_app.config["JWT_IDENTITY_CLAIM"]) == get_jwt_identity()
         ):
             sessions.append(claims)
-    try:
-        await _revsync().revoke_many(sessions)
-    except StoreError:
-        raise ApiError(
-            503, "revocation store unavailable; you were NOT logged out, try again"
-        ) from None
+    await stored(
+        current_revsync().revoke_many(sessions),
+        "revocation store unavailable; you were NOT logged out, try again",
+    )
     response = jsonify({"msg": "Successfully logged out"})
     unset_jwt_cookies(response)
     return response, 200
@@ -113,12 +94,10 @@ async def logout() -> tuple[Response, int]:
 @jwt_required
 async def logout_everywhere() -> tuple[Response, int]:
     """Revoke every token of this user issued up to now, on every device."""
-    try:
-        change = await _revsync().revoke_subject(get_jwt_identity())
-    except StoreError:
-        raise ApiError(
-            503, "revocation store unavailable; nothing was revoked, try again"
-        ) from None
+    change = await stored(
+        current_revsync().revoke_subject(get_jwt_identity()),
+        "revocation store unavailable; nothing was revoked, try again",
+    )
     response = jsonify({"msg": "Logged out everywhere", "seq": change.seq})
     unset_jwt_cookies(response)
     return response, 200
@@ -130,41 +109,14 @@ async def protected() -> Response:
     return jsonify({"hello": get_jwt_identity(), "method": request.method})
 
 
-@blueprint.route("/healthz", methods=["GET"])
-async def healthz() -> Response:
-    return jsonify({"status": "alive", "node_id": _revsync().settings.node_id})
-
-
-@blueprint.route("/readyz", methods=["GET"])
-async def readyz() -> tuple[Response, int]:
-    status = _revsync().status()
-    body = {"ready": status["ready"], "node_id": status["node_id"]}
-    if status["ready"]:
-        return jsonify(body), 200
-    return jsonify({"msg": "not ready", "reason": status["reason"], **body}), 503
-
-
 def create_app(environ: Mapping[str, str] | None = None) -> Quart:
     """Build the node from ``environ`` (default: os.environ); raise ConfigError when invalid."""
     settings = from_env(environ)
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[settings.log_level.upper()]
-        )
-    )
-    app = Quart(__name__)
-    app.config.update(settings.config)
-    try:
-        RevSync(app)
-    except (ValueError, ImportError) as exc:
-        raise ConfigError(str(exc)) from None
-    JWTManager(app)
-    errors.register(app)
+    app, _ = create_node(__name__, settings.config, settings.log_level)
     app.register_blueprint(blueprint)
+    app.register_blueprint(health_blueprint(("ready", "node_id")))
     return app
 
 
-try:
+with exit_on_bad_settings("services.cookie_example"):
     app = create_app()
-except ConfigError as exc:
-    sys.exit(f"services.cookie_example: cannot start: {exc}")

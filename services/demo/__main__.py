@@ -15,7 +15,8 @@ from typing import Any
 
 import httpx
 
-from services.demo.cluster import Cluster, ClusterError, Node
+from services.demo.cluster import Cluster
+from services.processes import Node, ProcessError
 
 POLL_TIMEOUT = 10.0
 
@@ -59,7 +60,7 @@ class Scenario:
         print(f"[{self.number}] {title}", flush=True)
         try:
             outcome = check()
-        except (StepFailed, httpx.HTTPError, ClusterError) as exc:
+        except (StepFailed, httpx.HTTPError, ProcessError) as exc:
             print(f"    FAIL: {exc}", flush=True)
             raise StepFailed(title) from None
         print(f"    PASS: {outcome}", flush=True)
@@ -154,7 +155,7 @@ class Scenario:
         self.step("GET /protected on nodes 1 and 2 -> 401 (propagation)", refused_1_2)
 
         def restart() -> str:
-            n2.kill9()
+            n2.kill()
             n2.start()
             took = n2.wait_ready()
             return f"killed with SIGKILL, restarted, ready (backfilled) after {took:.2f}s"
@@ -255,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             print(flush=True)
             if args.keep_running:
                 _print_urls(cluster)
-                while all(n.proc is not None and n.proc.poll() is None for n in cluster.nodes):
+                while all(n.running for n in cluster.nodes):
                     time.sleep(0.5)
                 print("demo: a node exited; stopping the cluster", file=sys.stderr)
                 return 1
@@ -264,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                 scenario.run()
             finally:
                 scenario.close()
-        except ClusterError as exc:
+        except ProcessError as exc:
             print(f"demo: {exc}", file=sys.stderr)
             return 2
         except StepFailed as exc:

@@ -235,7 +235,7 @@ ATTACKS: dict[str, tuple[Any, int, str]] = {
 @pytest.fixture(scope="module")
 def attack_node(
     tmp_path_factory: pytest.TempPathFactory, redis_url: str
-) -> Any:  # a services.demo.cluster.Node
+) -> Any:  # a services.processes.Node
     factory = NodeFactory(tmp_path_factory.mktemp("attack"))
     store = f"sqlite:///{tmp_path_factory.mktemp('attack-store') / 'r.db'}"
     try:

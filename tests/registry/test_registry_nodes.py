@@ -11,7 +11,7 @@ import httpx
 import jwt
 import pytest
 
-from services.demo.cluster import Node
+from services.processes import Node
 from tests.services.conftest import ADMIN, SECRET, NodeFactory, base_env, bearer
 
 TRACKED = {"REVSYNC_TRACK_TOKENS": "true"}

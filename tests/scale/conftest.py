@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from services.processes import Process, run
 from tests.conftest import REQUIRE_SERVICES, RedisServer, free_port
 
 SERVICE = "mymaster"
@@ -42,14 +42,14 @@ def _wait(check: object, what: str, within: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-class SentinelProcess:
+class SentinelProcess(Process):
     """``redis-server sentinel.conf --sentinel`` on a free port."""
 
     def __init__(self, port: int, workdir: Path, master_port: int) -> None:
+        super().__init__(f"sentinel-{port}", [], log=workdir / "sentinel.log")
         self.port = port
         self.workdir = workdir
         self.master_port = master_port
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         # free_port() only finds a port that was free a moment ago; another process
@@ -74,19 +74,21 @@ class SentinelProcess:
         binary = shutil.which("redis-sentinel") or shutil.which("redis-server")
         if binary is None:
             _unavailable("neither redis-sentinel nor redis-server is on PATH")
-        log = (self.workdir / "sentinel.log").open("wb")
-        self.proc = subprocess.Popen([str(binary), str(conf), "--sentinel"], stdout=log, stderr=log)
+        assert self.log is not None
+        self.log.unlink(missing_ok=True)  # a new log for each try: its text tells why
+        self.args = [str(binary), str(conf), "--sentinel"]
+        super().start()
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=1)
         deadline = time.monotonic() + 10
         while True:
-            if self.proc.poll() is not None:
-                log.close()
-                if b"Address already in use" in (self.workdir / "sentinel.log").read_bytes():
-                    self.proc = None
+            if not self.running:
+                assert self.proc is not None
+                code = self.proc.returncode
+                self.stop()
+                if b"Address already in use" in self.log.read_bytes():
                     return False
                 _unavailable(
-                    f"this redis-server cannot run as a sentinel (exit {self.proc.returncode}; "
-                    f"see {self.workdir / 'sentinel.log'})"
+                    f"this redis-server cannot run as a sentinel (exit {code}; see {self.log})"
                 )
             try:
                 client.execute_command("SENTINEL", "MASTERS")
@@ -105,12 +107,6 @@ class SentinelProcess:
         finally:
             client.close()
         return int(addr[1])
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
 
 
 @dataclass
@@ -262,7 +258,7 @@ def cluster_setup(tmp_path: Path) -> Iterator[ClusterSetup]:
         version = servers[0].client().info("server")["redis_version"]
         if int(str(version).split(".")[0]) < 7:
             _unavailable(f"redis-server {version} has no sharded pub/sub (Redis >= 7.0)")
-        create = subprocess.run(
+        create = run(
             [
                 str(cli),
                 "--cluster",
@@ -271,10 +267,7 @@ def cluster_setup(tmp_path: Path) -> Iterator[ClusterSetup]:
                 "--cluster-replicas",
                 "1",
                 "--cluster-yes",
-            ],
-            capture_output=True,
-            timeout=60,
-            check=False,
+            ]
         )
         if create.returncode != 0:
             pytest.fail(f"redis-cli --cluster create failed: {create.stdout!r} {create.stderr!r}")

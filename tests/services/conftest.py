@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.demo.cluster import Node
+from services.processes import API_APP, Node, clean_env, start_ready
 from tests.conftest import POSTGRES_URL
 
 SECRET = "s" * 40
@@ -23,38 +22,18 @@ StartNode = Callable[..., Node]
 
 
 def base_env(redis_url: str, store_url: str, **extra: str) -> dict[str, str]:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REVSYNC_", "JWT_"))}
-    env.update(
-        {
-            "JWT_SECRET_KEY": SECRET,
-            "REVSYNC_ADMIN_TOKEN": ADMIN,
-            "REVSYNC_REDIS_URL": redis_url,
-            "REVSYNC_STORE_URL": store_url,
-            "REVSYNC_CHANNEL": f"revsync-test-{uuid.uuid4().hex[:12]}",
-            "REVSYNC_EVENT_KEY": secrets.token_hex(16),
-            "REVSYNC_HEARTBEAT_INTERVAL": "0.2",
-            "REVSYNC_RESYNC_INTERVAL": "1",
-            "REVSYNC_MAX_STALENESS": "5",
-        }
-    )
-    env.update(extra)
-    return env
-
-
-def wait_alive(node: Node, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert node.proc is not None
-        assert node.proc.poll() is None, node.log_tail()
-        try:
-            if httpx.get(f"{node.url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    pytest.fail(f"{node.name} never answered /healthz\n{node.log_tail()}")
+    settings = {
+        "JWT_SECRET_KEY": SECRET,
+        "REVSYNC_ADMIN_TOKEN": ADMIN,
+        "REVSYNC_REDIS_URL": redis_url,
+        "REVSYNC_STORE_URL": store_url,
+        "REVSYNC_CHANNEL": f"revsync-test-{uuid.uuid4().hex[:12]}",
+        "REVSYNC_EVENT_KEY": secrets.token_hex(16),
+        "REVSYNC_HEARTBEAT_INTERVAL": "0.2",
+        "REVSYNC_RESYNC_INTERVAL": "1",
+        "REVSYNC_MAX_STALENESS": "5",
+    }
+    return clean_env(**{**settings, **extra})
 
 
 class NodeFactory:
@@ -75,11 +54,16 @@ class NodeFactory:
         node = Node(name or f"node{len(self.nodes) + 1}", env, self.logdir, port=port)
         self.nodes.append(node)
         node.start()
-        if ready:
-            node.wait_ready()
-        else:
-            wait_alive(node)
+        # Not ready: up and answering, e.g. a node that cannot reach its store yet.
+        node.wait_ready("/readyz" if ready else "/healthz")
         return node
+
+    def cluster(self, env: dict[str, str], app: str = API_APP) -> list[Node]:
+        """node1, node2 and node3, started side by side, each ready."""
+        started = [Node(f"node{i}", env, self.logdir, app=app) for i in (1, 2, 3)]
+        self.nodes.extend(started)
+        start_ready(started)
+        return started
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from services.demo.cluster import Node
+from services.processes import Node
 from tests.services.conftest import ADMIN, STORES, NodeFactory, base_env, bearer, login
 
 PROPAGATION_BOUND = 2.0
@@ -26,13 +26,7 @@ def nodes(
     env = base_env(redis_url, store_url_for(request.param))
     factory = NodeFactory(tmp_path_factory.mktemp(f"nodes-{request.param}"))
     try:
-        started = [Node(f"node{i}", env, factory.logdir) for i in (1, 2, 3)]
-        factory.nodes.extend(started)
-        for node in started:
-            node.start()
-        for node in started:
-            node.wait_ready()
-        yield started
+        yield factory.cluster(env)
     finally:
         factory.stop()
 

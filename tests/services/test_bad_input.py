@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,8 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.demo.cluster import ROOT, Node
-from tests.conftest import free_port
+from services.processes import API_APP, Node, free_port, run
 from tests.services.conftest import ADMIN, NodeFactory, base_env, bearer, login
 
 JSON_ENDPOINTS = [
@@ -214,23 +212,8 @@ def test_refuses_to_start_with_bad_config(
     redis_url: str, tmp_path: Path, env: dict[str, str], message: str, workers: list[str]
 ) -> None:
     full = base_env(redis_url, f"sqlite:///{tmp_path / 'x.db'}", **env)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hypercorn",
-            "services.api.app:app",
-            "--bind",
-            f"127.0.0.1:{free_port()}",
-            *workers,
-        ],
-        cwd=ROOT,
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    command = [sys.executable, "-m", "hypercorn", API_APP, "--bind", f"127.0.0.1:{free_port()}"]
+    proc = run([*command, *workers], env=full, timeout=30)
     # hypercorn 0.18 exits 0 when its worker process fails (run() re-reads the exit
     # code of an already emptied worker list), so only the single-process form
     # (--workers 0) carries our non-zero status through.

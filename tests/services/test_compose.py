@@ -21,6 +21,7 @@ import yaml
 
 from revsync.config import DEFAULTS, resolve
 from services.api.settings import ENV_VARS, from_env
+from services.processes import run
 from services.resync.job import settings_from_env
 from tests.conftest import REQUIRE_SERVICES, ROOT
 
@@ -45,15 +46,7 @@ def _run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
         for k, v in os.environ.items()
         if not k.startswith(("REVSYNC_", "JWT_", "POSTGRES_", "COMPOSE_"))
     }
-    return subprocess.run(
-        [_compose(), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run([_compose(), *args], cwd=cwd, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -134,14 +127,7 @@ def test_builds_dockerfiles_and_commands_exist(resolved: dict[str, Any]) -> None
     argv = _argv(resolved["services"]["resync"]["command"])
     assert argv[:3] == ["python", "-m", "services.resync"]
     assert (ROOT / "services" / "resync" / "__main__.py").is_file()
-    help_run = subprocess.run(
-        [sys.executable, *argv[1:], "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    help_run = run([sys.executable, *argv[1:], "--help"], timeout=30)
     assert help_run.returncode == 0, help_run.stderr
     for svc in _api_services(resolved).values():
         argv = _argv(svc["command"])

@@ -7,8 +7,6 @@ on one node makes every node refuse the cookies.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +18,7 @@ import pytest
 
 from services.api.settings import ConfigError
 from services.cookie_example.settings import from_env
-from services.demo.cluster import ROOT, Node
+from services.processes import Node
 from tests.services.conftest import NodeFactory, base_env
 
 PROPAGATION_BOUND = 3.0
@@ -30,31 +28,11 @@ REVOKED = {"msg": "Token has been revoked"}
 CREDENTIALS = {"username": "test", "password": "test"}
 
 
-class CookieNode(Node):
-    """A node serving ``services.cookie_example.app:app`` instead of the API."""
-
-    def start(self) -> None:
-        args = [
-            sys.executable,
-            "-m",
-            "hypercorn",
-            "services.cookie_example.app:app",
-            "--bind",
-            f"127.0.0.1:{self.port}",
-        ]
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                args,
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+COOKIE_APP = "services.cookie_example.app:app"
 
 
 @contextmanager
-def cookie_nodes(redis_url: str, workdir: Path) -> Iterator[list[CookieNode]]:
+def cookie_nodes(redis_url: str, workdir: Path) -> Iterator[list[Node]]:
     """Three cookie example nodes on one Redis channel and one SQLite store of their own."""
     env = base_env(
         redis_url,
@@ -63,26 +41,20 @@ def cookie_nodes(redis_url: str, workdir: Path) -> Iterator[list[CookieNode]]:
     )
     factory = NodeFactory(workdir)
     try:
-        started = [CookieNode(f"node{i}", env, workdir) for i in (1, 2, 3)]
-        factory.nodes.extend(started)
-        for node in started:
-            node.start()
-        for node in started:
-            node.wait_ready()
-        yield started
+        yield factory.cluster(env, app=COOKIE_APP)
     finally:
         factory.stop()
 
 
 @pytest.fixture(scope="module")
-def nodes(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[CookieNode]]:
+def nodes(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Node]]:
     """Nodes shared by the tests that revoke single tokens only."""
     with cookie_nodes(redis_url, tmp_path_factory.mktemp("cookie-nodes")) as started:
         yield started
 
 
 @pytest.fixture
-def own_nodes(redis_url: str, tmp_path: Path) -> Iterator[list[CookieNode]]:
+def own_nodes(redis_url: str, tmp_path: Path) -> Iterator[list[Node]]:
     """Nodes for one test: logging the user out everywhere must not leak into others."""
     with cookie_nodes(redis_url, tmp_path) as started:
         yield started
@@ -111,7 +83,7 @@ def copy_of(client: httpx.Client) -> httpx.Client:
     return clone
 
 
-def refused_everywhere(nodes: list[CookieNode], client: httpx.Client, path: str, kind: str) -> None:
+def refused_everywhere(nodes: list[Node], client: httpx.Client, path: str, kind: str) -> None:
     """Every node answers 401 revoked for the client's cookies, within the bound."""
     headers = csrf(client, kind)
     start = time.monotonic()
@@ -127,7 +99,7 @@ def refused_everywhere(nodes: list[CookieNode], client: httpx.Client, path: str,
             time.sleep(0.01)
 
 
-def test_cookie_attributes_on_login(nodes: list[CookieNode]) -> None:
+def test_cookie_attributes_on_login(nodes: list[Node]) -> None:
     with browser() as client:
         response = log_in(nodes[0], client)
     cookies = {}
@@ -151,7 +123,7 @@ def test_cookie_attributes_on_login(nodes: list[CookieNode]) -> None:
         assert not morsel["max-age"]  # session cookies
 
 
-def test_csrf_double_submit_across_nodes(nodes: list[CookieNode]) -> None:
+def test_csrf_double_submit_across_nodes(nodes: list[Node]) -> None:
     n1, n2, n3 = nodes
     with browser() as mine, browser() as theirs:
         log_in(n1, mine)
@@ -174,7 +146,7 @@ def test_csrf_double_submit_across_nodes(nodes: list[CookieNode]) -> None:
         assert mine.post(f"{n1.url}/protected", headers=csrf(mine)).status_code == 200
 
 
-def test_bad_login_and_missing_cookie(nodes: list[CookieNode]) -> None:
+def test_bad_login_and_missing_cookie(nodes: list[Node]) -> None:
     with browser() as client:
         bad = client.post(f"{nodes[0].url}/auth/login", json={"username": "test", "password": "x"})
         assert (bad.status_code, bad.json()) == (401, {"msg": "Bad username or password"})
@@ -196,7 +168,7 @@ def test_bad_login_and_missing_cookie(nodes: list[CookieNode]) -> None:
         )
 
 
-def test_logout_revokes_this_session_on_every_node(nodes: list[CookieNode]) -> None:
+def test_logout_revokes_this_session_on_every_node(nodes: list[Node]) -> None:
     n1, n2, n3 = nodes
     with browser() as client, browser() as other_tab:
         log_in(n2, client)
@@ -212,7 +184,7 @@ def test_logout_revokes_this_session_on_every_node(nodes: list[CookieNode]) -> N
         assert other_tab.post(f"{n2.url}/protected", headers=csrf(other_tab)).status_code == 200
 
 
-def test_log_out_everywhere(own_nodes: list[CookieNode]) -> None:
+def test_log_out_everywhere(own_nodes: list[Node]) -> None:
     nodes = own_nodes
     n1, _, n3 = nodes
     with browser() as laptop, browser() as phone:

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import re
 import socket
-import subprocess
 import sys
 
-from services.demo.cluster import ROOT
+from services.processes import clean_env, run
 
 STEPS = 8
+DEMO = [sys.executable, "-m", "services.demo"]
 
 
 def test_demo_runs_every_step_and_leaves_nothing_running(redis_url: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REVSYNC_", "JWT_"))}
-    env["REVSYNC_REDIS_URL"] = redis_url
-    proc = subprocess.run(
-        [sys.executable, "-m", "services.demo"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = run(DEMO, env=clean_env(REVSYNC_REDIS_URL=redis_url), timeout=120)
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     titles = re.findall(r"^\[(\d+)\] (.+)$", out, re.M)
@@ -51,17 +40,7 @@ def test_demo_runs_every_step_and_leaves_nothing_running(redis_url: str) -> None
 
 
 def test_demo_says_how_to_get_redis_when_none_answers(tmp_path: object) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REVSYNC_", "JWT_"))}
-    env["REVSYNC_REDIS_URL"] = "redis://127.0.0.1:1/0"
-    proc = subprocess.run(
-        [sys.executable, "-m", "services.demo"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run(DEMO, env=clean_env(REVSYNC_REDIS_URL="redis://127.0.0.1:1/0"))
     assert proc.returncode == 2
     assert "does not answer" in proc.stderr
     assert "Traceback" not in proc.stderr

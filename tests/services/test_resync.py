@@ -13,23 +13,14 @@ import pytest
 
 from revsync.changes import ChangeRequest, Kind
 from revsync.stores import store_from_url
-from services.demo.cluster import ROOT
-from tests.conftest import free_port
+from services.processes import ROOT, free_port, run
 from tests.services.conftest import STORES
 
 
 def run_job(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("REVSYNC_")}
     full.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "services.resync", *args],
-        cwd=ROOT,
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run([sys.executable, "-m", "services.resync", *args], env=full)
 
 
 async def _seed(url: str) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import structlog
 from quart import Quart, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
+
+from revsync import StoreError
 
 logger = structlog.get_logger("revsync.api")
 
@@ -23,6 +26,17 @@ class ApiError(Exception):
 
 def error(status: int, msg: str, **extra: Any) -> tuple[Response, int]:
     return jsonify({"msg": msg, **extra}), status
+
+
+T = TypeVar("T")
+
+
+async def stored(call: Awaitable[T], msg: str) -> T:
+    """``await call``; when the store could not do it (StoreError), ApiError 503 ``msg``."""
+    try:
+        return await call
+    except StoreError:
+        raise ApiError(503, msg) from None
 
 
 async def json_object() -> dict[str, Any]:
