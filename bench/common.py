@@ -265,7 +265,7 @@ def redis_populate(url: str, n: int, prefix: str = "revsync") -> None:
     """FLUSHDB (the bench's private Redis), then n rows made by a Lua script in batches."""
     import redis
 
-    from revsync.stores.layout import RedisKeys
+    from revsync.stores._layout import RedisKeys
     from revsync.stores.redis import lua_script
 
     keys = RedisKeys(prefix)

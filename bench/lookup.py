@@ -34,8 +34,8 @@ import redis.asyncio as aioredis
 from cachetools import TLRUCache
 
 from bench import common
+from revsync._revocation_set import RevocationSet
 from revsync.changes import Change, Kind
-from revsync.revocation_set import RevocationSet
 
 LOOKUPS = 100_000
 REDIS_LOOKUPS = 5_000

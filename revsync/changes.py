@@ -20,12 +20,13 @@ class Kind(StrEnum):
 
     JTI = "jti"
     """A single token, by its ``jti`` claim."""
-    SUBJECT = "subject"
+    IDENTITY = "identity"
     """Every token of one identity issued at or before ``cutoff``."""
-    TOKEN = "token"  # noqa: S105 - a kind of change, not a password
-    """A token the app issued (the token registry, ``revsync.registry``): ``revoked``
-    is always False, and the row is what allowlist mode lets in.  Written only when
-    REVSYNC_TRACK_TOKENS is on."""
+    ISSUED = "issued"
+    """A token the app issued: its registration (the token registry,
+    ``revsync.registry``).  ``revoked`` is always False here, and means neither a
+    revocation nor an unrevoke: the row is what allowlist mode lets in.  Written only
+    when REVSYNC_TRACK_TOKENS is on."""
 
 
 class Change(NamedTuple):
@@ -39,16 +40,17 @@ class Change(NamedTuple):
     """Store-assigned, gap-free, strictly increasing sequence number."""
     kind: Kind
     key: str
-    """The jti for ``Kind.JTI``; the canonical identity string for ``Kind.SUBJECT``."""
+    """The jti for ``Kind.JTI``; the canonical identity string for ``Kind.IDENTITY``."""
     revoked: bool
-    """True for a revocation; False for an unrevoke (a tombstone)."""
+    """True for a revocation; False for an unrevoke (a tombstone), and always False
+    for a registration (``Kind.ISSUED``)."""
     expires_at: float
     """Unix time after which the row can be dropped: the token's ``exp`` for a jti,
-    the cut-off plus the longest token lifetime for a subject."""
+    the cut-off plus the longest token lifetime for an identity."""
     identity: str | None
     """The owning identity (canonical string) when known, for listing by identity."""
     cutoff: float | None
-    """For ``Kind.SUBJECT``: tokens with ``iat`` at or before this unix time are revoked."""
+    """For ``Kind.IDENTITY``: tokens with ``iat`` at or before this unix time are revoked."""
     created_at: float
     """Unix time at which the change was written."""
 

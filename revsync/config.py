@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from revsync.redis_topology import (
+from revsync._redis_topology import (
     CLUSTER_FORM,
     SENTINEL_FORM,
     is_topology_url,
@@ -38,7 +38,7 @@ Parser = Callable[[str, Any], Any]
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
-# Refresh tokens that never expire still need a bounded subject cut-off row.
+# Refresh tokens that never expire still need a bounded identity cut-off row.
 NEVER_EXPIRES_TTL = 10 * 365 * 24 * 3600.0
 
 
@@ -339,7 +339,7 @@ class Settings:
         "(a start-up error)",
         shown="`JWT_DECODE_LEEWAY`",
     )
-    subject_ttl: float = setting(
+    cutoff_ttl: float = setting(
         None,
         optional(seconds),
         'how long a "log out everywhere" cut-off is kept; also the oldest token accepted '
@@ -406,7 +406,7 @@ def resolve(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> Settings
         given,
         node_id=given.node_id or f"{socket.gethostname()}-{os.getpid()}",
         leeway=decode_leeway if given.leeway is None else given.leeway,
-        subject_ttl=_longest_lifetime(config) if given.subject_ttl is None else given.subject_ttl,
+        cutoff_ttl=_longest_lifetime(config) if given.cutoff_ttl is None else given.cutoff_ttl,
     )
     _check(settings, decode_leeway)
     return settings
@@ -443,7 +443,7 @@ def _decode_leeway(config: Mapping[str, Any]) -> float:
 
 
 def _longest_lifetime(config: Mapping[str, Any]) -> float:
-    """The longest configured token lifetime: how long a subject cut-off must be kept."""
+    """The longest configured token lifetime: how long an identity cut-off must be kept."""
     lifetimes = [
         _jwt_lifetime(config.get("JWT_ACCESS_TOKEN_EXPIRES", timedelta(minutes=15))),
         _jwt_lifetime(config.get("JWT_REFRESH_TOKEN_EXPIRES", timedelta(days=30))),

@@ -11,11 +11,11 @@ these members (``sig`` only when the sender has a signing key)::
 - ``op``: one of :class:`Op`; ``revoked`` is implied by it.
 - ``seq``: the store's sequence number of the change, ``1 <= seq < 2**63``; ``0``
   for (and only for) ``ping``.
-- ``key``: the jti, the canonical identity for subject ops, a nonce for ``ping``.
+- ``key``: the jti, the canonical identity for identity ops, a nonce for ``ping``.
 - ``exp``: unix time after which the row may be dropped (``ts`` for ``ping``).
 - ``id``: the owning identity or ``null``.
-- ``cutoff``: unix time, required for ``revoke_subject``, optional for
-  ``unrevoke_subject``, ``null`` otherwise.
+- ``cutoff``: unix time, required for ``revoke_identity``, optional for
+  ``unrevoke_identity``, ``null`` otherwise.
 - ``origin``: the id of the node that sent it.  ``ts``: unix time it was sent.
 - ``sig``: lowercase hex HMAC-SHA256, keyed with the shared event key, of the
   *canonical form* of every other member: the object serialised with sorted keys,
@@ -85,8 +85,8 @@ class Op(StrEnum):
 
     REVOKE = "revoke"
     UNREVOKE = "unrevoke"
-    REVOKE_SUBJECT = "revoke_subject"
-    UNREVOKE_SUBJECT = "unrevoke_subject"
+    REVOKE_IDENTITY = "revoke_identity"
+    UNREVOKE_IDENTITY = "unrevoke_identity"
     PING = "ping"
     ISSUE = "issue"
     """A token was registered (REVSYNC_TRACK_TOKENS): a doorbell, like unrevoke."""
@@ -96,16 +96,16 @@ _OPS = {op.value: op for op in Op}
 _OP_OF = {
     (Kind.JTI, True): Op.REVOKE,
     (Kind.JTI, False): Op.UNREVOKE,
-    (Kind.SUBJECT, True): Op.REVOKE_SUBJECT,
-    (Kind.SUBJECT, False): Op.UNREVOKE_SUBJECT,
-    (Kind.TOKEN, False): Op.ISSUE,
+    (Kind.IDENTITY, True): Op.REVOKE_IDENTITY,
+    (Kind.IDENTITY, False): Op.UNREVOKE_IDENTITY,
+    (Kind.ISSUED, False): Op.ISSUE,
 }
 _KIND_OF = {
     Op.REVOKE: Kind.JTI,
     Op.UNREVOKE: Kind.JTI,
-    Op.REVOKE_SUBJECT: Kind.SUBJECT,
-    Op.UNREVOKE_SUBJECT: Kind.SUBJECT,
-    Op.ISSUE: Kind.TOKEN,
+    Op.REVOKE_IDENTITY: Kind.IDENTITY,
+    Op.UNREVOKE_IDENTITY: Kind.IDENTITY,
+    Op.ISSUE: Kind.ISSUED,
 }
 
 
@@ -162,7 +162,7 @@ class RevocationEvent:
     op: Op
     seq: int
     key: str
-    """The jti, the canonical identity (subject ops) or a nonce (ping)."""
+    """The jti, the canonical identity (identity ops) or a nonce (ping)."""
     expires_at: float
     identity: str | None
     cutoff: float | None
@@ -186,9 +186,9 @@ class RevocationEvent:
         object.__setattr__(self, "expires_at", _check_time("exp", self.expires_at))
         object.__setattr__(self, "sent_at", _check_time("ts", self.sent_at))
         cutoff = None if self.cutoff is None else _check_time("cutoff", self.cutoff)
-        if cutoff is None and op is Op.REVOKE_SUBJECT:
-            raise _bad("cutoff is required for revoke_subject")
-        if cutoff is not None and op not in (Op.REVOKE_SUBJECT, Op.UNREVOKE_SUBJECT):
+        if cutoff is None and op is Op.REVOKE_IDENTITY:
+            raise _bad("cutoff is required for revoke_identity")
+        if cutoff is not None and op not in (Op.REVOKE_IDENTITY, Op.UNREVOKE_IDENTITY):
             raise _bad(f"cutoff must be null for {op}")
         object.__setattr__(self, "cutoff", cutoff)
 
@@ -226,8 +226,8 @@ class RevocationEvent:
 
     @property
     def revoked(self) -> bool:
-        """True for revoke and revoke_subject."""
-        return self.op is Op.REVOKE or self.op is Op.REVOKE_SUBJECT
+        """True for revoke and revoke_identity."""
+        return self.op is Op.REVOKE or self.op is Op.REVOKE_IDENTITY
 
     @property
     def kind(self) -> Kind:

@@ -3,7 +3,7 @@
 Off by default.  With ``REVSYNC_TRACK_TOKENS`` every token issued through
 :meth:`Registry.issue_tokens` (``RevSync.registry.issue_tokens``) is recorded in the durable
 store with its identity, type, times and client metadata, in one transaction with a
-``Kind.TOKEN`` change numbered by the same counter as every revocation.  Nodes learn
+``Kind.ISSUED`` change numbered by the same counter as every revocation.  Nodes learn
 of it through the snapshot, catch-up and bus (``Op.ISSUE``, a doorbell), so each
 node's in-memory set also holds the allowlist.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import json
 import time
 import uuid
@@ -36,7 +37,7 @@ from revsync.changes import Change, canonical_identity
 from revsync.config import Settings
 from revsync.events import check_announceable
 from revsync.jwt.manager import JWTManager
-from revsync.stores.tokens import TokenRecord, request_for
+from revsync.stores._tokens import TokenRecord, registration_for
 
 __all__ = [
     "IssuedTokens",
@@ -79,7 +80,7 @@ class TokenStore(Protocol):
     async def register(
         self, records: Sequence[TokenRecord], *, rotate: str | None = None
     ) -> list[Change] | None:
-        """Write records and their ``Kind.TOKEN`` changes atomically; with ``rotate``,
+        """Write records and their ``Kind.ISSUED`` changes atomically; with ``rotate``,
         first compare-and-set that jti rotated, and write nothing (None) if it was
         unknown, already rotated or of a family marked by ``revoke_family``."""
 
@@ -204,7 +205,7 @@ class Registry:
         """Pin claims of tokens issued through the registry; in allowlist mode, check them."""
         manager.add_payload_hook(_pin_claims)
         if self.settings.mode == "allowlist":
-            manager.token_in_blacklist_loader(self.is_refused)
+            manager.token_in_denylist_loader(self.is_refused)
 
     # -- issuing -------------------------------------------------------------------------
 
@@ -240,16 +241,13 @@ class Registry:
         records = [record("access")] + ([record("refresh")] if refresh else [])
         origin = self.settings.node_id
         for r in records:  # before writing: nothing durable may fail to be announced
-            check_announceable(Change(0, *request_for(r), now), origin)
+            check_announceable(Change(0, *registration_for(r), now), origin)
         changes = await self._engine.write_changes(
             lambda: self._store.register(records, rotate=rotate)
         )
         if changes is None:
             raise RefreshTokenReused(rotate)
-        written = [
-            TokenRecord(**{**_fields(r), "seq": c.seq})
-            for r, c in zip(records, changes, strict=True)
-        ]
+        written = [dataclasses.replace(r, seq=c.seq) for r, c in zip(records, changes, strict=True)]
         pinned: dict[str, dict[str, Any]] = {}
         for r in written:
             claims: dict[str, Any] = {"jti": r.jti, "exp": int(r.expires_at), SEQ_CLAIM: r.seq}
@@ -350,7 +348,7 @@ class Registry:
     # -- the request path (allowlist mode) ---------------------------------------------
 
     def is_refused(self, claims: Mapping[str, Any]) -> bool | Awaitable[bool]:
-        """The blacklist loader in allowlist mode.
+        """The denylist loader in allowlist mode.
 
         Sync and in memory for a registered token.  For an unknown jti whose ``rsq``
         this node has not applied yet, an awaitable that waits (bounded) for it.
@@ -383,10 +381,6 @@ class Registry:
             await asyncio.sleep(0.005)
         logger.warning("revsync.allowlist_wait_timeout", jti=jti, rsq=seq)
         return True
-
-
-def _fields(record: TokenRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in TokenRecord.__slots__}
 
 
 async def _settle(value: str | Awaitable[str]) -> str:

@@ -25,7 +25,7 @@ from revsync.jwt.exceptions import (
     UserLoadError,
     WrongTokenError,
 )
-from revsync.jwt.manager import JWTManager
+from revsync.jwt.manager import JWTManager, on_manager
 from revsync.jwt.utils import (
     create_access_token,
     create_refresh_token,
@@ -82,6 +82,7 @@ __all__ = [
     "jwt_optional",
     "jwt_refresh_token_required",
     "jwt_required",
+    "on_manager",
     "set_access_cookies",
     "set_refresh_cookies",
     "unset_access_cookies",

@@ -139,8 +139,8 @@ class JWTConfig:
     """Prepared verification key, or ``None`` when not configured."""
     access_expires: Expiry
     refresh_expires: Expiry
-    blacklist_enabled: bool
-    blacklist_checks: frozenset[str]
+    denylist_enabled: bool
+    denylist_checks: frozenset[str]
     token_locations: tuple[str, ...]
     header_name: str
     header_type: str
@@ -300,8 +300,8 @@ def build_config(raw: Mapping[str, Any]) -> JWTConfig:
         decode_key=decode_key,
         access_expires=parse_expiry(get("JWT_ACCESS_TOKEN_EXPIRES"), "JWT_ACCESS_TOKEN_EXPIRES"),
         refresh_expires=parse_expiry(get("JWT_REFRESH_TOKEN_EXPIRES"), "JWT_REFRESH_TOKEN_EXPIRES"),
-        blacklist_enabled=enabled,
-        blacklist_checks=_name_set(checks, TOKEN_TYPES, "JWT_BLACKLIST_TOKEN_CHECKS"),
+        denylist_enabled=enabled,
+        denylist_checks=_name_set(checks, TOKEN_TYPES, "JWT_BLACKLIST_TOKEN_CHECKS"),
         token_locations=locations,
         header_name=header_name,
         header_type=get("JWT_HEADER_TYPE") or "",
@@ -400,12 +400,18 @@ def _missing_key_message(algorithm: str, asymmetric_setting: str) -> str:
     )
 
 
-def _name_set(value: Any, allowed: tuple[str, ...], name: str) -> frozenset[str]:
+def _collection(value: Any, name: str) -> Sequence[Any] | Set[Any]:
+    """A setting that takes one name or several: a lone string is a one-item tuple."""
     if isinstance(value, str):
-        value = (value,)
-    elif not isinstance(value, Sequence | Set):
+        return (value,)
+    if not isinstance(value, Sequence | Set):
         msg = f"{name} must be a sequence or a set"
         raise SettingError(msg)
+    return value
+
+
+def _name_set(value: Any, allowed: tuple[str, ...], name: str) -> frozenset[str]:
+    value = _collection(value, name)
     for item in value:
         if item not in allowed:
             msg = f"{name} must contain only {' or '.join(map(repr, allowed))}; got {item!r}"
@@ -423,11 +429,7 @@ def _locations(value: Any) -> tuple[str, ...]:
     A set has no order of its own, so its locations are tried in the order of
     :data:`KNOWN_LOCATIONS`; a sequence is tried in its own order.
     """
-    if isinstance(value, str):
-        value = (value,)
-    elif not isinstance(value, Sequence | Set):
-        msg = "JWT_TOKEN_LOCATION must be a sequence or a set"
-        raise SettingError(msg)
+    value = _collection(value, "JWT_TOKEN_LOCATION")
     if not value:
         msg = f"JWT_TOKEN_LOCATION must contain at least one of {_LOCATION_CHOICES}"
         raise SettingError(msg)

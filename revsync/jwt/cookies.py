@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from werkzeug.sansio.response import Response
 
-from revsync.jwt.config import JWTConfig, TokenPlaces, current_config
+from revsync.jwt.config import JWTConfig, current_config
 from revsync.jwt.exceptions import JWTDecodeError
 from revsync.jwt.tokens import read_unverified
 
@@ -46,12 +46,12 @@ def unset_jwt_cookies(response: Response) -> None:
 
 def unset_access_cookies(response: Response) -> None:
     """Delete the access token cookie (and its CSRF cookie)."""
-    _unset(response, "unset_access_cookies", "access")
+    _set(response, "unset_access_cookies", "access", None, None)
 
 
 def unset_refresh_cookies(response: Response) -> None:
     """Delete the refresh token cookie (and its CSRF cookie)."""
-    _unset(response, "unset_refresh_cookies", "refresh")
+    _set(response, "unset_refresh_cookies", "refresh", None, None)
 
 
 def _cookie_config(caller: str) -> JWTConfig:
@@ -62,40 +62,18 @@ def _cookie_config(caller: str) -> JWTConfig:
     return cfg
 
 
-def _set(response: Response, caller: str, kind: str, token: str, max_age: MaxAge) -> None:
+def _set(response: Response, caller: str, kind: str, token: str | None, max_age: MaxAge) -> None:
+    """Set a ``kind`` token's cookie and its CSRF cookie, or expire both (``token`` None)."""
     cfg = _cookie_config(caller)
     places = cfg.places_for(kind)
-    age = max_age or cfg.cookie_max_age
-    _write(response, cfg, places.cookie_name, places.cookie_path, token, age, httponly=True)
+    gone = token is None
+    age = None if gone else (max_age or cfg.cookie_max_age)
+    cookies = [(places.cookie_name, places.cookie_path, token or "", True)]
     if _csrf_cookies(cfg):
-        _write(
-            response,
-            cfg,
-            places.csrf_cookie_name,
-            places.csrf_cookie_path,
-            _csrf_claim(token),
-            age,
-            httponly=False,
-        )
-
-
-def _unset(response: Response, caller: str, kind: str) -> None:
-    cfg = _cookie_config(caller)
-    places: TokenPlaces = cfg.places_for(kind)
-    _write(
-        response, cfg, places.cookie_name, places.cookie_path, "", None, httponly=True, gone=True
-    )
-    if _csrf_cookies(cfg):
-        _write(
-            response,
-            cfg,
-            places.csrf_cookie_name,
-            places.csrf_cookie_path,
-            "",
-            None,
-            httponly=False,
-            gone=True,
-        )
+        csrf = "" if token is None else _csrf_claim(token)
+        cookies.append((places.csrf_cookie_name, places.csrf_cookie_path, csrf, False))
+    for name, path, value, httponly in cookies:
+        _write(response, cfg, name, path, value, age, httponly=httponly, gone=gone)
 
 
 def _csrf_cookies(cfg: JWTConfig) -> bool:

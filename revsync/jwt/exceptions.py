@@ -33,7 +33,7 @@ class WrongTokenError(JWTExtendedException):
 
 
 class RevokedTokenError(JWTExtendedException):
-    """The token has been revoked (the blacklist loader said so)."""
+    """The token has been revoked (the denylist loader said so)."""
 
 
 class FreshTokenRequired(JWTExtendedException):
@@ -49,7 +49,7 @@ class UserClaimsVerificationError(JWTExtendedException):
 
 
 class RevocationNotConfiguredError(JWTExtendedException):
-    """Revocation checks are enabled but no blacklist loader is registered.
+    """Revocation checks are enabled but no denylist loader is registered.
 
     A server misconfiguration, answered with a 500 and an error log line; never the
     caller's fault, and never silently treated as "not revoked".

@@ -13,6 +13,7 @@ from jwt import ExpiredSignatureError, InvalidTokenError
 from quart import Quart, g
 
 from revsync.jwt import default_callbacks as defaults
+from revsync.jwt import exceptions as errors
 from revsync.jwt._steps import Steps, settle
 from revsync.jwt.config import (
     DEFAULTS,
@@ -20,19 +21,6 @@ from revsync.jwt.config import (
     check_secret_strength,
     current_config,
     parse_expiry,
-)
-from revsync.jwt.exceptions import (
-    CSRFError,
-    FreshTokenRequired,
-    InvalidHeaderError,
-    JWTDecodeError,
-    JWTExtendedException,
-    NoAuthorizationError,
-    RevocationNotConfiguredError,
-    RevokedTokenError,
-    UserClaimsVerificationError,
-    UserLoadError,
-    WrongTokenError,
 )
 from revsync.jwt.tokens import (
     build_payload,
@@ -101,8 +89,8 @@ class JWTManager:
         )
         # Loaders that default to "not used": None skips their work on the request path.
         self._user_loader_callback: Callable[..., Any] | None = None
-        self._token_in_blacklist_callback: Callable[..., Any] | None = None
-        self._blacklist_callback_takes_header = False
+        self._denylist_callback: Callable[..., Any] | None = None
+        self._denylist_callback_takes_header = False
         self._claims_verification_callback: Callable[..., Any] | None = None
         self._decode_key_callback: Callable[..., Any] | None = None
         self._decode_key_callback_takes_header = True
@@ -125,18 +113,18 @@ class JWTManager:
             app.config.setdefault(key, value.copy() if isinstance(value, list) else value)
         check_secret_strength(app.config)
         handlers: dict[type[Exception], Callable[[Any], Any]] = {
-            NoAuthorizationError: self._handle_unauthorized,
-            CSRFError: self._handle_unauthorized,
+            errors.NoAuthorizationError: self._handle_unauthorized,
+            errors.CSRFError: self._handle_unauthorized,
             ExpiredSignatureError: self._handle_expired,
             InvalidTokenError: self._handle_invalid,
-            InvalidHeaderError: self._handle_invalid,
-            JWTDecodeError: self._handle_invalid,
-            WrongTokenError: self._handle_invalid,
-            RevokedTokenError: self._handle_revoked,
-            FreshTokenRequired: self._handle_needs_fresh,
-            UserLoadError: self._handle_user_load_error,
-            UserClaimsVerificationError: self._handle_claims_failed,
-            RevocationNotConfiguredError: self._handle_no_blacklist_loader,
+            errors.InvalidHeaderError: self._handle_invalid,
+            errors.JWTDecodeError: self._handle_invalid,
+            errors.WrongTokenError: self._handle_invalid,
+            errors.RevokedTokenError: self._handle_revoked,
+            errors.FreshTokenRequired: self._handle_needs_fresh,
+            errors.UserLoadError: self._handle_user_load_error,
+            errors.UserClaimsVerificationError: self._handle_claims_failed,
+            errors.RevocationNotConfiguredError: self._handle_no_denylist_loader,
         }
         for exception, handler in handlers.items():
             app.register_error_handler(exception, handler)
@@ -151,11 +139,11 @@ class JWTManager:
             self._payload_hooks.append(hook)
 
     @property
-    def blacklist_loader(self) -> Callable[..., Any] | None:
-        """The registered token-in-blacklist loader, or ``None``.  Read-only."""
-        return self._token_in_blacklist_callback
+    def denylist_loader(self) -> Callable[..., Any] | None:
+        """The registered denylist loader, or ``None``.  Read-only."""
+        return self._denylist_callback
 
-    def token_in_blacklist_loader(self, callback: C) -> C:
+    def token_in_denylist_loader(self, callback: C) -> C:
         """Register the loader that says whether a token is revoked.
 
         It is called with the decoded claims dict (``claims["jti"]``,
@@ -165,11 +153,13 @@ class JWTManager:
         two positional arguments is called as ``(header, claims)``, as in
         flask-jwt-extended 4.  It runs on every protected request: keep it in memory.
         """
-        self._token_in_blacklist_callback = callback
-        self._blacklist_callback_takes_header = _positional_arity(callback) == 2
+        self._denylist_callback = callback
+        self._denylist_callback_takes_header = _positional_arity(callback) == 2
         return callback
 
-    token_in_blocklist_loader = token_in_blacklist_loader
+    # quart-jwt-extended's and flask-jwt-extended 4's names for the same.
+    token_in_blacklist_loader = token_in_denylist_loader
+    token_in_blocklist_loader = token_in_denylist_loader
 
     def user_claims_loader(self, callback: C) -> C:
         """Register ``callback(identity) -> dict`` adding claims to access tokens."""
@@ -268,12 +258,12 @@ class JWTManager:
             user_claims = yield self._user_claims_callback(identity)
         if headers is None:
             headers = yield self._jwt_additional_header_callback(identity)
-        subject = yield self._user_identity_callback(identity)
+        claim_value = yield self._user_identity_callback(identity)
         if self._encode_key_callback is None:
             key = cfg.require_encode_key()
         else:
             key = yield self._encode_key_callback(identity)
-        payload = build_payload(cfg, kind, subject, expires, user_claims, fresh)
+        payload = build_payload(cfg, kind, claim_value, expires, user_claims, fresh)
         for hook in self._payload_hooks:
             hook(kind, payload)
         return encode_payload(cfg, payload, key, headers)
@@ -304,7 +294,7 @@ class JWTManager:
                 cfg, token, key, allow_expired=allow_expired, cacheable=callback is None
             )
         except ExpiredSignatureError:
-            with suppress(InvalidTokenError, JWTExtendedException):
+            with suppress(InvalidTokenError, errors.JWTExtendedException):
                 g._jwt_extended_expired_jwt = decode_complete(cfg, token, key, allow_expired=True)[
                     0
                 ]
@@ -318,32 +308,32 @@ class JWTManager:
     async def check_not_revoked(
         self, cfg: JWTConfig, claims: dict[str, Any], header: dict[str, Any]
     ) -> None:
-        """Raise :class:`RevokedTokenError` if the blacklist loader says so."""
-        if not cfg.blacklist_enabled:
+        """Raise :class:`errors.RevokedTokenError` if the denylist loader says so."""
+        if not cfg.denylist_enabled:
             return
-        callback = self._token_in_blacklist_callback
+        callback = self._denylist_callback
         if callback is None:
             msg = (
                 "JWT_BLACKLIST_ENABLED is set but no loader was registered with "
                 "@jwt.token_in_blacklist_loader"
             )
-            raise RevocationNotConfiguredError(msg)
-        if claims["type"] not in cfg.blacklist_checks:
+            raise errors.RevocationNotConfiguredError(msg)
+        if claims["type"] not in cfg.denylist_checks:
             return
-        if self._blacklist_callback_takes_header:
+        if self._denylist_callback_takes_header:
             revoked = await settle(callback(header, claims))
         else:
             revoked = await settle(callback(claims))
         if revoked:
             msg = "Token has been revoked"
-            raise RevokedTokenError(msg)
+            raise errors.RevokedTokenError(msg)
 
     async def verify_user_claims(self, cfg: JWTConfig, claims: dict[str, Any]) -> None:
-        """Raise :class:`UserClaimsVerificationError` if the claims loader refuses."""
+        """Raise :class:`errors.UserClaimsVerificationError` if the claims loader refuses."""
         callback = self._claims_verification_callback
         if callback is not None and not await settle(callback(claims[cfg.user_claims_key])):
             msg = "User claims verification failed"
-            raise UserClaimsVerificationError(msg)
+            raise errors.UserClaimsVerificationError(msg)
 
     async def load_user(self, identity: Any) -> None:
         """Run the user loader, if any, and keep its user for ``current_user``."""
@@ -353,7 +343,7 @@ class JWTManager:
         user = await settle(callback(identity))
         if user is None:
             msg = f"user_loader returned None for {identity}"
-            raise UserLoadError(msg)
+            raise errors.UserLoadError(msg)
         g._jwt_extended_jwt_user = user
 
     # -- error handlers ----------------------------------------------------------------
@@ -384,8 +374,8 @@ class JWTManager:
     async def _handle_claims_failed(self, error: Exception) -> Any:
         return await settle(self._verify_claims_failed_callback())
 
-    async def _handle_no_blacklist_loader(self, error: Exception) -> Any:
-        logger.error("revsync.no_blacklist_loader", error=str(error))
+    async def _handle_no_denylist_loader(self, error: Exception) -> Any:
+        logger.error("revsync.no_denylist_loader", error=str(error))
         return {current_config().error_msg_key: "Internal server error"}, 500
 
 

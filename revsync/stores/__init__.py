@@ -8,7 +8,7 @@ one the scheme names and nothing else, so each driver stays an optional extra.
   ``pip install revsync[postgres]``)
 - ``redis://host:port/db`` or ``rediss://...`` (redis.asyncio), ``?prefix=`` for keys
 - ``redis+sentinel://h1:26379,h2:26379/mymaster`` and ``redis+cluster://h:7000``
-  (see ``revsync.redis_topology``)
+  (see ``revsync._redis_topology``)
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import importlib
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from revsync._urls import mask_url
 from revsync.stores.base import Store, StoreError
-from revsync.stores.common import mask_url
 
 __all__ = ["Store", "StoreError", "store_from_url"]
 

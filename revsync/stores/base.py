@@ -14,6 +14,9 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 from revsync.changes import Change, ChangeRequest, Kind
 
+PAGE_SIZE = 10_000
+"""Rows in one page of ``Store.since``: what catch-ups, snapshots and ``check`` read at a time."""
+
 
 class StoreError(Exception):
     """The store could not be reached or refused an operation."""
@@ -68,7 +71,7 @@ class Store(Protocol):
         still writes a tombstone, so the change is numbered and broadcast like any
         other.  Raises StoreError when nothing was written.
 
-        In full (``revsync.stores.common.merge``): a revoke over a tombstone takes the
+        In full (``revsync.stores._common.merge``): a revoke over a tombstone takes the
         request's expiry and cut-off; an unrevoke keeps the old row's ``expires_at``
         (the tombstone must outlive every cached copy of the revocation); a request
         without an identity keeps the row's.  A request with an empty key or a
@@ -81,7 +84,7 @@ class Store(Protocol):
     async def get(self, kind: Kind, key: str) -> Change | None:
         """The current row for one target, or None if the store has none."""
 
-    async def since(self, seq: int, limit: int = 10_000) -> list[Change]:
+    async def since(self, seq: int, limit: int = PAGE_SIZE) -> list[Change]:
         """Rows whose seq is greater than ``seq``, ascending, at most ``limit``.
 
         Rows include tombstones and rows past their expiry not yet pruned: the
@@ -100,7 +103,7 @@ class Store(Protocol):
 
         Every write records ``(its first seq, its last seq, its created_at)`` in slot
         ``last % HISTORY_SLOTS`` of a ring, in the same transaction.  See
-        ``revsync.store_history.judge`` for what an entry says about ``seq``.
+        ``revsync._store_history.judge`` for what an entry says about ``seq``.
         """
 
     async def new_epoch(self) -> StorePosition:

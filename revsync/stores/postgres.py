@@ -24,12 +24,13 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from revsync._urls import mask_url
 from revsync.changes import Change, ChangeRequest, Kind
+from revsync.stores._common import changes_from_rows, translate
+from revsync.stores._layout import TOKEN_COLUMNS, TOKENS, insert
+from revsync.stores._sql import SELECT_CHANGES, Connection, Dialect, SqlStore, Work
+from revsync.stores._tokens import TokenRecord, family_expiry, registrations_for
 from revsync.stores.base import StoreError
-from revsync.stores.common import changes_from_rows, mask_url, translate
-from revsync.stores.layout import TOKEN_COLUMNS, TOKENS, insert
-from revsync.stores.sql import SELECT_CHANGES, Connection, Dialect, SqlStore, Work
-from revsync.stores.tokens import TokenRecord, family_expiry, requests_for
 
 __all__ = ["PostgresStore", "from_url", "numbered"]
 
@@ -242,14 +243,14 @@ class PostgresStore(SqlStore):
     async def register(
         self, records: Sequence[TokenRecord], *, rotate: str | None = None
     ) -> list[Change] | None:
-        """Record issued tokens and their ``Kind.TOKEN`` changes in one transaction.
+        """Record issued tokens and their ``Kind.ISSUED`` changes in one transaction.
 
         With ``rotate``, first mark that refresh jti rotated, compare-and-set (the row
         lock serialises two nodes rotating the same token): if it is unknown, already
         rotated or its family revoked, write nothing and return None.  Records with a
         family create or extend its row (``revoke_family``).
         """
-        requests = requests_for(records)
+        requests = registrations_for(records)
         try:
             return await self._transaction(
                 "write to", lambda conn: self._register(conn, records, requests, rotate)

@@ -1,6 +1,6 @@
 """RedisStore: revocations in Redis, for deployments that accept Redis persistence.
 
-Where each key lives is in ``revsync/stores/layout.py``.  Every write is one Lua
+Where each key lives is in ``revsync/stores/_layout.py``.  Every write is one Lua
 script (``revsync/stores/lua/``), so the counter, the row and the indexes change
 together or not at all, and in seq order.  The write script mirrors
 ``common.merge``.  Times travel as Python ``repr`` strings and are compared in Lua but
@@ -28,20 +28,19 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from revsync._redis_topology import data_client, is_topology_url, parse_topology_url
+from revsync._urls import mask_url
 from revsync.changes import Change, ChangeRequest, Kind
-from revsync.redis_topology import data_client, is_topology_url, parse_topology_url
-from revsync.stores.base import HistoryEntry, StoreError, StorePosition
-from revsync.stores.common import (
+from revsync.stores._common import (
     HISTORY_SLOTS,
-    PAGE,
     WriteMany,
     changes_from_rows,
     check_figures,
-    mask_url,
     translate,
 )
-from revsync.stores.layout import RedisKeys, lua_keys
-from revsync.stores.tokens import TokenRecord, requests_for
+from revsync.stores._layout import RedisKeys, lua_keys
+from revsync.stores._tokens import TokenRecord, registrations_for
+from revsync.stores.base import PAGE_SIZE, HistoryEntry, StoreError, StorePosition
 
 __all__ = ["RedisStore", "from_url", "lua_script"]
 
@@ -125,7 +124,7 @@ _SOURCES = {name: lua_script(_lua(name), *libraries) for name, libraries in _SCR
 def from_url(url: str, **options: Any) -> RedisStore:
     """A store for ``redis://`` or ``rediss://`` URLs; ``?prefix=`` names the key prefix.
 
-    ``redis+sentinel://`` and ``redis+cluster://`` URLs (see revsync.redis_topology) are
+    ``redis+sentinel://`` and ``redis+cluster://`` URLs (see revsync._redis_topology) are
     accepted too; with Sentinel, ``?min_replicas=N`` makes every write wait until N
     replicas acknowledged it (WAIT), so a failover cannot lose a returned write.
     """
@@ -276,7 +275,7 @@ class RedisStore(WriteMany):
             )
         return None if doc is None else changes_from_rows([json.loads(doc)])[0]
 
-    async def since(self, seq: int, limit: int = 10_000) -> list[Change]:
+    async def since(self, seq: int, limit: int = PAGE_SIZE) -> list[Change]:
         """Rows with seq greater than ``seq``, ascending, at most ``limit``."""
         return await self._range(self._keys.log, f"({int(seq)}", int(limit))
 
@@ -331,12 +330,12 @@ class RedisStore(WriteMany):
     async def register(
         self, records: Sequence[TokenRecord], *, rotate: str | None = None
     ) -> list[Change] | None:
-        """Record issued tokens and their ``Kind.TOKEN`` changes in one script run.
+        """Record issued tokens and their ``Kind.ISSUED`` changes in one script run.
 
         With ``rotate``, the script first marks that refresh jti rotated, compare-and-set:
         if it is unknown or already rotated, it writes nothing and this returns None.
         """
-        requests = requests_for(records)
+        requests = registrations_for(records)
         k = self._keys
         args: list[Any] = [
             k.base,
@@ -388,7 +387,7 @@ class RedisStore(WriteMany):
         """Counter not behind any row; every log entry has a row; seqs strictly increase."""
         head = await self.head()
         last, rows = 0, 0
-        while page := await self.since(last, PAGE):
+        while page := await self.since(last, PAGE_SIZE):
             for change in page:
                 if change.seq <= last:
                     msg = f"Redis store {self.url}: seq {change.seq} listed after {last}"

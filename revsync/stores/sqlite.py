@@ -30,11 +30,11 @@ from urllib.parse import unquote, urlsplit
 import aiosqlite
 
 from revsync.changes import Change, Kind
+from revsync.stores._common import changes_from_rows, translate
+from revsync.stores._layout import CHANGE_COLUMNS, CHANGES, HEAD, TOKEN_COLUMNS, TOKENS, insert
+from revsync.stores._sql import SELECT_CHANGES, Connection, Dialect, SqlStore, Work
+from revsync.stores._tokens import TokenRecord, family_expiry, registrations_for
 from revsync.stores.base import StoreError
-from revsync.stores.common import changes_from_rows, translate
-from revsync.stores.layout import CHANGE_COLUMNS, CHANGES, HEAD, TOKEN_COLUMNS, TOKENS, insert
-from revsync.stores.sql import SELECT_CHANGES, Connection, Dialect, SqlStore, Work
-from revsync.stores.tokens import TokenRecord, family_expiry, requests_for
 
 __all__ = ["SqliteStore", "from_url"]
 
@@ -224,13 +224,13 @@ class SqliteStore(SqlStore):
     async def register(
         self, records: Sequence[TokenRecord], *, rotate: str | None = None
     ) -> list[Change] | None:
-        """Record issued tokens and their ``Kind.TOKEN`` changes in one transaction.
+        """Record issued tokens and their ``Kind.ISSUED`` changes in one transaction.
 
         With ``rotate``, first mark that refresh jti rotated, compare-and-set: if it is
         unknown, already rotated or its family revoked, write nothing and return None.
         Records with a family create or extend its row (``revoke_family``).
         """
-        requests = requests_for(records)
+        requests = registrations_for(records)
 
         async def work(conn: Connection) -> list[Change] | None:
             if rotate is not None and await conn.execute(_ROTATE, rotate) != 1:

@@ -94,7 +94,7 @@ async def revoke() -> tuple[Response, int]:
     jti = field(body, "jti")
     exp = body.get("exp")
     if exp is None:
-        exp = time.time() + current_revsync().settings.subject_ttl
+        exp = time.time() + current_revsync().settings.cutoff_ttl
     elif isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
         raise ApiError(400, "field exp must be a unix time (number)")
     identity = _identity(body.get("identity"))
@@ -112,14 +112,14 @@ async def unrevoke() -> tuple[Response, int]:
 @admin_required
 async def revoke_identity() -> tuple[Response, int]:
     identity = _identity(field(await json_object(), "identity", (str, int, float, dict, list)))
-    return await _write(lambda: current_revsync().revoke_subject(identity))
+    return await _write(lambda: current_revsync().revoke_identity(identity))
 
 
 @blueprint.route("/unrevoke-identity", methods=["POST"])
 @admin_required
 async def unrevoke_identity() -> tuple[Response, int]:
     identity = _identity(field(await json_object(), "identity", (str, int, float, dict, list)))
-    return await _write(lambda: current_revsync().unrevoke_subject(identity))
+    return await _write(lambda: current_revsync().unrevoke_identity(identity))
 
 
 @blueprint.route("/revocations", methods=["GET"])

@@ -36,7 +36,7 @@ COUNTERS = {
     "resync_failures": ("revsync_resync_failures", "Catch-ups from the store that failed."),
     "reconnects": ("revsync_reconnects", "Reconnections to the Redis bus."),
     "heartbeats": ("revsync_heartbeats", "Own heartbeats received back over the bus."),
-    "pruned": ("revsync_pruned_entries", "Expired entries dropped from the local set."),
+    "swept": ("revsync_swept_entries", "Expired entries swept from the local set."),
     "store_resets": (
         "revsync_store_resets",
         "Times the store was found to have lost history and was re-read in full.",

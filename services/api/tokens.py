@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify, request
 
-from revsync import StoreError
+from revsync import RefreshTokenReused, StoreError, UnknownToken
 from revsync.jwt import (
     create_access_token,
     create_refresh_token,
@@ -17,7 +17,6 @@ from revsync.jwt import (
     jwt_refresh_token_required,
     jwt_required,
 )
-from revsync.registry import RefreshTokenReused, UnknownToken
 from services.common.errors import ApiError, error, stored
 from services.common.node import credentials, current_revsync
 
@@ -97,7 +96,7 @@ async def logout2() -> tuple[Response, int]:
 @jwt_required
 async def logout_all() -> tuple[Response, int]:
     change = await stored(
-        current_revsync().revoke_subject(get_jwt_identity()),
+        current_revsync().revoke_identity(get_jwt_identity()),
         "revocation store unavailable; nothing was revoked, try again",
     )
     return jsonify({"msg": "Every token of this user is revoked", "seq": change.seq}), 200

@@ -13,7 +13,7 @@ A browser logs in once and from then on carries its tokens in cookies:
 ``POST /auth/logout``     revokes this session's access and refresh tokens on every node
                           and deletes the cookies.
 ``POST /auth/logout-everywhere``  revokes every token of the user, on every device and
-                          every node (``RevSync.revoke_subject``), and deletes the cookies.
+                          every node (``RevSync.revoke_identity``), and deletes the cookies.
 ``GET  /healthz``, ``GET /readyz``  liveness, and readiness (synced with the store).
 
 Revocations go through ``RevSync``: durable in the store first, then broadcast; when
@@ -95,7 +95,7 @@ async def logout() -> tuple[Response, int]:
 async def logout_everywhere() -> tuple[Response, int]:
     """Revoke every token of this user issued up to now, on every device."""
     change = await stored(
-        current_revsync().revoke_subject(get_jwt_identity()),
+        current_revsync().revoke_identity(get_jwt_identity()),
         "revocation store unavailable; nothing was revoked, try again",
     )
     response = jsonify({"msg": "Logged out everywhere", "seq": change.seq})

@@ -14,11 +14,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from revsync._redis_topology import data_client
+from revsync._urls import mask_url
 from revsync.config import DEFAULTS, Settings, resolve
-from revsync.redis_topology import data_client
 from revsync.stores import store_from_url
 from revsync.stores.base import Store, StoreError
-from revsync.stores.common import mask_url
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
 PROGRESS_AFTER = 1.0

@@ -24,9 +24,9 @@ seconds, many resync intervals, for every revocation made while the flood lasts
 (bounded by queue size / store-read rate; the staleness clock never fires because
 catch-ups still complete, just late).
 
-Root cause: revsync/subscriber.py ``Subscriber._apply`` / ``request_catch_up`` (one
+Root cause: revsync/_subscriber.py ``Subscriber._apply`` / ``request_catch_up`` (one
 FIFO for bus events and the resync timer; no catch-up priority, no budget for
-doorbell reads) with revsync/replica.py ``Replica._ring`` (one store read per doorbell,
+doorbell reads) with revsync/_replica.py ``Replica._ring`` (one store read per doorbell,
 unthrottled, owing no catch-up).  Failed on every store before the fix; kept as a regression test.
 """
 

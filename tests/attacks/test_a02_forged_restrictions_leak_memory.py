@@ -4,7 +4,7 @@ leave their keys in the expiry index, so a node's memory grows without bound.
 Guarantee 8 (docs/design.md): "memory and store size are bounded by the number of
 live revocations"; "Overlays are bounded by what arrives between two catch-ups".
 
-Scenario: an attacker publishes forged ``revoke`` and ``revoke_subject`` messages, each
+Scenario: an attacker publishes forged ``revoke`` and ``revoke_identity`` messages, each
 for a fresh random jti / identity, with a far-future expiry (each in its own 30 s
 expiry bucket) and a seq just past the node's cursor (so they are merged as overlays
 without a catch-up each).  The node's catch-ups then shed every one of them: the set
@@ -16,9 +16,9 @@ bucket id stays in the heap, until that bucket comes due in ``prune`` -- years a
 (or never: ``exp`` may be up to 1e15).  Every forged message therefore leaks one key
 (up to 512 characters) plus a bucket; a second flood leaks as much again.
 
-Root cause: revsync/revocation_set.py ``RevocationSet._apply`` / ``_ExpiryIndex`` (removal
+Root cause: revsync/_revocation_set.py ``RevocationSet._apply`` / ``_ExpiryIndex`` (removal
 does not unfile the key; only ``prune`` of a due bucket does), reached from
-revsync/replica.py ``Replica._shed``.  Not a token acceptance, but an unbounded-memory
+revsync/_replica.py ``Replica._shed``.  Not a token acceptance, but an unbounded-memory
 DoS from the channel.  Failed before the fix; kept as a regression test.
 """
 
@@ -29,8 +29,8 @@ import uuid
 
 import redis.asyncio as aredis
 
+from revsync._revocation_set import COMPACT_AFTER, RevocationSet
 from revsync.events import Op, RevocationEvent, encode_event
-from revsync.revocation_set import COMPACT_AFTER, RevocationSet
 from tests.engine.conftest import NodeFactory, eventually
 
 FORGED = 6_000
@@ -41,13 +41,13 @@ def filed_keys(revocations: RevocationSet) -> int:
     """Key strings held by the expiry buckets of revoked jtis and cut-offs."""
     return sum(
         len(keys)
-        for index in (revocations._jti_index, revocations._subject_index)
+        for index in (revocations._jti_index, revocations._identity_index)
         for keys in index.buckets.values()
     )
 
 
 def heap_size(revocations: RevocationSet) -> int:
-    return len(revocations._jti_index.heap) + len(revocations._subject_index.heap)
+    return len(revocations._jti_index.heap) + len(revocations._identity_index.heap)
 
 
 async def flood(client: aredis.Redis, channel: str, seq: int) -> None:
@@ -57,7 +57,7 @@ async def flood(client: aredis.Redis, channel: str, seq: int) -> None:
         key = uuid.uuid4().hex * 8  # 256 characters
         exp = now + 30 * 86400 + 30 * n  # each in a bucket of its own
         if n % 2:
-            event = RevocationEvent(Op.REVOKE_SUBJECT, seq, key, exp, key, now, "mallory", now)
+            event = RevocationEvent(Op.REVOKE_IDENTITY, seq, key, exp, key, now, "mallory", now)
         else:
             event = RevocationEvent(Op.REVOKE, seq, key, exp, None, None, "mallory", now)
         pipe.publish(channel, encode_event(event, None))
@@ -80,7 +80,7 @@ async def test_shed_forgeries_leave_nothing_behind(
             await eventually(lambda: node.replica.overlay_count == 0, within=5)
             # Every forgery was shed: the node holds no revocation at all ...
             assert len(node.revocations) == 0
-            node.revocations.prune()
+            node.revocations.sweep()
     finally:
         await client.aclose()
     retained = filed_keys(node.revocations) - baseline

@@ -25,7 +25,7 @@ After it, ``Registry.is_refused`` sees ``rsq <= bus_seq`` and refuses the token 
 every login's first request to another node fails until the store's head passes the
 forged cursor (50 writes here; a longer flood pushes it as far as it likes).
 
-Root cause: revsync/replica.py ``Replica.apply_event`` (an unconfirmed bus restriction
+Root cause: revsync/_replica.py ``Replica.apply_event`` (an unconfirmed bus restriction
 advances ``bus_seq``) and ``Replica.catch_up`` (``bus_seq = max(bus_seq, store_seq)``
 never sheds it); revsync/registry.py ``Registry.is_refused`` trusts ``bus_seq``.
 Refusal only (no revoked token is accepted).  Failed before the fix; kept as a regression test.

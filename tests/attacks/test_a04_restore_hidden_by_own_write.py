@@ -30,7 +30,7 @@ the witness (Y) and never look at their own lost write (X keeps it in ``_ahead``
 which is not an anchor).  They read only rows numbered above 3 (U, V) and hold T
 unrevoked, while reporting themselves in sync.
 
-Root cause: revsync/replica.py ``Replica._lost_history`` (a ring match at seq S is taken
+Root cause: revsync/_replica.py ``Replica._lost_history`` (a ring match at seq S is taken
 to vouch for every write below S, including changes this node learned before the
 restore) together with ``Replica.apply_local`` (a write made after the restore becomes
 the node's "newest known write"; the node's own writes are never anchors or

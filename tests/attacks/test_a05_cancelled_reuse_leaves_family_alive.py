@@ -2,7 +2,7 @@
 cancelled half-way marks the family revoked in the store but leaves its live tokens
 accepted on every node.
 
-Guarantee 1 (docs/design.md) and revsync/shielded.py: a write whose caller is
+Guarantee 1 (docs/design.md) and revsync/_shielded.py: a write whose caller is
 cancelled (Quart cancels the handler of a client that disconnects) runs to completion
 anyway: committed, applied and announced, or nothing.  revsync/registry.py: "Presenting
 a rotated token again revokes the whole family on every node".

@@ -21,7 +21,7 @@ deterministic here, the position's answer is handed back 20 ms late (a delegatin
 wrapper around the real store: a slow network reply), while the node revokes tokens
 back to back.
 
-Root cause: revsync/replica.py ``Replica._lost_history`` (compares a position read
+Root cause: revsync/_replica.py ``Replica._lost_history`` (compares a position read
 before the node's latest local writes with what those writes told it).  Severity:
 false alarm only (an error log, a reset counter, a full re-read per occurrence, which
 at a million rows holds the replica lock for seconds).  Failed before the fix; kept as a regression

@@ -21,7 +21,7 @@ predicted nonces every 100 ms, X keeps ``stale=False`` / ``ready=True`` indefini
 while a revocation it makes is not announced (``publish_failures``): other nodes hear
 of it only on their resync timer.
 
-Root cause: revsync/subscriber.py ``Subscriber._publish_heartbeat`` (nonces derived from
+Root cause: revsync/_subscriber.py ``Subscriber._publish_heartbeat`` (nonces derived from
 a published instance id and a counter instead of unpredictable per-ping values).
 Severity: status/readiness dishonesty (the node claims a working bus it does not have;
 its own revocations reach other nodes only by their resync timer).  Failed before the fix; kept as

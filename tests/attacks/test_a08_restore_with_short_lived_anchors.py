@@ -26,7 +26,7 @@ expires, reporting itself in sync.  (The batch size only makes the wrap-around e
 with one write; any 4096 writes between the restore and X's next catch-up that do not
 reach X over the bus -- e.g. while Redis is down -- do the same.)
 
-Root cause: revsync/replica.py ``Replica._lost_history`` (an inconclusive ring entry
+Root cause: revsync/_replica.py ``Replica._lost_history`` (an inconclusive ring entry
 falls back to anchors, and a vanished anchor close to its expiry is presumed pruned:
 ``ANCHOR_MARGIN``).  Severity: revocations never applied on that node (until the
 tokens expire).  Failed before the fix; kept as a regression test.

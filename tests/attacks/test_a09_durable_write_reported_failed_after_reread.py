@@ -22,8 +22,8 @@ error, or retry), and the change was never announced: other nodes learn of it on
 their next catch-up.  (Here A itself refuses T, because its re-read happened to read
 the committed row; the write's own result was never applied.)
 
-Root cause: revsync/replica.py ``Replica.apply_local`` -> ``_reconfirm`` (a store read on
-the post-commit path, its error not contained) reached from revsync/extension.py
+Root cause: revsync/_replica.py ``Replica.apply_local`` -> ``_reconfirm`` (a store read on
+the post-commit path, its error not contained) reached from revsync/_extension.py
 ``RevSync._commit``/``announce``.  Severity: low (needs a re-read during the write and a
 store failure right after): a durable write reported as failed and not announced; other
 nodes accept T until their next catch-up.  Failed before the fix; kept as a regression test.

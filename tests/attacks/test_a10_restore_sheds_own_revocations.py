@@ -20,7 +20,7 @@ checked), reads nothing new, and sheds the overlays of T and U as "unconfirmed"
 accepts T and U, which ``revoke_many`` just returned as revoked and the store holds
 as revoked; it never corrects this.
 
-Root cause: revsync/replica.py ``Replica._lost_history`` (a ring match at the node's
+Root cause: revsync/_replica.py ``Replica._lost_history`` (a ring match at the node's
 own post-restore write vouches for every write below it) with ``Replica.apply_local``
 (the batch's last write becomes ``_newest``) and ``Replica._shed`` (the below-cursor
 overlays of the node's own writes are shed when the catch-up does not re-read them).

@@ -2,7 +2,7 @@
 
 Guarantee 1 (docs/design.md) for the writes the existing suite does not sweep:
 ``revoke_many`` (150 tokens: past ``PUBLISH_EACH_LIMIT``, so only the last change is
-announced and the other node catches up on the gap), ``revoke_subject``, ``unrevoke``
+announced and the other node catches up on the gap), ``revoke_identity``, ``unrevoke``
 (which reads the store before writing) and ``issue_tokens`` (registry, allowlist
 mode).  Each is started as a task and cancelled after k loop iterations (k = 0, 1,
 2 ... 59, then every 20th) until a run finishes before the cancel.  After each:
@@ -97,15 +97,15 @@ async def test_cancelled_revoke_many_is_whole(nodes: tuple[Quart, RevSync, RevSy
     assert await sweep(start, check, a, b) > 1
 
 
-async def test_cancelled_revoke_subject_is_whole(nodes: tuple[Quart, RevSync, RevSync]) -> None:
+async def test_cancelled_revoke_identity_is_whole(nodes: tuple[Quart, RevSync, RevSync]) -> None:
     _, a, b = nodes
 
     def start(k: int) -> Awaitable[Any]:
-        return a.revoke_subject(f"user-{k}")
+        return a.revoke_identity(f"user-{k}")
 
     async def check(k: int, head: int) -> None:
         token = claims(identity=f"user-{k}", iat=time.time() - 5)
-        row = await a.store.get(Kind.SUBJECT, f"user-{k}")
+        row = await a.store.get(Kind.IDENTITY, f"user-{k}")
         if row is None:
             assert await a.store.head() == head
             assert not a.is_revoked(token)
@@ -150,7 +150,7 @@ async def test_cancelled_issue_tokens_is_whole(nodes: tuple[Quart, RevSync, RevS
             return await a.registry.issue_tokens(f"user-{k}")
 
     async def check(k: int, head: int) -> None:
-        rows = [r for r in await a.store.since(head) if r.kind is Kind.TOKEN]
+        rows = [r for r in await a.store.since(head) if r.kind is Kind.ISSUED]
         assert len(rows) in (0, 2), rows
         for row in rows:
             assert a.revocations.is_allowed(row.key)

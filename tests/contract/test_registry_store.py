@@ -8,7 +8,7 @@ from typing import Any
 from revsync.changes import Kind
 from revsync.registry import TokenStore
 from revsync.stores import Store
-from revsync.stores.tokens import TokenRecord
+from revsync.stores._tokens import TokenRecord
 
 from .conftest import StoreFactory
 
@@ -39,8 +39,8 @@ async def test_register_writes_records_and_token_changes(store: Store) -> None:
     records = [record("a1", metadata=meta), record("r1", type="refresh", family="f1")]
     changes = await reg.register(records)
     assert [(c.seq, c.kind, c.key, c.revoked, c.identity) for c in changes] == [
-        (1, Kind.TOKEN, "a1", False, "alice"),
-        (2, Kind.TOKEN, "r1", False, "alice"),
+        (1, Kind.ISSUED, "a1", False, "alice"),
+        (2, Kind.ISSUED, "r1", False, "alice"),
     ]
     assert await store.since(0) == changes
     assert await store.head() == 2

@@ -163,7 +163,7 @@ async def test_cancelled_rotation_is_whole_or_absent(
         await store.write(jti(f"after-{k}"))
         current = await reg.token(f"current-{k}")
         successor = await reg.token(f"next-{k}")
-        change = await store.get(Kind.TOKEN, f"next-{k}")
+        change = await store.get(Kind.ISSUED, f"next-{k}")
         outcome = (current.rotated, successor is not None, change is not None)
         assert outcome in {(True, True, True), (False, False, False)}, outcome
         # And rotates again: the compare-and-set still decides.
@@ -212,7 +212,7 @@ async def test_cancelled_prune_is_whole_or_absent(
     async def settled(k: int) -> None:
         await store.write(jti(f"after-{k}"))
         changes = [await store.get(Kind.JTI, f"old-{k}-{i}") is None for i in range(3)]
-        changes.append(await store.get(Kind.TOKEN, f"old-token-{k}") is None)
+        changes.append(await store.get(Kind.ISSUED, f"old-token-{k}") is None)
         records = [await reg.token(f"old-token-{k}") is None]
         assert len(set(changes)) == 1, changes
         assert len(set(records)) == 1, records

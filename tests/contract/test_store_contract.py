@@ -27,10 +27,10 @@ def jti(
     return ChangeRequest(Kind.JTI, key, revoked, exp, identity)
 
 
-def subject(
+def identity_change(
     key: str, cutoff: float | None, *, revoked: bool = True, exp: float = EXP
 ) -> ChangeRequest:
-    return ChangeRequest(Kind.SUBJECT, key, revoked, exp, key, cutoff)
+    return ChangeRequest(Kind.IDENTITY, key, revoked, exp, key, cutoff)
 
 
 def state(change: Change | None) -> tuple[Any, ...] | None:
@@ -61,15 +61,15 @@ async def test_write_then_get(store: Store) -> None:
     assert state(change) == (1, Kind.JTI, "t1", True, 1_700_000_000.123456, "alice", None)
     assert isinstance(change.created_at, float)
     assert await store.get(Kind.JTI, "t1") == change
-    assert await store.get(Kind.SUBJECT, "t1") is None
+    assert await store.get(Kind.IDENTITY, "t1") is None
     assert await store.head() == 1
 
 
 async def test_values_round_trip_exactly(store: Store) -> None:
     key = 'ü/"\\ x:{y}\t' + "z" * 300
     exp, cutoff = 1_712_345_678.000_001_2, 0.1 + 0.2
-    written = await store.write(ChangeRequest(Kind.SUBJECT, key, True, exp, "idé{n}", cutoff))
-    read = await store.get(Kind.SUBJECT, key)
+    written = await store.write(ChangeRequest(Kind.IDENTITY, key, True, exp, "idé{n}", cutoff))
+    read = await store.get(Kind.IDENTITY, key)
     assert read == written
     assert read is not None
     assert (read.expires_at, read.cutoff, read.identity) == (exp, cutoff, "idé{n}")
@@ -124,12 +124,12 @@ async def test_unrevoke_of_unknown_target_writes_tombstone(store: Store) -> None
 
 
 async def test_revoke_over_revoke_keeps_later_expiry_and_cutoff(store: Store) -> None:
-    await store.write(subject("bob", 500.0, exp=EXP))
-    change = await store.write(subject("bob", 400.0, exp=EXP - 1))
-    assert state(change) == (2, Kind.SUBJECT, "bob", True, EXP, "bob", 500.0)
-    change = await store.write(subject("bob", 600.0, exp=EXP + 1))
+    await store.write(identity_change("bob", 500.0, exp=EXP))
+    change = await store.write(identity_change("bob", 400.0, exp=EXP - 1))
+    assert state(change) == (2, Kind.IDENTITY, "bob", True, EXP, "bob", 500.0)
+    change = await store.write(identity_change("bob", 600.0, exp=EXP + 1))
     assert (change.expires_at, change.cutoff) == (EXP + 1, 600.0)
-    change = await store.write(subject("bob", None))
+    change = await store.write(identity_change("bob", None))
     assert change.cutoff == 600.0
 
 
@@ -146,7 +146,7 @@ async def test_identity_kept_when_request_has_none(store: Store) -> None:
 async def test_write_many_numbers_consecutively(store: Store) -> None:
     await store.write(jti("first"))
     changes = await store.write_many(
-        [jti("a"), subject("s", 1.0), jti("b"), jti("a", revoked=False)]
+        [jti("a"), identity_change("s", 1.0), jti("b"), jti("a", revoked=False)]
     )
     assert [c.seq for c in changes] == [2, 3, 4, 5]
     assert [(c.key, c.revoked) for c in changes] == [
@@ -164,7 +164,12 @@ async def test_write_many_numbers_consecutively(store: Store) -> None:
 
 
 async def test_invalid_request_raises_value_error_and_writes_nothing(store: Store) -> None:
-    for bad in (jti(""), jti("t", exp=math.nan), jti("t", exp=math.inf), subject("s", math.nan)):
+    for bad in (
+        jti(""),
+        jti("t", exp=math.nan),
+        jti("t", exp=math.inf),
+        identity_change("s", math.nan),
+    ):
         with pytest.raises(ValueError, match="must be"):
             await store.write(bad)
     with pytest.raises(ValueError, match="kind"):
@@ -205,7 +210,7 @@ async def test_prune_many(store: Store) -> None:
 async def test_by_identity(store: Store) -> None:
     a1 = await store.write(jti("a1", identity="alice"))
     await store.write(jti("b1", identity="bob"))
-    cut = await store.write(ChangeRequest(Kind.SUBJECT, "alice", True, EXP, "alice", 10.0))
+    cut = await store.write(ChangeRequest(Kind.IDENTITY, "alice", True, EXP, "alice", 10.0))
     a2 = await store.write(jti("a2", revoked=False, identity="alice"))
     assert await store.by_identity("alice") == [a1, cut, a2]
     assert await store.by_identity("ali") == []

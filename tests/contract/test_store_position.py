@@ -8,7 +8,7 @@ import redis
 
 from revsync.changes import ChangeRequest, Kind
 from revsync.stores import Store, store_from_url
-from revsync.stores.common import HISTORY_SLOTS
+from revsync.stores._common import HISTORY_SLOTS
 
 from .conftest import StoreFactory, backend_url
 

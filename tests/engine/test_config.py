@@ -17,7 +17,7 @@ def test_defaults() -> None:
     assert settings.channel == "revsync"
     assert settings.fail_mode == "closed"
     assert settings.event_key is None
-    assert settings.subject_ttl == timedelta(days=30).total_seconds()
+    assert settings.cutoff_ttl == timedelta(days=30).total_seconds()
     assert settings.identity_claim == "identity"
 
 
@@ -38,7 +38,7 @@ def test_strings_from_the_environment_are_parsed() -> None:
     assert settings.fail_mode == "open"
     assert settings.wait_for_ready is False
     assert settings.event_key == b"secret"
-    assert settings.subject_ttl == NEVER_EXPIRES_TTL
+    assert settings.cutoff_ttl == NEVER_EXPIRES_TTL
 
 
 def test_keywords_win_over_config() -> None:
@@ -77,7 +77,7 @@ def test_malformed_store_url_fails_at_init_naming_the_key(url: str) -> None:
         RevSync(make_app(REVSYNC_STORE_URL=url))
 
 
-def test_extension_registers_itself_and_the_blacklist_loader() -> None:
+def test_extension_registers_itself_and_the_denylist_loader() -> None:
     from revsync.jwt import JWTManager
 
     app = make_app(REVSYNC_STORE_URL="sqlite:///unused.db")
@@ -89,7 +89,7 @@ def test_extension_registers_itself_and_the_blacklist_loader() -> None:
     revsync2 = RevSync(app2)
     jwt2 = JWTManager(app2)
     for manager, ext in ((jwt, revsync), (jwt2, revsync2)):
-        assert manager.blacklist_loader == ext.is_revoked
+        assert manager.denylist_loader == ext.is_revoked
 
 
 def test_a_leeway_below_the_jwt_decode_leeway_is_refused() -> None:

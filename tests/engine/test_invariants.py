@@ -300,10 +300,10 @@ async def test_entries_are_dropped_only_after_their_token_expires(
     await node.revoke(short)
     await node.revoke(long)
     assert node.revocations.jti_count == 2
-    pruned = node.revocations.prune(time.time())
+    pruned = node.revocations.sweep(time.time())
     assert pruned == 0
     await asyncio.sleep(1.2)
-    assert node.revocations.prune(time.time() + 1) == 1
+    assert node.revocations.sweep(time.time() + 1) == 1
     assert node.is_revoked(long)
     assert node.revocations.jti_count == 1
     assert await node.store.prune(time.time() + 1) == 1
@@ -326,20 +326,20 @@ async def test_redis_restart_is_caught_up_from_the_store(
     assert b.stats.reconnects >= 1
 
 
-async def test_revoke_subject_refuses_every_earlier_token(
+async def test_revoke_identity_refuses_every_earlier_token(
     make_node: NodeFactory, store_url: str
 ) -> None:
     a = await make_node(store_url)
     b = await make_node(store_url)
     old = claims(identity="carol", iat=time.time() - 60)
     other = claims(identity="dave")
-    await a.revoke_subject("carol")
+    await a.revoke_identity("carol")
     assert a.is_revoked(old)
     await eventually(lambda: b.is_revoked(old), within=2)
     assert not b.is_revoked(other), b.status()
     later = claims(identity="carol", iat=time.time() + 5)
     assert not b.is_revoked(later)
-    await a.unrevoke_subject("carol")
+    await a.unrevoke_identity("carol")
     await eventually(lambda: not b.is_revoked(old), within=2)
 
 

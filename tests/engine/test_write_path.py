@@ -70,7 +70,7 @@ async def test_stop_waits_for_a_write_whose_caller_went_away(
 
 
 @pytest.mark.parametrize(
-    "call", ["revoke_subject", "revoke_jti", "revoke", "revoke_many", "revoke_jti_control"]
+    "call", ["revoke_identity", "revoke_jti", "revoke", "revoke_many", "revoke_jti_control"]
 )
 async def test_a_change_the_bus_could_not_carry_is_refused_before_anything_is_written(
     make_node: NodeFactory, sqlite_url: str, call: str
@@ -79,7 +79,7 @@ async def test_a_change_the_bus_could_not_carry_is_refused_before_anything_is_wr
     long_identity = "é" * 400  # 400 characters, 800 bytes: fits the key limit, not the event
     exp = time.time() + 3600
     calls = {
-        "revoke_subject": lambda: node.revoke_subject(long_identity + "x" * 200),
+        "revoke_identity": lambda: node.revoke_identity(long_identity + "x" * 200),
         "revoke_jti": lambda: node.revoke_jti("j" * 500, exp, identity=long_identity * 2),
         "revoke": lambda: node.revoke(claims(identity=long_identity * 2)),
         "revoke_many": lambda: node.revoke_many([claims(), claims(identity=long_identity * 2)]),
@@ -133,12 +133,12 @@ async def test_a_token_that_would_outlive_the_cut_offs_is_not_created(
 
     app = _manager_app()
     node = RevSync(app, store_url=sqlite_url)
-    assert node.settings.subject_ttl == timedelta(days=1).total_seconds()
+    assert node.settings.cutoff_ttl == timedelta(days=1).total_seconds()
     async with app.app_context():
         assert isinstance(create_access_token("alice"), str)
         assert isinstance(create_refresh_token("alice"), str)
         assert isinstance(create_access_token("alice", expires_delta=timedelta(days=1)), str)
-        with pytest.raises(ValueError, match="REVSYNC_SUBJECT_TTL=86400s"):
+        with pytest.raises(ValueError, match="REVSYNC_CUTOFF_TTL=86400s"):
             create_access_token("alice", expires_delta=timedelta(days=1, seconds=1))
         with pytest.raises(ValueError, match="never expires"):
             create_refresh_token("alice", expires_delta=False)
@@ -151,7 +151,7 @@ async def test_tokens_that_never_expire_are_allowed_when_cut_offs_are_kept_ten_y
 
     app = _manager_app(JWT_REFRESH_TOKEN_EXPIRES=False)
     node = RevSync(app, store_url=sqlite_url)
-    assert node.settings.subject_ttl == NEVER_EXPIRES_TTL
+    assert node.settings.cutoff_ttl == NEVER_EXPIRES_TTL
     async with app.app_context():
         assert isinstance(create_refresh_token("alice"), str)
 
@@ -159,7 +159,7 @@ async def test_tokens_that_never_expire_are_allowed_when_cut_offs_are_kept_ten_y
 async def test_a_token_older_than_the_cut_off_retention_is_refused(
     make_node: NodeFactory, sqlite_url: str
 ) -> None:
-    node = await make_node(sqlite_url, subject_ttl=3600)
+    node = await make_node(sqlite_url, cutoff_ttl=3600)
     now = time.time()
     assert not node.is_revoked(claims(iat=now - 3590, exp=now + 600))
     assert node.is_revoked(claims(iat=now - 3610, exp=now + 600))

@@ -152,7 +152,7 @@ def build_machine(
                 max_staleness=MAX_STALENESS,
                 resync_interval=RESYNC,
                 startup_timeout=10,
-                subject_ttl=7200,
+                cutoff_ttl=7200,
             )
             self.run(node.start())
             return node, slow
@@ -177,14 +177,14 @@ def build_machine(
             row = await self.store.get(Kind.JTI, c["jti"])
             if row is not None and row.revoked:
                 return True, row.seq
-            subject = await self.store.get(Kind.SUBJECT, c["identity"])
+            cut = await self.store.get(Kind.IDENTITY, c["identity"])
             if (
-                subject is not None
-                and subject.revoked
-                and subject.cutoff is not None
-                and c["iat"] <= subject.cutoff
+                cut is not None
+                and cut.revoked
+                and cut.cutoff is not None
+                and c["iat"] <= cut.cutoff
             ):
-                return True, subject.seq
+                return True, cut.seq
             return False, 0
 
         def live(self) -> list[dict[str, Any]]:
@@ -233,10 +233,10 @@ def build_machine(
             self.run(self._write(request, delivery))
 
         @rule(identity=st.sampled_from(IDENTITIES), revoked=st.booleans(), delivery=DELIVERY)
-        def write_subject(self, identity: str, revoked: bool, delivery: str) -> None:
+        def write_identity(self, identity: str, revoked: bool, delivery: str) -> None:
             now = time.time()
             cutoff = now if revoked else None
-            request = ChangeRequest(Kind.SUBJECT, identity, revoked, now + 7200, identity, cutoff)
+            request = ChangeRequest(Kind.IDENTITY, identity, revoked, now + 7200, identity, cutoff)
             self.run(self._write(request, delivery))
 
         @rule(order=st.sampled_from(["reversed", "shuffled", "twice"]))
@@ -283,7 +283,7 @@ def build_machine(
 
         @rule(
             data=st.data(),
-            op=st.sampled_from([Op.REVOKE, Op.REVOKE_SUBJECT, Op.UNREVOKE, Op.UNREVOKE_SUBJECT]),
+            op=st.sampled_from([Op.REVOKE, Op.REVOKE_IDENTITY, Op.UNREVOKE, Op.UNREVOKE_IDENTITY]),
             where=st.sampled_from(["next", "below", "far", "head"]),
             exp=st.sampled_from(["soon", "late"]),
             signed=st.booleans(),
@@ -292,7 +292,7 @@ def build_machine(
             head = self.run(self.store.head())
             seq = {"next": head + 1, "below": max(head - 1, 1), "far": FAR, "head": max(head, 1)}
             now = time.time()
-            if op in (Op.REVOKE_SUBJECT, Op.UNREVOKE_SUBJECT):
+            if op in (Op.REVOKE_IDENTITY, Op.UNREVOKE_IDENTITY):
                 key = data.draw(st.sampled_from(IDENTITIES))
                 cutoff: float | None = data.draw(st.sampled_from([1.0, now - 60]))
             else:
@@ -452,7 +452,7 @@ def build_machine(
             for n, node in enumerate(self.nodes):
                 if node.stats.resyncs < marks[n] + 2:
                     wrong.append((n, "not caught up twice yet"))
-            revoked_jtis, subjects = await _store_state(self.store, self.clock)
+            revoked_jtis, identities = await _store_state(self.store, self.clock)
             for n, node in enumerate(self.nodes):
                 if not node.status()["ready"]:
                     wrong.append((n, "not ready"))
@@ -476,9 +476,11 @@ def build_machine(
                                 await self.store.position(),
                             )
                         )
-                held_subjects = {k: v[0] for k, v in node.revocations.snapshot_subjects().items()}
-                if held_subjects != subjects:
-                    wrong.append((n, "subjects", held_subjects, subjects))
+                held_identities = {
+                    k: v[0] for k, v in node.revocations.snapshot_identities().items()
+                }
+                if held_identities != identities:
+                    wrong.append((n, "identities", held_identities, identities))
                 for c in self.live():
                     truth = (await self._truth(c))[0]
                     if node.is_revoked(c) != truth:
@@ -501,15 +503,15 @@ def _claims(identity: str, issued_at: float) -> dict[str, Any]:
 async def _store_state(store: SqliteStore, now: float) -> tuple[set[str], dict[str, float]]:
     """The store's live revoked jtis and cut-offs."""
     jtis: set[str] = set()
-    subjects: dict[str, float] = {}
+    identities: dict[str, float] = {}
     for row in await store.since(0, 1_000_000):
         if not row.revoked or row.expires_at < now:
             continue
         if row.kind is Kind.JTI:
             jtis.add(row.key)
-        elif row.kind is Kind.SUBJECT and row.cutoff is not None:
-            subjects[row.key] = row.cutoff
-    return jtis, subjects
+        elif row.kind is Kind.IDENTITY and row.cutoff is not None:
+            identities[row.key] = row.cutoff
+    return jtis, identities
 
 
 def test_model_every_interleaving_keeps_every_node_equal_to_the_store(

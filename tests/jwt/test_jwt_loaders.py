@@ -49,7 +49,7 @@ async def test_blacklist_loader(make_app: AppFactory, is_async: bool) -> None:
     app, manager = make_app(JWT_BLACKLIST_ENABLED=True)
     revoked: set[str] = set()
     loader = manager.token_in_blacklist_loader(blacklist_loader(revoked, is_async=is_async))
-    assert manager.blacklist_loader is loader
+    assert manager.denylist_loader is loader
     access, refresh = await tokens(app)
     kept, kept_refresh = await tokens(app)
     revoked.update({jti(access), jti(refresh)})
@@ -119,6 +119,23 @@ async def test_blocklist_aliases_and_two_argument_loader(
     assert (await call(app, "/protected", other))[0] == 200
     assert (await call(app, "/refresh", refresh, method="POST"))[0] == 200
     assert headers_seen[-1]["alg"] == "HS256"
+    assert manager.denylist_loader is (check_async if is_async else check)
+
+
+def test_the_three_names_of_the_denylist_loader(make_app: AppFactory) -> None:
+    # revsync's own name, quart-jwt-extended's and flask-jwt-extended 4's.
+    _, manager = make_app()
+    for register in (
+        manager.token_in_denylist_loader,
+        manager.token_in_blacklist_loader,
+        manager.token_in_blocklist_loader,
+    ):
+
+        def loader(claims: dict[str, Any]) -> bool:
+            return False
+
+        assert register(loader) is loader
+        assert manager.denylist_loader is loader
 
 
 async def test_blacklist_enabled_without_loader_is_a_500(make_app: AppFactory) -> None:
@@ -129,7 +146,7 @@ async def test_blacklist_enabled_without_loader_is_a_500(make_app: AppFactory) -
     assert (status, body) == (500, {"msg": "Internal server error"})
     assert logs == [
         {
-            "event": "revsync.no_blacklist_loader",
+            "event": "revsync.no_denylist_loader",
             "log_level": "error",
             "error": "JWT_BLACKLIST_ENABLED is set but no loader was registered with "
             "@jwt.token_in_blacklist_loader",
@@ -252,7 +269,7 @@ def test_init_app_registers_and_calls_the_extensions_waiting_for_it() -> None:
     manager = JWTManager(app)
     assert app.extensions["revsync.jwt"] is manager
     assert attached == [manager]
-    assert manager.blacklist_loader == is_revoked
+    assert manager.denylist_loader == is_revoked
     later: list[JWTManager] = []
     on_manager(app, later.append)  # set up after it: called at once
     assert later == [manager]
@@ -261,7 +278,7 @@ def test_init_app_registers_and_calls_the_extensions_waiting_for_it() -> None:
 
     plain = Quart(__name__)
     plain.config["JWT_SECRET_KEY"] = SECRET
-    assert JWTManager(plain).blacklist_loader is None
+    assert JWTManager(plain).denylist_loader is None
 
 
 async def test_validly_signed_deeply_nested_payload(make_app: AppFactory) -> None:

@@ -96,7 +96,7 @@ async def test_log_out_everywhere_refuses_every_location_on_every_node(
         token = create_access_token("bob")
         csrf = get_csrf_token(token)
     assert all(status == 200 for status, _ in (await answers(node_b, token, csrf)).values())
-    await revsync_b.revoke_subject("bob")
+    await revsync_b.revoke_identity("bob")
     for node in (node_a, node_b):
         await refused_everywhere(node, token, csrf)
     # CSRF is still checked first: a revoked cookie without its CSRF value is a CSRF error.

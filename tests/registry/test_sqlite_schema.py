@@ -34,7 +34,7 @@ async def test_current_file_is_left_alone(tmp_path: Path) -> None:
     await store.connect()
     await store.close()
     sql = _table_sql(path)
-    assert "'token'" in sql
+    assert "'issued'" in sql
     await store.connect()
     await store.close()
     assert _table_sql(path) == sql

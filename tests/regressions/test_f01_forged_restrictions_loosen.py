@@ -1,10 +1,10 @@
 """Issue 12, finding 1: a forged *restriction* on the bus can loosen a revocation.
 
-Unrevokes are doorbells (re-read from the store), but revoke and revoke_subject events
+Unrevokes are doorbells (re-read from the store), but revoke and revoke_identity events
 are applied as sent.  A message that "restricts" with a weaker value (an older
 cut-off, an earlier expiry) and a high seq overwrites the stronger entry:
 
-- ``revoke_subject`` for alice with cut-off 1 (1970): alice's tokens issued before
+- ``revoke_identity`` for alice with cut-off 1 (1970): alice's tokens issued before
   the real cut-off are let in again, on every node;
 - ``revoke`` of a revoked jti with ``exp = now + 1``: the next in-memory expiry sweep
   drops the entry although the token lives for another hour.
@@ -70,13 +70,13 @@ async def test_forged_older_cutoff_does_not_let_logged_out_tokens_back_in(
     a = await make_node(sqlite_url, event_key=key, resync_interval=0.3)
     b = await make_node(sqlite_url, event_key=key, resync_interval=0.3)
     old = claims(identity="alice", iat=time.time() - 60)
-    await a.revoke_subject("alice")
+    await a.revoke_identity("alice")
     assert a.is_revoked(old)
     await eventually(lambda: b.is_revoked(old), within=3)
     await _read_from_store(a, b)
 
     forged = RevocationEvent(
-        op=Op.REVOKE_SUBJECT,
+        op=Op.REVOKE_IDENTITY,
         seq=FORGED_SEQ,
         key="alice",
         expires_at=FAR_FUTURE,
@@ -119,6 +119,6 @@ async def test_forged_earlier_expiry_does_not_get_a_revocation_swept_early(
     # The in-memory expiry sweep, as it would run ten seconds from now: the token
     # (exp in an hour) is still alive then and must still be refused.
     for node in (a, b):
-        node.revocations.prune(time.time() + 10)
+        node.revocations.sweep(time.time() + 10)
     assert a.is_revoked(token), "node A dropped a live revocation after a forged expiry"
     assert b.is_revoked(token), "node B dropped a live revocation after a forged expiry"

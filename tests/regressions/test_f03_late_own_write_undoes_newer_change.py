@@ -9,7 +9,7 @@ older change over the newer one: B lets the token in although the store's final 
 is "revoked", and nothing ever repairs it (the old event is a duplicate by seq, the
 catch-up cursor is already past it).
 
-The same for subjects: a late ``unrevoke_subject`` against a newer ``revoke_subject``.
+The same for identities: a late ``unrevoke_identity`` against a newer ``revoke_identity``.
 """
 
 from __future__ import annotations
@@ -66,25 +66,25 @@ async def test_late_unrevoke_does_not_undo_a_newer_revoke(
     assert b.is_revoked(token), "B let the token in a while after its late write returned"
 
 
-async def test_late_unrevoke_subject_does_not_undo_a_newer_revoke_subject(
+async def test_late_unrevoke_identity_does_not_undo_a_newer_revoke_identity(
     make_node: NodeFactory, store_url: str
 ) -> None:
     a = await make_node(store_url, resync_interval=600)
     gated = GatedStore.from_url(store_url)
     b = await make_node(store_url, store=gated, resync_interval=600)
     old = claims(identity="alice", iat=time.time() - 60)
-    first = await a.revoke_subject("alice")
+    first = await a.revoke_identity("alice")
     await _applied(b, first.seq)
     assert b.is_revoked(old)
 
     hold = gated.hold("write", key="alice")
-    unrevoking = asyncio.create_task(b.unrevoke_subject("alice"))
+    unrevoking = asyncio.create_task(b.unrevoke_identity("alice"))
     try:
         await hold.reached()
-        row = await a.store.get(Kind.SUBJECT, "alice")
+        row = await a.store.get(Kind.IDENTITY, "alice")
         assert row is not None
         assert not row.revoked
-        again = await a.revoke_subject("alice")
+        again = await a.revoke_identity("alice")
         assert again.seq > row.seq
         await _applied(b, again.seq)
         assert b.is_revoked(old)
@@ -94,10 +94,10 @@ async def test_late_unrevoke_subject_does_not_undo_a_newer_revoke_subject(
         late = await unrevoking
     assert late.seq < again.seq
 
-    final = await a.store.get(Kind.SUBJECT, "alice")
+    final = await a.store.get(Kind.IDENTITY, "alice")
     assert final is not None
     assert final.revoked, "the store's final word is: alice logged out"
     assert a.is_revoked(old)
-    assert b.is_revoked(old), "B applied its own older unrevoke_subject over A's newer cut-off"
+    assert b.is_revoked(old), "B applied its own older unrevoke_identity over A's newer cut-off"
     await asyncio.sleep(1.5)
     assert b.is_revoked(old), "B let the token in a while after its late write returned"

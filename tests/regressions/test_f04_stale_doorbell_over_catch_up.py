@@ -59,7 +59,7 @@ async def _issue(app: Quart, node: RevSync, identity: str) -> dict[str, Any]:
 
 
 async def _refused(node: RevSync, claims: dict[str, Any]) -> bool:
-    """What the blacklist loader answers for these claims on ``node`` (allowlist mode)."""
+    """What the denylist loader answers for these claims on ``node`` (allowlist mode)."""
     assert node.registry is not None
     answer: bool | Awaitable[bool] = node.registry.is_refused(claims)
     if isawaitable(answer):

@@ -34,7 +34,7 @@ LONG = "a" * 600  # events carry at most 512 characters
 
 Write = Callable[[RevSync], Awaitable[Any]]
 WRITES: dict[str, Write] = {
-    "revoke_subject": lambda node: node.revoke_subject(LONG),
+    "revoke_identity": lambda node: node.revoke_identity(LONG),
     "revoke_jti": lambda node: node.revoke_jti(
         str(uuid.uuid4()), time.time() + 3600, identity=LONG
     ),
@@ -53,7 +53,7 @@ async def test_identity_too_long_for_the_bus_is_refused_before_the_store_write(
     rows = await node.store.by_identity(LONG)
     assert not rows, f"the refused write is in the store: {[(r.kind, r.seq) for r in rows]}"
     assert await node.store.head() == head, "the refused write took a seq"
-    assert node.status()["entries"] == {"jti": 0, "subject": 0}, "applied on this node"
+    assert node.status()["entries"] == {"jti": 0, "identity": 0}, "applied on this node"
 
 
 async def test_issue_tokens_for_an_identity_too_long_for_the_bus_writes_nothing(

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 
 from revsync import RevSync
-from revsync.config import validate_redis_url
-from revsync.redis_topology import (
+from revsync._redis_topology import (
     UnsupportedRedis,
     check_sharded_pubsub,
     parse_topology_url,
 )
+from revsync.config import validate_redis_url
 from revsync.stores import store_from_url
 from tests.engine.conftest import make_app
 

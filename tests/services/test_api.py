@@ -135,7 +135,7 @@ def test_admin_revoke_unrevoke_and_list(nodes: list[Node], http: httpx.Client) -
     assert resp.status_code == 200, resp.text
     refused_within(nodes, access, PROPAGATION_BOUND, time.perf_counter())
     listed = http.get(f"{n1.url}/admin/revocations", params={"identity": "test"}, headers=admin)
-    assert {"subject"} <= {row["kind"] for row in listed.json()["revocations"]}
+    assert {"identity"} <= {row["kind"] for row in listed.json()["revocations"]}
     resp = http.post(f"{n1.url}/admin/unrevoke-identity", json={"identity": "test"}, headers=admin)
     assert resp.status_code == 200, resp.text
 

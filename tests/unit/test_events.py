@@ -74,9 +74,9 @@ def rejected(data: bytes | str, key: bytes | None = None) -> InvalidEvent:
 EVENTS = [
     revoke(),
     revoke(op=Op.UNREVOKE, identity=None),
-    revoke(op=Op.REVOKE_SUBJECT, key="alice", cutoff=NOW),
-    revoke(op=Op.UNREVOKE_SUBJECT, key="alice", cutoff=NOW),
-    revoke(op=Op.UNREVOKE_SUBJECT, key="alice", cutoff=None),
+    revoke(op=Op.REVOKE_IDENTITY, key="alice", cutoff=NOW),
+    revoke(op=Op.UNREVOKE_IDENTITY, key="alice", cutoff=NOW),
+    revoke(op=Op.UNREVOKE_IDENTITY, key="alice", cutoff=None),
     RevocationEvent.ping("api-1", "nonce-1", NOW),
     revoke(key="jti-ünïcödé-😀", identity='ålice\n"quoted"\\', origin="nœud"),
     revoke(seq=2**63 - 1, expires_at=0.0, sent_at=1e15),
@@ -101,8 +101,8 @@ def test_the_constants_are_as_documented() -> None:
     assert [op.value for op in Op] == [
         "revoke",
         "unrevoke",
-        "revoke_subject",
-        "unrevoke_subject",
+        "revoke_identity",
+        "unrevoke_identity",
         "ping",
         "issue",
     ]
@@ -118,7 +118,7 @@ def test_an_unsigned_message_is_compact_json_in_field_order() -> None:
 
 
 def test_the_signature_is_hmac_sha256_of_the_sorted_compact_json_of_the_rest() -> None:
-    fields = json.loads(encode_event(revoke(op=Op.REVOKE_SUBJECT, key="alice", cutoff=NOW), KEY))
+    fields = json.loads(encode_event(revoke(op=Op.REVOKE_IDENTITY, key="alice", cutoff=NOW), KEY))
 
     sig = fields.pop("sig")
 
@@ -160,8 +160,8 @@ def test_a_change_round_trips_through_an_event() -> None:
     changes = [
         Change(7, Kind.JTI, "j1", True, NOW + 900, "alice", None, NOW),
         Change(8, Kind.JTI, "j1", False, NOW + 900, None, None, NOW),
-        Change(9, Kind.SUBJECT, "alice", True, NOW + 3600, "alice", NOW, NOW),
-        Change(10, Kind.SUBJECT, "alice", False, NOW + 3600, "alice", None, NOW),
+        Change(9, Kind.IDENTITY, "alice", True, NOW + 3600, "alice", NOW, NOW),
+        Change(10, Kind.IDENTITY, "alice", False, NOW + 3600, "alice", None, NOW),
     ]
     for change in changes:
         event = RevocationEvent.from_change(change, "api-1", NOW + 1)
@@ -177,8 +177,8 @@ def test_ops_map_to_kinds_and_revoked() -> None:
     assert [(e.kind, e.revoked) for e in EVENTS[:4]] == [
         (Kind.JTI, True),
         (Kind.JTI, False),
-        (Kind.SUBJECT, True),
-        (Kind.SUBJECT, False),
+        (Kind.IDENTITY, True),
+        (Kind.IDENTITY, False),
     ]
 
 
@@ -234,7 +234,7 @@ def test_construction_normalises_an_op_string_and_int_times() -> None:
         {"expires_at": True},
         {"sent_at": None},
         {"cutoff": NOW},
-        {"op": Op.REVOKE_SUBJECT, "cutoff": None},
+        {"op": Op.REVOKE_IDENTITY, "cutoff": None},
         {"op": Op.PING, "seq": 1},
     ],
 )
@@ -361,7 +361,7 @@ def test_a_future_version_with_other_members_is_a_bad_version() -> None:
         {"exp": 1e16},
         {"ts": []},
         {"cutoff": NOW},
-        {"op": "revoke_subject"},
+        {"op": "revoke_identity"},
         {"op": "ping"},
         {"sig": 5},
         {"sig": None},
@@ -509,9 +509,9 @@ def events(draw: st.DrawFn) -> RevocationEvent:
     if op is Op.PING:
         return RevocationEvent.ping(draw(TEXT), draw(TEXT), draw(TIMES))
     cutoff = None
-    if op is Op.REVOKE_SUBJECT:
+    if op is Op.REVOKE_IDENTITY:
         cutoff = draw(TIMES)
-    elif op is Op.UNREVOKE_SUBJECT:
+    elif op is Op.UNREVOKE_IDENTITY:
         cutoff = draw(st.none() | TIMES)
     return RevocationEvent(
         op=op,
@@ -595,8 +595,8 @@ def test_a_change_is_announceable_exactly_when_its_event_fits(
         {"expires_at": -1.0},
         {"expires_at": MAX_TIME * 2},
         {"expires_at": math.nan},
-        {"kind": Kind.SUBJECT, "cutoff": None},
-        {"kind": Kind.SUBJECT, "cutoff": -5.0},
+        {"kind": Kind.IDENTITY, "cutoff": None},
+        {"kind": Kind.IDENTITY, "cutoff": -5.0},
         {"created_at": math.inf},
     ],
 )
@@ -608,14 +608,14 @@ def test_a_change_the_format_cannot_carry_is_refused(fields: dict[str, Any]) -> 
     assert str(raised.value).startswith(raised.value.reason)
 
 
-def test_a_subject_cut_off_and_a_registration_are_announceable() -> None:
-    check_announceable(_change("alice", "alice", kind=Kind.SUBJECT, cutoff=1.7e9), "n")
-    check_announceable(_change("jti-1", "alice", kind=Kind.TOKEN, revoked=False), "n")
+def test_an_identity_cut_off_and_a_registration_are_announceable() -> None:
+    check_announceable(_change("alice", "alice", kind=Kind.IDENTITY, cutoff=1.7e9), "n")
+    check_announceable(_change("jti-1", "alice", kind=Kind.ISSUED, revoked=False), "n")
 
 
 def test_a_revoked_registration_has_no_event() -> None:
     with pytest.raises(ValueError, match="no event for a change of kind"):
-        RevocationEvent.from_change(_change("t", kind=Kind.TOKEN), "n", 1.0)
+        RevocationEvent.from_change(_change("t", kind=Kind.ISSUED), "n", 1.0)
 
 
 def test_a_text_message_over_the_limit_is_too_large_before_parsing() -> None:

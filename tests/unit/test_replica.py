@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from revsync import replica as replica_module
+from revsync import _replica as replica_module
+from revsync._replica import PENDING_LIMIT, Replica, Verdict
+from revsync._revocation_set import RevocationSet
+from revsync._stats import SyncStats
 from revsync.changes import Change, ChangeRequest, Kind
 from revsync.events import Op, RevocationEvent
-from revsync.replica import PENDING_LIMIT, Replica, Verdict
-from revsync.revocation_set import RevocationSet
-from revsync.stats import SyncStats
-from revsync.stores.common import HISTORY_SLOTS
+from revsync.stores._common import HISTORY_SLOTS
 from revsync.stores.sqlite import SqliteStore
 from tests.conftest import copy_sqlite
 
@@ -55,7 +55,7 @@ def unrevoke(key: str) -> ChangeRequest:
 
 
 def cut(identity: str, cutoff: float) -> ChangeRequest:
-    return ChangeRequest(Kind.SUBJECT, identity, True, time.time() + HOUR, identity, cutoff)
+    return ChangeRequest(Kind.IDENTITY, identity, True, time.time() + HOUR, identity, cutoff)
 
 
 def event(change: Change, **fields: Any) -> RevocationEvent:
@@ -125,7 +125,7 @@ async def test_a_stale_local_cut_off_change_is_ignored(
 ) -> None:
     now = time.time()
     await store.write(cut("alice", now - 10))
-    lifted = await store.write(ChangeRequest(Kind.SUBJECT, "alice", False, now + HOUR, "alice"))
+    lifted = await store.write(ChangeRequest(Kind.IDENTITY, "alice", False, now + HOUR, "alice"))
     again = await store.write(cut("alice", now))
     await replica.apply_local(again)
     await replica.apply_local(lifted)
@@ -226,7 +226,7 @@ async def test_a_forged_cut_off_never_lowers_one(replica: Replica, store: Sqlite
     for seq in (real.seq + 1, 10**15):
         await replica.apply_event(
             forged(
-                Op.REVOKE_SUBJECT, "alice", seq, cutoff=1.0, identity="alice", expires_at=now + 5
+                Op.REVOKE_IDENTITY, "alice", seq, cutoff=1.0, identity="alice", expires_at=now + 5
             )
         )
         assert replica.revocations.cutoff("alice") == now
@@ -234,7 +234,7 @@ async def test_a_forged_cut_off_never_lowers_one(replica: Replica, store: Sqlite
     await replica.catch_up()
     await replica.catch_up()  # sheds what the first did not confirm
     assert replica.revocations.cutoff("alice") == now
-    assert replica.revocations.snapshot_subjects()["alice"] == (now, real.expires_at)
+    assert replica.revocations.snapshot_identities()["alice"] == (now, real.expires_at)
 
 
 async def test_a_forged_shorter_expiry_never_shortens_a_revocation(
@@ -245,7 +245,7 @@ async def test_a_forged_shorter_expiry_never_shortens_a_revocation(
     await replica.apply_event(event(real))
     await replica.apply_event(event(real, seq=10**15, expires_at=time.time() + 1))
     assert replica.revocations.expires_at("t") == exp
-    replica.revocations.prune(time.time() + 60)
+    replica.revocations.sweep(time.time() + 60)
     assert held(replica, "t")
 
 
@@ -330,7 +330,7 @@ async def test_a_lower_seq_restriction_still_merges_into_an_overlay(
 ) -> None:
     now = time.time()
     await replica.apply_event(
-        forged(Op.REVOKE_SUBJECT, "alice", 10**9, cutoff=now - 100, identity="alice")
+        forged(Op.REVOKE_IDENTITY, "alice", 10**9, cutoff=now - 100, identity="alice")
     )
     real = await store.write(cut("alice", now))
     assert await replica.apply_event(event(real)) is Verdict.APPLIED
@@ -868,7 +868,7 @@ async def test_a_reread_pages_through_everything_and_counts_it(
 
 
 async def test_token_registrations_always_apply(replica: Replica, store: SqliteStore) -> None:
-    token = ChangeRequest(Kind.TOKEN, "issued", False, time.time() + HOUR, "alice")
+    token = ChangeRequest(Kind.ISSUED, "issued", False, time.time() + HOUR, "alice")
     change = await store.write(token)
     await replica.catch_up()
     replica.revocations.clear()

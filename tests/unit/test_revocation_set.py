@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from revsync import revocation_set as revsync_set
+from revsync import _revocation_set as revsync_set
+from revsync._revocation_set import RevocationSet
 from revsync.changes import Change, Kind
-from revsync.revocation_set import RevocationSet
 
 NOW = 1_000_000.0
 
@@ -29,10 +29,10 @@ def jti(key: str, expires_at: float, *, revoked: bool = True, seq: int = 1) -> C
     return Change(seq, Kind.JTI, key, revoked, expires_at, "alice", None, NOW)
 
 
-def subject(
+def identity_change(
     key: str, cutoff: float | None, expires_at: float, *, revoked: bool = True, seq: int = 1
 ) -> Change:
-    return Change(seq, Kind.SUBJECT, key, revoked, expires_at, key, cutoff, NOW)
+    return Change(seq, Kind.IDENTITY, key, revoked, expires_at, key, cutoff, NOW)
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_an_empty_set_revokes_nothing(revocations: RevocationSet) -> None:
     assert not revocations.is_revoked("a", None, None)
     assert len(revocations) == 0
     assert revocations.jti_count == 0
-    assert revocations.subject_count == 0
+    assert revocations.identity_count == 0
 
 
 def test_a_revoked_jti_is_revoked(revocations: RevocationSet) -> None:
@@ -70,7 +70,7 @@ def test_a_revoked_jti_is_revoked(revocations: RevocationSet) -> None:
     assert revocations.contains_jti("a")
     assert revocations.expires_at("a") == NOW + 60
     assert revocations.snapshot_jtis() == {"a": NOW + 60}
-    assert (len(revocations), revocations.jti_count, revocations.subject_count) == (1, 1, 0)
+    assert (len(revocations), revocations.jti_count, revocations.identity_count) == (1, 1, 0)
 
 
 def test_a_fresh_copy_of_the_jti_string_matches(revocations: RevocationSet) -> None:
@@ -102,7 +102,7 @@ def test_the_snapshot_is_a_copy(revocations: RevocationSet) -> None:
     assert revocations.contains_jti("a")
 
 
-# -- subject cut-offs -------------------------------------------------------------------
+# -- identity cut-offs -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -120,20 +120,20 @@ def test_the_snapshot_is_a_copy(revocations: RevocationSet) -> None:
 def test_a_cutoff_revokes_tokens_issued_at_or_before_it(
     revocations: RevocationSet, iat: object, revoked: bool
 ) -> None:
-    revocations.apply(subject("alice", NOW, NOW + 3600))
+    revocations.apply(identity_change("alice", NOW, NOW + 3600))
 
     assert revocations.is_revoked("t1", "alice", iat) is revoked
     assert revocations.cutoff("alice") == NOW
 
 
 def test_a_cutoff_concerns_only_its_identity(revocations: RevocationSet) -> None:
-    revocations.apply(subject("alice", NOW, NOW + 3600))
+    revocations.apply(identity_change("alice", NOW, NOW + 3600))
 
     assert not revocations.is_revoked("t1", "bob", NOW - 100)
     assert not revocations.is_revoked("t1", None, NOW - 100)
     assert revocations.cutoff("bob") is None
-    assert (len(revocations), revocations.jti_count, revocations.subject_count) == (1, 0, 1)
-    assert revocations.snapshot_subjects() == {"alice": (NOW, NOW + 3600)}
+    assert (len(revocations), revocations.jti_count, revocations.identity_count) == (1, 0, 1)
+    assert revocations.snapshot_identities() == {"alice": (NOW, NOW + 3600)}
 
 
 @pytest.mark.parametrize(
@@ -144,38 +144,38 @@ def test_an_iat_that_is_not_a_finite_number_is_revoked_under_a_cutoff(
 ) -> None:
     assert not revocations.is_revoked("t1", "alice", iat)
 
-    revocations.apply(subject("alice", NOW, NOW + 3600))
+    revocations.apply(identity_change("alice", NOW, NOW + 3600))
 
     assert revocations.is_revoked("t1", "alice", iat)
     assert not revocations.is_revoked("t1", "bob", iat)
 
 
 def test_a_nan_cutoff_revokes_every_token_of_the_identity(revocations: RevocationSet) -> None:
-    revocations.apply(subject("alice", math.nan, NOW + 3600))
+    revocations.apply(identity_change("alice", math.nan, NOW + 3600))
 
     assert revocations.is_revoked("t1", "alice", NOW + 100)
 
 
 def test_the_latest_cutoff_row_wins(revocations: RevocationSet) -> None:
-    revocations.apply(subject("alice", NOW, NOW + 3600, seq=1))
-    revocations.apply(subject("alice", NOW + 50, NOW + 3650, seq=2))
+    revocations.apply(identity_change("alice", NOW, NOW + 3600, seq=1))
+    revocations.apply(identity_change("alice", NOW + 50, NOW + 3650, seq=2))
 
     assert revocations.is_revoked("t1", "alice", NOW + 50)
-    assert revocations.snapshot_subjects() == {"alice": (NOW + 50, NOW + 3650)}
+    assert revocations.snapshot_identities() == {"alice": (NOW + 50, NOW + 3650)}
 
 
-def test_unrevoking_a_subject_removes_its_cutoff(revocations: RevocationSet) -> None:
-    revocations.apply(subject("alice", NOW, NOW + 3600))
-    revocations.apply(subject("alice", None, NOW + 3600, revoked=False))
+def test_unrevoking_an_identity_removes_its_cutoff(revocations: RevocationSet) -> None:
+    revocations.apply(identity_change("alice", NOW, NOW + 3600))
+    revocations.apply(identity_change("alice", None, NOW + 3600, revoked=False))
 
     assert not revocations.is_revoked("t1", "alice", NOW - 100)
-    assert revocations.subject_count == 0
+    assert revocations.identity_count == 0
 
 
-def test_a_subject_revocation_without_a_cutoff_is_refused(revocations: RevocationSet) -> None:
+def test_an_identity_revocation_without_a_cutoff_is_refused(revocations: RevocationSet) -> None:
     with pytest.raises(ValueError, match="cutoff"):
-        revocations.apply(subject("alice", None, NOW + 3600))
-    assert revocations.subject_count == 0
+        revocations.apply(identity_change("alice", None, NOW + 3600))
+    assert revocations.identity_count == 0
 
 
 def test_a_change_of_unknown_kind_is_refused(revocations: RevocationSet) -> None:
@@ -206,7 +206,7 @@ def test_an_unrevoke_of_an_unknown_jti_does_nothing(revocations: RevocationSet) 
 
 def test_a_revoke_already_expired_is_not_added(revocations: RevocationSet) -> None:
     revocations.apply(jti("a", NOW - 1))
-    revocations.apply(subject("alice", NOW - 100, NOW - 1))
+    revocations.apply(identity_change("alice", NOW - 100, NOW - 1))
 
     assert len(revocations) == 0
 
@@ -235,18 +235,18 @@ def test_an_expired_revoke_leaves_an_existing_entry_alone(
     revocations.apply(jti("a", NOW + 60, seq=2))
 
     assert revocations.contains_jti("a")  # until prune drops it
-    assert revocations.prune() == 1
+    assert revocations.sweep() == 1
 
 
 def test_an_expired_unrevoke_still_removes_the_entry(
     revocations: RevocationSet, clock: Clock
 ) -> None:
     revocations.apply(jti("a", NOW + 60, seq=1))
-    revocations.apply(subject("alice", NOW, NOW + 60, seq=2))
+    revocations.apply(identity_change("alice", NOW, NOW + 60, seq=2))
     clock.now += 120
 
     revocations.apply(jti("a", NOW + 60, seq=3, revoked=False))
-    revocations.apply(subject("alice", None, NOW + 60, seq=4, revoked=False))
+    revocations.apply(identity_change("alice", None, NOW + 60, seq=4, revoked=False))
 
     assert len(revocations) == 0
 
@@ -268,26 +268,26 @@ def test_a_plain_string_kind_is_understood(revocations: RevocationSet) -> None:
 
 
 @pytest.mark.parametrize("expires_at", [math.inf, math.nan])
-def test_a_revoke_that_never_expires_is_kept_through_prunes(
+def test_a_revoke_that_never_expires_is_kept_through_sweeps(
     revocations: RevocationSet, expires_at: float
 ) -> None:
     revocations.apply(jti("a", expires_at))
     revocations.load([jti("b", expires_at)])
-    revocations.apply(subject("alice", NOW, expires_at))
+    revocations.apply(identity_change("alice", NOW, expires_at))
 
-    assert revocations.prune(1e300) == 0
+    assert revocations.sweep(1e300) == 0
     assert revocations.is_revoked("a", None, None)
     assert revocations.is_revoked("b", None, None)
     assert revocations.is_revoked("t", "alice", NOW)
 
 
-def test_a_never_expiring_entry_can_be_given_an_expiry_and_pruned(
+def test_a_never_expiring_entry_can_be_given_an_expiry_and_swept(
     revocations: RevocationSet, clock: Clock
 ) -> None:
     revocations.apply(jti("a", math.nan, seq=1))
     revocations.apply(jti("a", NOW + 60, seq=2))
 
-    assert revocations.prune(NOW + 61) == 1
+    assert revocations.sweep(NOW + 61) == 1
 
 
 def test_a_revoke_expired_at_minus_infinity_is_not_added(revocations: RevocationSet) -> None:
@@ -308,15 +308,15 @@ def test_reapplying_a_change_files_its_key_once(revocations: RevocationSet) -> N
 
 def test_clear_forgets_everything(revocations: RevocationSet) -> None:
     revocations.apply(jti("a", NOW + 60))
-    revocations.apply(subject("alice", NOW, NOW + 60))
+    revocations.apply(identity_change("alice", NOW, NOW + 60))
 
     revocations.clear()
 
     assert len(revocations) == 0
     assert not revocations.is_revoked("a", "alice", NOW)
-    assert revocations.prune(NOW + 1000) == 0
+    assert revocations.sweep(NOW + 1000) == 0
     revocations.apply(jti("a", NOW + 60))
-    assert revocations.prune(NOW + 1000) == 1
+    assert revocations.sweep(NOW + 1000) == 1
 
 
 @pytest.mark.parametrize(
@@ -336,7 +336,7 @@ def test_load_applies_a_snapshot_and_counts_what_it_read(revocations: Revocation
         jti("a", NOW + 60, seq=1),
         jti("b", NOW - 60, seq=2),
         jti("c", NOW + 60, seq=3, revoked=False),
-        subject("alice", NOW, NOW + 60, seq=4),
+        identity_change("alice", NOW, NOW + 60, seq=4),
         jti("d", NOW + 90, seq=5),
     ]
 
@@ -366,36 +366,36 @@ def test_load_onto_a_populated_set_replaces_expiries(revocations: RevocationSet)
     revocations.load([jti("a", NOW + 900), jti("b", NOW + 61), jti("c", NOW + 60)])
 
     assert revocations.snapshot_jtis() == {"a": NOW + 900, "b": NOW + 61, "c": NOW + 60}
-    assert revocations.prune(NOW + 100) == 2
+    assert revocations.sweep(NOW + 100) == 2
     assert revocations.snapshot_jtis() == {"a": NOW + 900}
 
 
 # -- prune ------------------------------------------------------------------------------
 
 
-def test_prune_drops_what_expired_and_keeps_the_rest(
+def test_sweep_drops_what_expired_and_keeps_the_rest(
     revocations: RevocationSet, clock: Clock
 ) -> None:
     revocations.load([jti("a", NOW + 10), jti("b", NOW + 20), jti("c", NOW + 3600)])
-    revocations.apply(subject("alice", NOW, NOW + 15))
-    revocations.apply(subject("bob", NOW, NOW + 3600))
+    revocations.apply(identity_change("alice", NOW, NOW + 15))
+    revocations.apply(identity_change("bob", NOW, NOW + 3600))
 
-    assert revocations.prune(NOW + 10) == 0  # expires_at == now: not yet
-    assert revocations.prune(NOW + 16) == 2
+    assert revocations.sweep(NOW + 10) == 0  # expires_at == now: not yet
+    assert revocations.sweep(NOW + 16) == 2
     assert revocations.snapshot_jtis() == {"b": NOW + 20, "c": NOW + 3600}
     assert revocations.cutoff("alice") is None
     clock.now = NOW + 21
-    assert revocations.prune() == 1
+    assert revocations.sweep() == 1
     assert revocations.snapshot_jtis() == {"c": NOW + 3600}
     assert revocations.cutoff("bob") == NOW
 
 
-def test_prune_waits_for_the_leeway(clock: Clock) -> None:
+def test_sweep_waits_for_the_leeway(clock: Clock) -> None:
     revocations = RevocationSet(leeway=30, clock=clock, bucket_seconds=10)
     revocations.apply(jti("a", NOW + 10))
 
-    assert revocations.prune(NOW + 40) == 0
-    assert revocations.prune(NOW + 40.5) == 1
+    assert revocations.sweep(NOW + 40) == 0
+    assert revocations.sweep(NOW + 40.5) == 1
 
 
 def test_a_re_revoke_with_a_later_expiry_survives_the_earlier_bucket(
@@ -403,35 +403,35 @@ def test_a_re_revoke_with_a_later_expiry_survives_the_earlier_bucket(
 ) -> None:
     revocations.apply(jti("a", NOW + 5, seq=1))
     revocations.apply(jti("a", NOW + 500, seq=2))
-    revocations.apply(subject("alice", NOW, NOW + 5, seq=3))
-    revocations.apply(subject("alice", NOW + 1, NOW + 500, seq=4))
+    revocations.apply(identity_change("alice", NOW, NOW + 5, seq=3))
+    revocations.apply(identity_change("alice", NOW + 1, NOW + 500, seq=4))
 
-    assert revocations.prune(NOW + 100) == 0
+    assert revocations.sweep(NOW + 100) == 0
     assert revocations.is_revoked("a", None, None)
     assert revocations.is_revoked("t", "alice", NOW + 1)
-    assert revocations.prune(NOW + 501) == 2
+    assert revocations.sweep(NOW + 501) == 2
 
 
-def test_a_key_removed_and_revoked_again_is_pruned_once(revocations: RevocationSet) -> None:
+def test_a_key_removed_and_revoked_again_is_swept_once(revocations: RevocationSet) -> None:
     for seq in range(0, 6, 2):
         revocations.apply(jti("a", NOW + 5, seq=seq + 1))
         revocations.apply(jti("a", NOW + 5, seq=seq + 2, revoked=False))
     revocations.apply(jti("a", NOW + 5, seq=7))
 
-    assert revocations.prune(NOW + 6) == 1
+    assert revocations.sweep(NOW + 6) == 1
     assert filed(revocations) == 0
 
 
-def test_prune_of_a_partly_due_bucket_keeps_its_live_keys(revocations: RevocationSet) -> None:
+def test_sweep_of_a_partly_due_bucket_keeps_its_live_keys(revocations: RevocationSet) -> None:
     revocations.load([jti("a", NOW + 1), jti("b", NOW + 5), jti("c", NOW + 9)])
 
-    assert revocations.prune(NOW + 4) == 1
-    assert revocations.prune(NOW + 6) == 1
+    assert revocations.sweep(NOW + 4) == 1
+    assert revocations.sweep(NOW + 6) == 1
     assert revocations.snapshot_jtis() == {"c": NOW + 9}
     assert filed(revocations) == 1
 
 
-def test_prune_leaves_buckets_that_are_not_due_untouched(revocations: RevocationSet) -> None:
+def test_sweep_leaves_buckets_that_are_not_due_untouched(revocations: RevocationSet) -> None:
     revocations.load([jti(f"late-{i}", NOW + 1000 + i) for i in range(1000)])
     revocations.apply(jti("soon", NOW + 1))
     late = {
@@ -441,7 +441,7 @@ def test_prune_leaves_buckets_that_are_not_due_untouched(revocations: Revocation
     }
     copies = {bucket: list(keys) for bucket, keys in late.items()}
 
-    assert revocations.prune(NOW + 100) == 1
+    assert revocations.sweep(NOW + 100) == 1
 
     for bucket, keys in late.items():
         assert revocations._jti_index.buckets[bucket] is keys
@@ -458,8 +458,8 @@ STEPS = st.lists(
     st.one_of(
         st.tuples(st.just("revoke"), KEYS, TIMES),
         st.tuples(st.just("unrevoke"), KEYS, TIMES),
-        st.tuples(st.just("revoke_subject"), KEYS, TIMES),
-        st.tuples(st.just("unrevoke_subject"), KEYS, TIMES),
+        st.tuples(st.just("revoke_identity"), KEYS, TIMES),
+        st.tuples(st.just("unrevoke_identity"), KEYS, TIMES),
         st.tuples(st.just("advance"), st.just(""), st.floats(min_value=0, max_value=40)),
         st.tuples(st.just("prune"), st.just(""), st.just(0.0)),
     ),
@@ -471,8 +471,8 @@ def _change(step: tuple[str, str, float], seq: int) -> Change | None:
     op, key, at = step
     if op in ("revoke", "unrevoke"):
         return jti(key, at, revoked=op == "revoke", seq=seq)
-    if op in ("revoke_subject", "unrevoke_subject"):
-        return subject(key, 1.0, at, revoked=op == "revoke_subject", seq=seq)
+    if op in ("revoke_identity", "unrevoke_identity"):
+        return identity_change(key, 1.0, at, revoked=op == "revoke_identity", seq=seq)
     return None
 
 
@@ -488,12 +488,12 @@ def test_the_set_matches_a_dict_model_and_never_drops_a_live_entry(
     clock = Clock(0.0)
     revocations = RevocationSet(leeway=leeway, clock=clock, bucket_seconds=width)
     jtis: dict[str, float] = {}
-    subjects: dict[str, float] = {}
+    identities: dict[str, float] = {}
     for seq, step in enumerate(steps, start=1):
         op, key, at = step
         change = _change(step, seq)
         if change is not None:
-            model = jtis if change.kind is Kind.JTI else subjects
+            model = jtis if change.kind is Kind.JTI else identities
             if not change.revoked:
                 model.pop(key, None)
             elif not at + leeway < clock.now:
@@ -503,17 +503,17 @@ def test_the_set_matches_a_dict_model_and_never_drops_a_live_entry(
             clock.now += at
         else:
             expired = {k for k, e in jtis.items() if e + leeway < clock.now}
-            expired_subjects = {k for k, e in subjects.items() if e + leeway < clock.now}
-            assert revocations.prune() == len(expired) + len(expired_subjects)
+            expired_identities = {k for k, e in identities.items() if e + leeway < clock.now}
+            assert revocations.sweep() == len(expired) + len(expired_identities)
             for k in expired:
                 del jtis[k]
-            for k in expired_subjects:
-                del subjects[k]
+            for k in expired_identities:
+                del identities[k]
         assert _same(revocations.snapshot_jtis(), jtis)
-        assert _same({k: e for k, (_c, e) in revocations.snapshot_subjects().items()}, subjects)
+        assert _same({k: e for k, (_c, e) in revocations.snapshot_identities().items()}, identities)
         for k in "abcd":
             assert revocations.is_revoked(k, None, None) is (k in jtis)
-            assert revocations.is_revoked("x", k, 1.0) is (k in subjects)
+            assert revocations.is_revoked("x", k, 1.0) is (k in identities)
 
 
 @settings(max_examples=300, deadline=None)
@@ -529,9 +529,9 @@ def test_load_is_apply_in_order(steps: list[tuple[str, str, float]], split: int)
     loaded.load(changes[split:])
 
     assert _same(loaded.snapshot_jtis(), one_by_one.snapshot_jtis())
-    assert _same(loaded.snapshot_subjects(), one_by_one.snapshot_subjects())
+    assert _same(loaded.snapshot_identities(), one_by_one.snapshot_identities())
     for now in (25.0, 100.0, 1000.0):
-        assert loaded.prune(now) == one_by_one.prune(now)
+        assert loaded.sweep(now) == one_by_one.sweep(now)
         assert _same(loaded.snapshot_jtis(), one_by_one.snapshot_jtis())
 
 
@@ -544,9 +544,9 @@ def test_removed_keys_do_not_pile_up_in_the_expiry_buckets(
         key = f"forged-{n}"
         revocations.restrict(jti(key, NOW + 1e6 + 60 * n))
         revocations.apply(jti(key, NOW + 1e6 + 60 * n, revoked=False))
-        revocations.restrict(subject(f"id-{n}", NOW, NOW + 1e6 + 60 * n))
-        revocations.apply(subject(f"id-{n}", None, NOW, revoked=False))
-    for index in (revocations._jti_index, revocations._subject_index):
+        revocations.restrict(identity_change(f"id-{n}", NOW, NOW + 1e6 + 60 * n))
+        revocations.apply(identity_change(f"id-{n}", None, NOW, revoked=False))
+    for index in (revocations._jti_index, revocations._identity_index):
         filed = sum(len(keys) for keys in index.buckets.values())
         assert filed <= 2 * revsync_set.COMPACT_AFTER
         assert len(index.heap) <= 2 * revsync_set.COMPACT_AFTER
@@ -565,7 +565,7 @@ def test_a_rebuild_keeps_every_live_entry_and_its_expiry(
         revocations.apply(jti(f"gone-{n}", NOW + 5000, revoked=False))
     assert revocations.snapshot_jtis() == live
     clock.now = NOW + 125
-    assert revocations.prune() == 25  # expires_at + leeway < now: live-0 .. live-24
+    assert revocations.sweep() == 25  # expires_at + leeway < now: live-0 .. live-24
     assert set(revocations.snapshot_jtis()) == {f"live-{n}" for n in range(25, 50)}
 
 
@@ -598,13 +598,13 @@ def test_a_restriction_of_an_expired_token_adds_nothing(
 def test_a_restriction_raises_the_cut_off_and_its_expiry_never_lowers_them(
     revocations: RevocationSet,
 ) -> None:
-    assert revocations.restrict(subject("alice", NOW - 10, NOW + 100))
-    assert not revocations.restrict(subject("alice", NOW - 50, NOW + 50))
-    assert revocations.snapshot_subjects()["alice"] == (NOW - 10, NOW + 100)
-    assert revocations.restrict(subject("alice", NOW - 50, NOW + 300))  # expiry only
-    assert revocations.snapshot_subjects()["alice"] == (NOW - 10, NOW + 300)
-    assert revocations.restrict(subject("alice", NOW, NOW + 10))  # cut-off only
-    assert revocations.snapshot_subjects()["alice"] == (NOW, NOW + 300)
+    assert revocations.restrict(identity_change("alice", NOW - 10, NOW + 100))
+    assert not revocations.restrict(identity_change("alice", NOW - 50, NOW + 50))
+    assert revocations.snapshot_identities()["alice"] == (NOW - 10, NOW + 100)
+    assert revocations.restrict(identity_change("alice", NOW - 50, NOW + 300))  # expiry only
+    assert revocations.snapshot_identities()["alice"] == (NOW - 10, NOW + 300)
+    assert revocations.restrict(identity_change("alice", NOW, NOW + 10))  # cut-off only
+    assert revocations.snapshot_identities()["alice"] == (NOW, NOW + 300)
     assert revocations.is_revoked("x", "alice", NOW)
 
 
@@ -612,9 +612,9 @@ def test_a_restriction_raises_the_cut_off_and_its_expiry_never_lowers_them(
     "change",
     [
         jti("a", NOW + 100, revoked=False),
-        subject("alice", NOW, NOW + 100, revoked=False),
-        Change(1, Kind.TOKEN, "t", True, NOW + 100, None, None, NOW),
-        subject("alice", None, NOW + 100),
+        identity_change("alice", NOW, NOW + 100, revoked=False),
+        Change(1, Kind.ISSUED, "t", True, NOW + 100, None, None, NOW),
+        identity_change("alice", None, NOW + 100),
     ],
 )
 def test_only_a_revocation_with_what_it_needs_is_a_restriction(
@@ -631,19 +631,19 @@ def test_state_tells_what_is_held_for_each_kind(revocations: RevocationSet) -> N
     assert revocations.state(Kind.JTI, "a") == Change(
         0, Kind.JTI, "a", True, NOW + 100, None, None, 0.0
     )
-    revocations.apply(subject("alice", NOW - 1, NOW + 50))
-    assert revocations.state(Kind.SUBJECT, "alice") == Change(
-        0, Kind.SUBJECT, "alice", True, NOW + 50, "alice", NOW - 1, 0.0
+    revocations.apply(identity_change("alice", NOW - 1, NOW + 50))
+    assert revocations.state(Kind.IDENTITY, "alice") == Change(
+        0, Kind.IDENTITY, "alice", True, NOW + 50, "alice", NOW - 1, 0.0
     )
-    assert not revocations.state(Kind.SUBJECT, "bob").revoked
-    registered = Change(1, Kind.TOKEN, "t", False, NOW + 70, "alice", None, NOW)
-    assert revocations.state(Kind.TOKEN, "t").revoked  # not registered: not allowed
+    assert not revocations.state(Kind.IDENTITY, "bob").revoked
+    registered = Change(1, Kind.ISSUED, "t", False, NOW + 70, "alice", None, NOW)
+    assert revocations.state(Kind.ISSUED, "t").revoked  # not registered: not allowed
     revocations.apply(registered)
-    assert revocations.state(Kind.TOKEN, "t") == Change(
-        0, Kind.TOKEN, "t", False, NOW + 70, None, None, 0.0
+    assert revocations.state(Kind.ISSUED, "t") == Change(
+        0, Kind.ISSUED, "t", False, NOW + 70, None, None, 0.0
     )
     # What state() returns puts the same state back.
-    for kind, key in ((Kind.JTI, "a"), (Kind.SUBJECT, "alice"), (Kind.TOKEN, "t")):
+    for kind, key in ((Kind.JTI, "a"), (Kind.IDENTITY, "alice"), (Kind.ISSUED, "t")):
         held = revocations.state(kind, key)
         revocations.apply(held)
         assert revocations.state(kind, key) == held
@@ -653,21 +653,21 @@ def test_adopt_takes_over_every_entry_at_once(revocations: RevocationSet, clock:
     revocations.apply(jti("old", NOW + 100))
     fresh = RevocationSet(clock=clock, bucket_seconds=10)
     fresh.apply(jti("new", NOW + 100))
-    fresh.apply(subject("alice", NOW, NOW + 100))
-    fresh.apply(Change(1, Kind.TOKEN, "t", False, NOW + 100, "alice", None, NOW))
+    fresh.apply(identity_change("alice", NOW, NOW + 100))
+    fresh.apply(Change(1, Kind.ISSUED, "t", False, NOW + 100, "alice", None, NOW))
     revocations.adopt(fresh)
     assert revocations.snapshot_jtis() == {"new": NOW + 100}
     assert not revocations.is_revoked("old", None, None)
     assert revocations.cutoff("alice") == NOW
     assert revocations.is_allowed("t")
     clock.now = NOW + 200
-    assert revocations.prune() == 3  # the adopted indexes prune too
+    assert revocations.sweep() == 3  # the adopted indexes prune too
 
 
-def test_prune_counts_registrations_too(revocations: RevocationSet, clock: Clock) -> None:
-    revocations.apply(Change(1, Kind.TOKEN, "t", False, NOW + 10, "alice", None, NOW))
-    revocations.apply(Change(2, Kind.TOKEN, "t", True, NOW + 10, "alice", None, NOW))
+def test_sweep_counts_registrations_too(revocations: RevocationSet, clock: Clock) -> None:
+    revocations.apply(Change(1, Kind.ISSUED, "t", False, NOW + 10, "alice", None, NOW))
+    revocations.apply(Change(2, Kind.ISSUED, "t", True, NOW + 10, "alice", None, NOW))
     assert not revocations.is_allowed("t")
-    revocations.apply(Change(3, Kind.TOKEN, "u", False, NOW + 10, "alice", None, NOW))
+    revocations.apply(Change(3, Kind.ISSUED, "u", False, NOW + 10, "alice", None, NOW))
     clock.now = NOW + 20
-    assert revocations.prune() == 1
+    assert revocations.sweep() == 1

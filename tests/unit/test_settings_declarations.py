@@ -72,7 +72,7 @@ def test_every_keyword_reaches_its_setting() -> None:
         "wait_for_ready": False,
         "node_id": "n1",
         "leeway": 4,
-        "subject_ttl": 50,
+        "cutoff_ttl": 50,
         "prune_interval": 60,
         "track_tokens": True,
         "mode": "allowlist",

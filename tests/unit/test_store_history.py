@@ -1,4 +1,4 @@
-"""revsync.store_history: telling whether the history a node read is still the store's,
+"""revsync._store_history: telling whether the history a node read is still the store's,
 against a real SQLite store and its history ring."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from revsync._store_history import HistoryWatch, changed_while_reading
 from revsync.changes import ChangeRequest, Kind
-from revsync.store_history import HistoryWatch, changed_while_reading
 from revsync.stores.base import StorePosition
 from revsync.stores.sqlite import SqliteStore
 

@@ -1,4 +1,4 @@
--- Rows of the Redis store (revsync/stores/layout.py: where each key lives).
+-- Rows of the Redis store (revsync/stores/_layout.py: where each key lives).
 -- KEYS[1..4]: counter, log, exp, hist.  Times travel as Python repr strings and are
 -- compared here but never re-formatted, so a float read back is the float written.
 
@@ -31,7 +31,7 @@ end
 
 -- Number and write `count` changes whose arguments start at ARGV[first], CHANGE_ARGS
 -- each (_ChangeArgs in revsync/stores/redis.py: kind, key, revoked, expires_at,
--- identity, cutoff).  Mirrors revsync.stores.common.merge.  Records the write in the
+-- identity, cutoff).  Mirrors revsync.stores._common.merge.  Records the write in the
 -- history ring.  Returns the JSON docs of the changes and the first seq.
 local function write_changes(now, count, first)
   local last = redis.call('INCRBY', KEYS[1], count)

@@ -1,4 +1,4 @@
--- Records of the token registry (revsync/stores/layout.py): per jti a hash with doc
+-- Records of the token registry (revsync/stores/_layout.py): per jti a hash with doc
 -- (the JSON array jti, identity, type, family, issued_at, expires_at, metadata),
 -- identity, family, rotated ("0"/"1") and seq, listed by identity and by family.
 

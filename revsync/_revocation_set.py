@@ -4,10 +4,10 @@ Two maps answer :meth:`RevocationSet.is_revoked` with plain dict lookups:
 
 - ``jti -> expires_at``: single revoked tokens, each until its own ``exp``;
 - ``identity -> cutoff``: "log out everywhere" cut-offs; every token of that
-  identity issued at or before the cut-off is revoked until the subject row's
+  identity issued at or before the cut-off is revoked until the identity row's
   ``expires_at`` (kept in a third map, off the request path).
 
-Entries are dropped by :meth:`RevocationSet.prune` only once ``expires_at + leeway``
+Entries are dropped by :meth:`RevocationSet.sweep` only once ``expires_at + leeway``
 is in the past, so the set never forgets a revocation of a token that could still
 be accepted (docs/design.md, guarantee 8).  Pruning does not scan the set: each entry's
 key is also filed in a coarse *expiry bucket* (``expires_at // bucket_seconds``),
@@ -37,8 +37,8 @@ DEFAULT_BUCKET_SECONDS = 30.0
 bucket to re-check on each prune; entries are removed exactly on time either way."""
 
 _JTI = Kind.JTI
-_SUBJECT = Kind.SUBJECT
-_TOKEN = Kind.TOKEN
+_IDENTITY = Kind.IDENTITY
+_ISSUED = Kind.ISSUED
 _INF = math.inf
 
 
@@ -103,7 +103,7 @@ class _ExpiryIndex:
         self.heap = sorted(buckets)
         self.stale = 0
 
-    def prune(self, now: float, leeway: float) -> list[str]:
+    def sweep(self, now: float, leeway: float) -> list[str]:
         """Remove and return the keys whose ``expires_at + leeway < now``."""
         limit = (now - leeway) // self.width
         expiries, buckets, heap, width = self.expiries, self.buckets, self.heap, self.width
@@ -152,11 +152,11 @@ class RevocationSet:
         "_allowed_index",
         "_clock",
         "_cutoffs",
+        "_identity_index",
         "_jti_index",
         "_jtis",
         "_leeway",
         "_revoked",
-        "_subject_index",
     )
 
     def __init__(
@@ -181,12 +181,12 @@ class RevocationSet:
         """The keys of ``_jtis`` again, for :meth:`is_revoked`: a miss in a large set
         touches one cache line where a dict touches two or three, which at a million
         entries is most of the cost of a lookup."""
-        self._subject_index = _ExpiryIndex(bucket_seconds)
+        self._identity_index = _ExpiryIndex(bucket_seconds)
         self._cutoffs: dict[str, float] = {}
-        """canonical identity -> cut-off; ``_subject_index`` holds their expiries."""
+        """canonical identity -> cut-off; ``_identity_index`` holds their expiries."""
         self._allowed_index = _ExpiryIndex(bucket_seconds)
         self._allowed = self._allowed_index.expiries
-        """Registered (issued) jti -> expires_at: the allowlist (``Kind.TOKEN`` rows)."""
+        """Registered (issued) jti -> expires_at: the allowlist (``Kind.ISSUED`` rows)."""
 
     # -- the request path ---------------------------------------------------------
 
@@ -219,7 +219,7 @@ class RevocationSet:
     def apply(self, change: Change) -> None:
         """Make the set hold what the store's row says for ``change``'s target.
 
-        A revoked jti gets its expiry, a revoked subject its cut-off (the store keeps
+        A revoked jti gets its expiry, a revoked identity its cut-off (the store keeps
         the latest); an unrevoke removes the entry.  A revoke whose ``expires_at +
         leeway`` is already past is not added (an existing entry for the key is left
         to expire by itself).
@@ -268,18 +268,10 @@ class RevocationSet:
         jtis.update(zip(keys, expiries, strict=True))
         self._revoked.update(keys)
         heappush = heapq.heappush
-        if olds is None:
-            for key, expires_at in zip(keys, expiries, strict=True):
-                bucket = expires_at // width
-                filed = buckets.get(bucket)
-                if filed is None:
-                    buckets[bucket] = [key]
-                    heappush(heap, bucket)
-                else:
-                    filed.append(key)
-            return
         moved = 0
-        for key, expires_at, old in zip(keys, expiries, olds, strict=True):
+        # An empty set (the start-up snapshot) has no old expiries to compare with.
+        previous = [None] * len(keys) if olds is None else olds
+        for key, expires_at, old in zip(keys, expiries, previous, strict=True):
             bucket = expires_at // width
             if old is not None:
                 if old // width == bucket:
@@ -303,17 +295,17 @@ class RevocationSet:
             elif not expires_at + self._leeway < now:
                 self._jti_index.set(key, expires_at)
                 self._revoked.add(key)
-        elif kind == _SUBJECT:
+        elif kind == _IDENTITY:
             if not revoked:
                 self._cutoffs.pop(key, None)
-                self._subject_index.discard(key)
+                self._identity_index.discard(key)
             elif not expires_at + self._leeway < now:
                 if change.cutoff is None:
-                    msg = f"a subject revocation needs a cutoff (seq {change.seq})"
+                    msg = f"an identity revocation needs a cutoff (seq {change.seq})"
                     raise ValueError(msg)
                 self._cutoffs[key] = change.cutoff
-                self._subject_index.set(key, expires_at)
-        elif kind == _TOKEN:
+                self._identity_index.set(key, expires_at)
+        elif kind == _ISSUED:
             if revoked:
                 self._allowed_index.discard(key)
             elif not expires_at + self._leeway < now:
@@ -326,13 +318,13 @@ class RevocationSet:
         """Merge ``change`` as a restriction only; return True if the set changed.
 
         What a bus message may do (docs/design.md, "Bus messages only restrict"): a
-        revoked jti is added or kept until the *later* of the two expiries; a subject
+        revoked jti is added or kept until the *later* of the two expiries; an identity
         cut-off becomes the *later* of the two cut-offs, kept until the later expiry.
         Nothing is ever removed or shortened, whatever the message says.  Changes that
         are not restrictions (unrevokes, token registrations) raise ValueError.
         """
         kind, key, expires_at = change.kind, change.key, change.expires_at
-        if not change.revoked or kind == _TOKEN:
+        if not change.revoked or kind == _ISSUED:
             msg = f"only a revocation can be merged as a restriction, not {change!r}"
             raise ValueError(msg)
         if expires_at + self._leeway < self._clock():
@@ -344,18 +336,18 @@ class RevocationSet:
             self._jti_index.set(key, expires_at)
             self._revoked.add(key)
             return True
-        if kind == _SUBJECT:
+        if kind == _IDENTITY:
             if change.cutoff is None:
-                msg = f"a subject revocation needs a cutoff (seq {change.seq})"
+                msg = f"an identity revocation needs a cutoff (seq {change.seq})"
                 raise ValueError(msg)
             held_cutoff = self._cutoffs.get(key)
-            held_expiry = self._subject_index.expiries.get(key)
+            held_expiry = self._identity_index.expiries.get(key)
             cutoff = change.cutoff if held_cutoff is None else max(held_cutoff, change.cutoff)
             until = expires_at if held_expiry is None else max(held_expiry, expires_at)
             if cutoff == held_cutoff and until == held_expiry:
                 return False
             self._cutoffs[key] = cutoff
-            self._subject_index.set(key, until)
+            self._identity_index.set(key, until)
             return True
         msg = f"unknown change kind {kind!r} (seq {change.seq})"
         raise ValueError(msg)
@@ -370,12 +362,12 @@ class RevocationSet:
             expires_at = self._jtis.get(key)
             if expires_at is not None:
                 return Change(0, kind, key, True, expires_at, None, None, 0.0)
-        elif kind == _SUBJECT:
+        elif kind == _IDENTITY:
             cutoff = self._cutoffs.get(key)
             if cutoff is not None:
-                expiry = self._subject_index.expiries[key]
+                expiry = self._identity_index.expiries[key]
                 return Change(0, kind, key, True, expiry, key, cutoff, 0.0)
-        elif kind == _TOKEN:
+        elif kind == _ISSUED:
             expires_at = self._allowed.get(key)
             if expires_at is not None:
                 return Change(0, kind, key, False, expires_at, None, None, 0.0)
@@ -388,34 +380,36 @@ class RevocationSet:
         A node that must re-read the whole store builds a new set beside the one it
         serves from, then swaps them in one step: a request never sees a half-loaded set.
         """
-        for name in ("_jti_index", "_jtis", "_revoked", "_subject_index", "_cutoffs"):
+        for name in ("_jti_index", "_jtis", "_revoked", "_identity_index", "_cutoffs"):
             setattr(self, name, getattr(other, name))
         self._allowed_index = other._allowed_index
         self._allowed = other._allowed
 
     # -- expiry -------------------------------------------------------------------
 
-    def prune(self, now: float | None = None) -> int:
+    def sweep(self, now: float | None = None) -> int:
         """Drop entries whose ``expires_at + leeway < now``; return how many.
+
+        (Sweeping is the in-memory clean-up; pruning is the store's, ``Store.prune``.)
 
         Visits only the expiry buckets that can hold such entries, never the whole
         set.  ``now`` defaults to the clock.
         """
         if now is None:
             now = self._clock()
-        jtis = self._jti_index.prune(now, self._leeway)
+        jtis = self._jti_index.sweep(now, self._leeway)
         self._revoked.difference_update(jtis)
-        subjects = self._subject_index.prune(now, self._leeway)
-        for key in subjects:
+        identities = self._identity_index.sweep(now, self._leeway)
+        for key in identities:
             del self._cutoffs[key]
-        allowed = self._allowed_index.prune(now, self._leeway)
-        return len(jtis) + len(subjects) + len(allowed)
+        allowed = self._allowed_index.sweep(now, self._leeway)
+        return len(jtis) + len(identities) + len(allowed)
 
     def clear(self) -> None:
         """Forget every entry."""
         self._jti_index.clear()
         self._revoked.clear()
-        self._subject_index.clear()
+        self._identity_index.clear()
         self._cutoffs.clear()
         self._allowed_index.clear()
 
@@ -430,7 +424,7 @@ class RevocationSet:
         return len(self._jtis)
 
     @property
-    def subject_count(self) -> int:
+    def identity_count(self) -> int:
         """How many identity cut-offs the set holds."""
         return len(self._cutoffs)
 
@@ -467,7 +461,7 @@ class RevocationSet:
         """A copy of ``jti -> expires_at``, for comparing a node's set with the store."""
         return dict(self._jtis)
 
-    def snapshot_subjects(self) -> dict[str, tuple[float, float]]:
+    def snapshot_identities(self) -> dict[str, tuple[float, float]]:
         """A copy of ``identity -> (cutoff, expires_at)``."""
-        expiries = self._subject_index.expiries
+        expiries = self._identity_index.expiries
         return {key: (cutoff, expiries[key]) for key, cutoff in self._cutoffs.items()}

@@ -14,16 +14,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from revsync.changes import Change, ChangeRequest, Kind
 from revsync.stores.base import StoreError
 
 KINDS: dict[str, Kind] = {kind.value: kind for kind in Kind}
 """Stored kind strings back to ``Kind``: a dict lookup is much cheaper than ``Kind(s)``."""
-
-PAGE = 10_000
-"""Rows per page when a store reads all of its rows (``check``, snapshots)."""
 
 HISTORY_SLOTS = 4096
 """Slots of the history ring (``Store.history``): a node can check that the write at its
@@ -140,23 +136,6 @@ def apply_all(
         changes.append(change)
     final = {(change.kind, change.key): change for change in changes}
     return changes, list(final.values())
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for logs, errors and ``Store.url``."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparseable URL>"
-    if not password:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    masked = SplitResult(
-        parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment
-    )
-    return urlunsplit(masked)
 
 
 def check_figures(counter: int | None, rows: int, max_row_seq: int, url: str) -> dict[str, int]:

@@ -14,19 +14,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from revsync.bus import RedisBus
+from revsync._bus import RedisBus
+from revsync._replica import Replica
+from revsync._revocation_set import RevocationSet
+from revsync._shielded import ShieldedWork
+from revsync._stats import SyncStats
+from revsync._subscriber import Subscriber
 from revsync.changes import Change, ChangeRequest, Kind, canonical_identity
 from revsync.config import KEYWORDS, NEVER_EXPIRES_TTL, Settings, resolve
 from revsync.events import RevocationEvent, check_announceable, encode_event
 from revsync.jwt.manager import JWTManager, on_manager
 from revsync.registry import Registry
-from revsync.replica import Replica
-from revsync.revocation_set import RevocationSet
-from revsync.shielded import ShieldedWork
-from revsync.stats import SyncStats
 from revsync.stores import store_from_url
 from revsync.stores.base import Store
-from revsync.subscriber import Subscriber
 
 if TYPE_CHECKING:
     from quart import Quart
@@ -45,7 +45,7 @@ class RevSync:
 
     ``RevSync(app)`` or ``RevSync()`` then ``init_app(app)``.  Settings come from
     keyword arguments, else ``REVSYNC_*`` keys of ``app.config``, else the defaults
-    declared in ``revsync.config.Settings``.  It becomes the blacklist loader of the
+    declared in ``revsync.config.Settings``.  It becomes the denylist loader of the
     app's ``revsync.jwt.JWTManager`` (whichever of the two is created first).
     """
 
@@ -86,7 +86,7 @@ class RevSync:
         self.replica = Replica(self.store, self.revocations, self.stats)
         self.subscriber = Subscriber(self.settings, self.bus, self.replica, self.stats)
         self._identity_claim = self.settings.identity_claim
-        self._subject_ttl = self.settings.subject_ttl
+        self._cutoff_ttl = self.settings.cutoff_ttl
         self._max_staleness = self.settings.max_staleness
         self._fail_closed = self.settings.fail_mode == "closed"
         if self.settings.track_tokens:
@@ -96,19 +96,19 @@ class RevSync:
         on_manager(app, self.attach)
         if not (app.config.get("JWT_BLACKLIST_ENABLED") or app.config.get("JWT_BLOCKLIST_ENABLED")):
             logger.warning(
-                "revsync.blacklist_disabled",
+                "revsync.denylist_disabled",
                 hint="set JWT_BLACKLIST_ENABLED = True, or no token is checked against revocations",
             )
         app.before_serving(self.start)
         app.after_serving(self.stop)
 
     def attach(self, manager: JWTManager) -> None:
-        """Become ``manager``'s blacklist loader (called once the app has both).
+        """Become ``manager``'s denylist loader (called once the app has both).
 
         Also refuses to create a token that would outlive the "log out everywhere"
         cut-offs (see :meth:`_check_lifetime`).
         """
-        manager.token_in_blacklist_loader(self.is_revoked)
+        manager.token_in_denylist_loader(self.is_revoked)
         if self._registry is not None:
             self._registry.attach(manager)  # allowlist mode replaces the loader
         manager.add_payload_hook(self._check_lifetime)  # last: sees pinned claims
@@ -127,7 +127,7 @@ class RevSync:
     def _check_lifetime(self, kind: str, payload: dict[str, Any]) -> None:
         """A JWTManager payload hook: no token may outlive the cut-offs that apply to it.
 
-        A cut-off is kept REVSYNC_SUBJECT_TTL seconds, and :meth:`is_revoked` refuses
+        A cut-off is kept REVSYNC_CUTOFF_TTL seconds, and :meth:`is_revoked` refuses
         every token older than that (a cut-off that applied to it may be gone), so a
         longer-lived token would stop working half-way through its life.  Refusing to
         create it says so at once, naming the setting.
@@ -135,7 +135,7 @@ class RevSync:
         exp, iat = payload.get("exp"), payload.get("iat")
         if not isinstance(iat, int | float):
             return
-        ttl = self._subject_ttl
+        ttl = self._cutoff_ttl
         if exp is None:
             if ttl >= NEVER_EXPIRES_TTL:
                 return  # tokens that never expire: cut-offs are kept ten years
@@ -146,8 +146,8 @@ class RevSync:
             lifetime = f"lives {exp - iat:g}s"
         msg = (
             f"this {kind} token {lifetime}, longer than 'log out everywhere' cut-offs are "
-            f"kept (REVSYNC_SUBJECT_TTL={ttl:g}s); revsync refuses tokens older than "
-            f"that, so raise REVSYNC_SUBJECT_TTL to the longest lifetime you issue"
+            f"kept (REVSYNC_CUTOFF_TTL={ttl:g}s); revsync refuses tokens older than "
+            f"that, so raise REVSYNC_CUTOFF_TTL to the longest lifetime you issue"
         )
         raise ValueError(msg)
 
@@ -235,7 +235,7 @@ class RevSync:
 
         Synchronous and in memory: no I/O.  True before the start-up snapshot is
         applied, and in fail-closed mode while sync is stale.  True also for a token
-        issued more than REVSYNC_SUBJECT_TTL ago: a "log out everywhere" cut-off that
+        issued more than REVSYNC_CUTOFF_TTL ago: a "log out everywhere" cut-off that
         applied to it may have been dropped already (docs/design.md).
         """
         if not self._ready:
@@ -243,10 +243,10 @@ class RevSync:
         if self._fail_closed and time.monotonic() - self._confirmed_at > self._max_staleness:
             return True
         iat = claims.get("iat")
-        if (type(iat) is int or type(iat) is float) and time.time() - iat > self._subject_ttl:
+        if (type(iat) is int or type(iat) is float) and time.time() - iat > self._cutoff_ttl:
             return True
         revocations = self.revocations
-        if revocations.subject_count:
+        if revocations.identity_count:
             identity = claims.get(self._identity_claim)
             key = None if identity is None else canonical_identity(identity)
             return revocations.is_revoked(claims.get("jti"), key, iat)
@@ -301,32 +301,32 @@ class RevSync:
         logger.info("revsync.unrevoked", jti=jti, seq=change.seq)
         return change
 
-    async def revoke_subject(self, identity: object) -> Change:
+    async def revoke_identity(self, identity: object) -> Change:
         """Revoke every token of ``identity`` issued up to now ("log out everywhere").
 
         Tokens whose ``iat`` is at or before this second are refused; the cut-off is
         kept until the longest-lived of them would have expired.
         """
         if identity is None:
-            msg = "revoke_subject() needs an identity, got None"
+            msg = "revoke_identity() needs an identity, got None"
             raise ValueError(msg)
         key = canonical_identity(identity)
         now = time.time()
         request = ChangeRequest(
-            Kind.SUBJECT, key, True, now + self.settings.subject_ttl, key, cutoff=now
+            Kind.IDENTITY, key, True, now + self.settings.cutoff_ttl, key, cutoff=now
         )
         (change,) = await self._write([request])
-        logger.info("revsync.subject_revoked", identity=key, seq=change.seq)
+        logger.info("revsync.identity_revoked", identity=key, seq=change.seq)
         return change
 
-    async def unrevoke_subject(self, identity: object) -> Change:
+    async def unrevoke_identity(self, identity: object) -> Change:
         """Lift an identity's cut-off (its individually revoked tokens stay revoked)."""
         key = canonical_identity(identity)
-        current = await self.store.get(Kind.SUBJECT, key)
+        current = await self.store.get(Kind.IDENTITY, key)
         expires_at = current.expires_at if current is not None else time.time()
-        request = ChangeRequest(Kind.SUBJECT, key, False, expires_at, key)
+        request = ChangeRequest(Kind.IDENTITY, key, False, expires_at, key)
         (change,) = await self._write([request])
-        logger.info("revsync.subject_unrevoked", identity=key, seq=change.seq)
+        logger.info("revsync.identity_unrevoked", identity=key, seq=change.seq)
         return change
 
     async def revoke_many(
@@ -379,7 +379,7 @@ class RevSync:
         Everything that could fail after the store commits is checked first (a change
         whose event would be refused raises ValueError here, with nothing written);
         once the store has committed, nothing else becomes the caller's error.  The
-        whole runs to completion even if the caller is cancelled (revsync.shielded).
+        whole runs to completion even if the caller is cancelled (revsync._shielded).
         """
         now = time.time()
         origin = self.settings.node_id
@@ -496,7 +496,7 @@ class RevSync:
             "max_staleness": self._max_staleness,
             "entries": {
                 "jti": self.revocations.jti_count,
-                "subject": self.revocations.subject_count,
+                "identity": self.revocations.identity_count,
             },
             "connection": {"bus": sub.bus_state, "last_error": sub.last_error},
             "store": self.store.url,

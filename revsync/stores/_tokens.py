@@ -1,6 +1,6 @@
 """The token registry's records, as every store keeps them (REVSYNC_TRACK_TOKENS).
 
-A record is written together with a ``Kind.TOKEN`` change in one transaction, so
+A record is written together with a ``Kind.ISSUED`` change in one transaction, so
 the record's seq comes from the same counter as every revocation and the nodes
 learn of it through the snapshot, catch-up and bus like any other change.
 """
@@ -10,18 +10,18 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from revsync.changes import ChangeRequest, Kind
-from revsync.stores.common import check_request
+from revsync.stores._common import check_request
 
 __all__ = [
     "TokenRecord",
     "family_expiry",
     "records_from_rows",
-    "request_for",
-    "requests_for",
+    "registration_for",
+    "registrations_for",
     "row_for",
 ]
 
@@ -44,31 +44,23 @@ class TokenRecord:
     rotated: bool = False
     """A refresh token already exchanged for a new one (presenting it again is reuse)."""
     seq: int = 0
-    """The seq of the ``Kind.TOKEN`` change that registered it (0 before it is written)."""
+    """The seq of the ``Kind.ISSUED`` change that registered it (0 before it is written)."""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
-        return {
-            "jti": self.jti,
-            "identity": self.identity,
-            "type": self.type,
-            "family": self.family,
-            "issued_at": self.issued_at,
-            "expires_at": self.expires_at,
-            "metadata": dict(self.metadata),
-            "rotated": self.rotated,
-            "seq": self.seq,
-        }
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["metadata"] = dict(self.metadata)
+        return shown
 
 
-def request_for(record: TokenRecord) -> ChangeRequest:
-    """The ``Kind.TOKEN`` change that announces ``record`` to every node."""
-    return ChangeRequest(Kind.TOKEN, record.jti, False, record.expires_at, record.identity)
+def registration_for(record: TokenRecord) -> ChangeRequest:
+    """The ``Kind.ISSUED`` change that announces ``record`` to every node."""
+    return ChangeRequest(Kind.ISSUED, record.jti, False, record.expires_at, record.identity)
 
 
-def requests_for(records: Iterable[TokenRecord]) -> list[ChangeRequest]:
-    """The checked ``Kind.TOKEN`` changes of ``records``, in order (raises ValueError)."""
-    return [check_request(request_for(record)) for record in records]
+def registrations_for(records: Iterable[TokenRecord]) -> list[ChangeRequest]:
+    """The checked ``Kind.ISSUED`` changes of ``records``, in order (raises ValueError)."""
+    return [check_request(registration_for(record)) for record in records]
 
 
 def row_for(record: TokenRecord, seq: int) -> tuple[Any, ...]:

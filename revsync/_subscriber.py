@@ -29,11 +29,11 @@ from typing import Any, Final
 
 import structlog
 
-from revsync.bus import BusError, RedisBus
+from revsync._bus import BusError, RedisBus
+from revsync._replica import DOORBELLS, Replica, Verdict
+from revsync._stats import SyncStats
 from revsync.config import Settings
 from revsync.events import InvalidEvent, Op, RevocationEvent, decode_event, encode_event
-from revsync.replica import DOORBELLS, Replica, Verdict
-from revsync.stats import SyncStats
 
 logger = structlog.get_logger("revsync")
 
@@ -49,7 +49,7 @@ forged messages cannot turn into a flood of store reads."""
 TICK: Final = 0.1
 BACKOFF_BASE: Final = 0.1
 BACKOFF_CAP: Final = 5.0
-PRUNE_INTERVAL: Final = 10.0
+SWEEP_INTERVAL: Final = 10.0
 
 
 class _Signal:
@@ -365,7 +365,7 @@ class Subscriber:
         self._next_ping = now
         next_resync = now + self.settings.resync_interval
         next_retry = now
-        next_prune = now + PRUNE_INTERVAL
+        next_sweep = now + SWEEP_INTERVAL
         # Jittered, so that nodes started together do not all prune the store at once.
         next_store_prune = now + random.uniform(0.5, 1.0) * self.settings.prune_interval
         while True:
@@ -388,10 +388,10 @@ class Subscriber:
             if self.replica.wants_catch_up:
                 self.replica.wants_catch_up = False
                 self.request_catch_up()
-            if now >= next_prune:
-                next_prune = now + PRUNE_INTERVAL
+            if now >= next_sweep:
+                next_sweep = now + SWEEP_INTERVAL
                 async with self.replica.lock:
-                    self.stats.pruned += self.replica.revocations.prune()
+                    self.stats.swept += self.replica.revocations.sweep()
             if self.ready.is_set() and now >= next_store_prune:
                 next_store_prune = now + random.uniform(0.75, 1.25) * self.settings.prune_interval
                 if self._store_prune is None or self._store_prune.done():

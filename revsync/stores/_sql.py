@@ -22,15 +22,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from revsync.changes import Change, ChangeRequest, Kind
-from revsync.stores.base import HistoryEntry, StoreError, StorePosition
-from revsync.stores.common import (
+from revsync.stores._common import (
     HISTORY_SLOTS,
     WriteMany,
     apply_all,
     changes_from_rows,
     check_figures,
 )
-from revsync.stores.layout import (
+from revsync.stores._layout import (
     CHANGE_COLUMNS,
     CHANGES,
     HEAD,
@@ -39,7 +38,8 @@ from revsync.stores.layout import (
     select,
     sql_schema,
 )
-from revsync.stores.tokens import TokenRecord, records_from_rows, row_for
+from revsync.stores._tokens import TokenRecord, records_from_rows, row_for
+from revsync.stores.base import PAGE_SIZE, HistoryEntry, StoreError, StorePosition
 
 __all__ = ["Connection", "Dialect", "SqlStore", "Work"]
 
@@ -219,7 +219,7 @@ class SqlStore(WriteMany):
         rows = changes_from_rows(await self._read(_GET, Kind(kind).value, key))
         return rows[0] if rows else None
 
-    async def since(self, seq: int, limit: int = 10_000) -> list[Change]:
+    async def since(self, seq: int, limit: int = PAGE_SIZE) -> list[Change]:
         """Rows with seq greater than ``seq``, ascending, at most ``limit``."""
         return changes_from_rows(await self._read(_SINCE, seq, limit))
 

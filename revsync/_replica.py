@@ -10,7 +10,7 @@ The state model (docs/design.md, "The state model"):
   been read, so a target's state is at least that new.  Targets whose state came
   from beyond ``store_seq`` (a local write, a doorbell) carry an explicit version in
   ``_ahead`` until a catch-up passes it.
-- **Bus messages only restrict.**  A revoke or revoke_subject message is merged with
+- **Bus messages only restrict.**  A revoke or revoke_identity message is merged with
   :meth:`RevocationSet.restrict` (revoked wins, the later expiry, the later cut-off)
   and remembered as an *overlay*: the message's seq, the restriction it carried and
   the store state beneath it.  A store change at or past the overlay's seq replaces
@@ -21,10 +21,10 @@ The state model (docs/design.md, "The state model"):
   catch-up did not confirm was forged (or its change was lost by the store): the
   state beneath it is restored, and the message counted as ``unconfirmed``.  A
   forged message can therefore refuse a token only until the next catch-up.
-- **Loosening messages are doorbells.**  An unrevoke, unrevoke_subject or issue
+- **Loosening messages are doorbells.**  An unrevoke, unrevoke_identity or issue
   message is never applied as sent: the node reads that target from the store and
   applies what the store says, versioned like any store read.
-- **The store can go back in time.**  Each catch-up asks ``revsync.store_history``
+- **The store can go back in time.**  Each catch-up asks ``revsync._store_history``
   whether the history this node read is still the store's, before and after it reads,
   and checks that the changes it applied from beyond its cursor are read again when
   passed.  If not (a failover that lost writes, a restore from a backup), the node
@@ -48,22 +48,21 @@ from typing import NamedTuple
 
 import structlog
 
+from revsync._revocation_set import RevocationSet
+from revsync._stats import SyncStats
+from revsync._store_history import ANCHORS, PRUNE_MARGIN, HistoryWatch, changed_while_reading
 from revsync.changes import Change, Kind
 from revsync.events import Op, RevocationEvent
-from revsync.revocation_set import RevocationSet
-from revsync.stats import SyncStats
-from revsync.store_history import ANCHORS, PRUNE_MARGIN, HistoryWatch, changed_while_reading
-from revsync.stores.base import Store, StorePosition
+from revsync.stores.base import PAGE_SIZE, Store, StorePosition
 
 logger = structlog.get_logger("revsync")
 
-PAGE_SIZE = 10_000
 REREAD_ATTEMPTS = 3
 """Times a re-read starts over when the store's history changes while it reads."""
 PENDING_LIMIT = 10_000
 """Overlays held before the node asks for a catch-up to confirm or shed them."""
 
-DOORBELLS = frozenset((Op.UNREVOKE, Op.UNREVOKE_SUBJECT, Op.ISSUE))
+DOORBELLS = frozenset((Op.UNREVOKE, Op.UNREVOKE_IDENTITY, Op.ISSUE))
 """Messages that could let a token in: re-read from the store, never obeyed as sent."""
 Target = tuple[Kind, str]
 
@@ -335,7 +334,7 @@ class Replica:
             for change in changes:
                 if self._confirm(change):
                     continue
-                if mark is not None and change.kind is not Kind.TOKEN and change.seq <= mark.seq:
+                if mark is not None and change.kind is not Kind.ISSUED and change.seq <= mark.seq:
                     self.revocations.apply(change)
                     self._lost_own_write = (
                         f"this node's write was numbered {change.seq}, at or below seq "
@@ -353,7 +352,7 @@ class Replica:
             logger.warning("revsync.reconfirm_failed", error=f"{type(exc).__name__}: {exc}")
             async with self.lock:
                 for change in changes:
-                    if change.revoked and change.kind is not Kind.TOKEN:
+                    if change.revoked and change.kind is not Kind.ISSUED:
                         self._overlay(change)
                 self.wants_catch_up = True
             return
@@ -364,7 +363,7 @@ class Replica:
 
     def _confirm(self, change: Change) -> bool:
         """Apply a change read from the store if it is newer than what is held; say so."""
-        if change.kind is Kind.TOKEN:
+        if change.kind is Kind.ISSUED:
             # Registrations never change once written: nothing to order.
             self.revocations.apply(change)
             return True
@@ -486,8 +485,8 @@ class Replica:
 def _dropped(old: RevocationSet, new: RevocationSet) -> int:
     """How many revocations ``old`` holds that ``new`` does not (the store lost them)."""
     jtis = old.snapshot_jtis().keys() - new.snapshot_jtis().keys()
-    subjects = old.snapshot_subjects().keys() - new.snapshot_subjects().keys()
-    return len(jtis) + len(subjects)
+    identities = old.snapshot_identities().keys() - new.snapshot_identities().keys()
+    return len(jtis) + len(identities)
 
 
 def _adds_to(held: Change, restriction: Change) -> bool:

@@ -30,6 +30,8 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from revsync._urls import mask_url
+
 __all__ = [
     "CLUSTER_FORM",
     "SENTINEL_FORM",
@@ -90,14 +92,6 @@ def is_topology_url(url: object) -> bool:
     return isinstance(url, str) and url.partition("://")[0].lower() in TOPOLOGY_SCHEMES
 
 
-def _mask(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, hosts = rest.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    return f"{scheme}{sep}{userinfo.partition(':')[0]}:***@{hosts}"
-
-
 def parse_topology_url(url: str, key: str = "REVSYNC_REDIS_URL") -> Topology:
     """Parse a ``redis+sentinel://`` or ``redis+cluster://`` URL without connecting.
 
@@ -108,10 +102,10 @@ def parse_topology_url(url: str, key: str = "REVSYNC_REDIS_URL") -> Topology:
     kind, ssl = TOPOLOGY_SCHEMES[scheme.lower()]
     form = SENTINEL_FORM if kind == "sentinel" else CLUSTER_FORM
 
-    subject = f"{key}={_mask(url)!r}" if key else "the URL"
+    what = f"{key}={mask_url(url)!r}" if key else "the URL"
 
     def bad(problem: str) -> ValueError:
-        return ValueError(f"{subject} {problem}; expected {form}")
+        return ValueError(f"{what} {problem}; expected {form}")
 
     parts = urlsplit(f"x://{rest}")
     if parts.fragment:

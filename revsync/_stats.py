@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 
 @dataclass(slots=True)
@@ -20,7 +20,7 @@ class SyncStats:
     resync_failures: int = 0
     reconnects: int = 0
     heartbeats: int = 0
-    pruned: int = 0
+    swept: int = 0
     store_pruned: int = 0
     store_resets: int = 0
     """Times the node found the store had lost history and re-read all of it."""
@@ -34,20 +34,9 @@ class SyncStats:
     lag_observers: list[Callable[[float], None]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "published": self.published,
-            "publish_failures": self.publish_failures,
-            "applied": self.applied,
-            "duplicates": self.duplicates,
-            "gaps": self.gaps,
-            "resyncs": self.resyncs,
-            "resync_failures": self.resync_failures,
-            "reconnects": self.reconnects,
-            "heartbeats": self.heartbeats,
-            "pruned": self.pruned,
-            "store_pruned": self.store_pruned,
-            "store_resets": self.store_resets,
-            "queue_overflows": self.queue_overflows,
-            "deferred_doorbells": self.deferred_doorbells,
-            "rejected": dict(self.rejected),
+        """Every counter by name (``status()["counters"]``), rejections by reason."""
+        counters: dict[str, object] = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.type == "int"
         }
+        counters["rejected"] = dict(self.rejected)
+        return counters

@@ -10,8 +10,8 @@ from __future__ import annotations
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from revsync._redis_topology import BusConnection
 from revsync.config import validate_redis_url
-from revsync.redis_topology import BusConnection
 
 
 class BusError(Exception):
@@ -30,7 +30,7 @@ class RedisBus:
         # for long; one immediate retry survives a pooled connection that died with a
         # Redis restart.  Subscribing: no read timeout (a quiet channel is normal)
         # and no silent retries, so a dropped connection surfaces as an error we can
-        # count.  See revsync/redis_topology.py.
+        # count.  See revsync/_redis_topology.py.
         self._connection = BusConnection(url, timeout)
 
     async def publish(self, data: bytes) -> int:
