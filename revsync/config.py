@@ -15,6 +15,7 @@ request path.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import socket
 from collections.abc import Callable, Iterator, Mapping
@@ -23,6 +24,8 @@ from datetime import timedelta
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+import structlog
+
 from revsync._redis_topology import (
     CLUSTER_FORM,
     SENTINEL_FORM,
@@ -30,6 +33,7 @@ from revsync._redis_topology import (
     parse_topology_url,
 )
 
+logger = structlog.get_logger("revsync")
 T = TypeVar("T")
 FailMode = Literal["closed", "open"]
 Mode = Literal["denylist", "allowlist"]
@@ -401,6 +405,7 @@ def resolve(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> Settings
         overrides,
         identity_claim=str(config.get("JWT_IDENTITY_CLAIM", "identity")),
     )
+    _warn_unknown_keys(config)
     decode_leeway = _decode_leeway(config)
     settings = dataclasses.replace(
         given,
@@ -410,6 +415,19 @@ def resolve(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> Settings
     )
     _check(settings, decode_leeway)
     return settings
+
+
+RENAMED = {"REVSYNC_SUBJECT_TTL": "REVSYNC_CUTOFF_TTL"}
+"""Keys of earlier development versions, and their names now."""
+
+
+def _warn_unknown_keys(config: Mapping[str, Any]) -> None:
+    """A misspelt or renamed key is ignored, and its default used: say so loudly."""
+    for key in config:
+        if not isinstance(key, str) or not key.startswith("REVSYNC_") or key in DEFAULTS:
+            continue
+        near = RENAMED.get(key) or next(iter(difflib.get_close_matches(key, DEFAULTS, 1)), None)
+        logger.warning("revsync.unknown_setting", key=key, did_you_mean=near)
 
 
 def _check(s: Settings, decode_leeway: float) -> None:

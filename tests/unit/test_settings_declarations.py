@@ -175,3 +175,15 @@ def test_revsync_signature_lists_its_settings() -> None:
     assert parameters["max_staleness"].kind is inspect.Parameter.KEYWORD_ONLY
     assert parameters["max_staleness"].default is None
     assert "float" in str(parameters["max_staleness"].annotation)
+
+
+def test_an_unknown_or_renamed_key_is_reported_not_silently_ignored() -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        resolve({"REVSYNC_SUBJECT_TTL": 60, "REVSYNC_MAX_STALENES": 5, "REVSYNC_CHANNEL": "x"}, {})
+    warned = {e["key"]: e["did_you_mean"] for e in logs if e["event"] == "revsync.unknown_setting"}
+    assert warned == {
+        "REVSYNC_SUBJECT_TTL": "REVSYNC_CUTOFF_TTL",
+        "REVSYNC_MAX_STALENES": "REVSYNC_MAX_STALENESS",
+    }
