@@ -156,7 +156,7 @@ def jti_of(i: int) -> str:
 def sqlite_populate(path: Path, n: int, start: int = 0) -> None:
     """Create the store's schema (through SqliteStore) and insert n live jti rows in
     one transaction with executemany."""
-    from revsync.stores import layout
+    from revsync.stores import _layout as layout
     from revsync.stores.sqlite import SqliteStore
 
     async def schema() -> None:
@@ -211,7 +211,7 @@ def pg_populate(url: str, n: int) -> None:
     INSERT ... SELECT over generate_series (uuid-shaped keys from md5)."""
     import asyncpg
 
-    from revsync.stores import layout
+    from revsync.stores import _layout as layout
     from revsync.stores.postgres import PostgresStore, numbered
 
     columns = ", ".join(layout.CHANGE_COLUMNS)

@@ -18,6 +18,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -117,8 +118,32 @@ async def postgres_schema_url(postgres_url: str) -> AsyncIterator[str]:
     try:
         yield f"{postgres_url}{sep}search_path={schema}"
     finally:
-        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await conn.close()
+        try:
+            await _drop_schema(conn, schema)
+        finally:
+            await conn.close()
+
+
+async def _drop_schema(conn: Any, schema: str) -> None:
+    """Drop a test's schema, ending sessions that still hold its tables (a node's
+    background catch-up finishing late): under load a plain DROP can deadlock."""
+    import asyncpg
+
+    for attempt in range(5):
+        await conn.execute(
+            """SELECT pg_terminate_backend(l.pid) FROM pg_locks l
+               JOIN pg_class c ON c.oid = l.relation
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = $1 AND l.pid <> pg_backend_pid()""",
+            schema,
+        )
+        try:
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            return
+        except asyncpg.DeadlockDetectedError:
+            if attempt == 4:
+                raise
+            await asyncio.sleep(0.1)
 
 
 def copy_sqlite(source: Path, target: Path) -> None:
