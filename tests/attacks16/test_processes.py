@@ -160,3 +160,49 @@ def test_child_starts_processes_then_fails_or_hangs() -> None:
             if CHILD == "fail":
                 raise AssertionError("this child test fails on purpose")
             time.sleep(600)
+
+
+_TREE = """
+import os, subprocess, sys, time
+# A group leader in a session of its own (like hypercorn), with a worker in its group;
+# this parent exits at once, so the leader is re-parented to the subreaper (pytest).
+leader = subprocess.Popen([sys.executable, "-c", '''
+import os, subprocess, sys, time
+worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
+                          stdout=subprocess.DEVNULL)
+print(worker.pid, flush=True)
+time.sleep(120)
+'''], start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+   stdin=subprocess.DEVNULL, text=True)
+print(leader.pid, leader.stdout.readline().strip(), flush=True)
+"""
+
+
+def test_kill_leftovers_ends_an_adopted_leaders_worker_too() -> None:
+    # tests/conftest.py's session-end check: an orphaned hypercorn (its parent, a demo
+    # or a child pytest, was killed) is adopted by the pytest subreaper and listed; it
+    # is killed with os.kill, not killpg, so its worker is adopted in turn, never
+    # killed, and outlives the run although the report says "(killed now)".
+    from services import processes
+
+    if not processes.adopt_orphans():
+        pytest.skip("no subreaper on this platform")
+    out = subprocess.run(
+        [sys.executable, "-c", _TREE], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    leader, worker = map(int, out.split())
+    try:
+        deadline = time.monotonic() + 5
+        while leader not in processes.leftovers() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert leader in processes.leftovers()
+        processes.kill_leftovers(processes.leftovers())
+        time.sleep(0.5)
+        alive = (
+            Path(f"/proc/{worker}").exists()
+            and "Z" not in (Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[0])
+        )
+        assert not alive, "the adopted leader's worker survived kill_leftovers"
+    finally:
+        _kill({leader: "", worker: ""})
+        processes.leftovers()  # reaps them
