@@ -41,7 +41,7 @@ Parser = Callable[[str, Any], Any]
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
-FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 # Refresh tokens that never expire still need a bounded identity cut-off row.
 NEVER_EXPIRES_TTL = 10 * 365 * 24 * 3600.0
 
@@ -64,7 +64,7 @@ def seconds(key: str, value: object, *, allow_zero: bool = False) -> float:
     elif isinstance(value, int | float | str) and not isinstance(value, bool):
         try:
             number = float(value)
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: an int beyond any float
             number = None
     else:
         number = None
@@ -422,11 +422,15 @@ RENAMED = {"REVSYNC_SUBJECT_TTL": "REVSYNC_CUTOFF_TTL"}
 
 
 def _warn_unknown_keys(config: Mapping[str, Any]) -> None:
-    """A misspelt or renamed key is ignored, and its default used: say so loudly."""
+    """A renamed key is an error; a misspelt one would be ignored and its default used,
+    so it is logged loudly with the key it probably meant."""
     for key in config:
+        if key in RENAMED:
+            msg = f"{key} is now called {RENAMED[key]}: rename it in your configuration"
+            raise SettingError(msg)
         if not isinstance(key, str) or not key.startswith("REVSYNC_") or key in DEFAULTS:
             continue
-        near = RENAMED.get(key) or next(iter(difflib.get_close_matches(key, DEFAULTS, 1)), None)
+        near = next(iter(difflib.get_close_matches(key, DEFAULTS, 1)), None)
         logger.warning("revsync.unknown_setting", key=key, did_you_mean=near)
 
 

@@ -212,16 +212,24 @@ def leftovers() -> dict[int, str]:
 
 
 def kill_leftovers(pids: Iterable[int]) -> None:
-    """kill -9 each process (and its group, when it is one we started) and reap it."""
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            if pid in _STARTED:
-                os.killpg(pid, signal.SIGKILL)
-            else:
-                os.kill(pid, signal.SIGKILL)
+    """kill -9 each process and its whole group (unless that is our own group), then
+    the processes that killing them orphaned (a killed hypercorn leaves its worker to
+    us), until none is left or GRACE passes."""
+    own_group = os.getpgrp()
+    doomed = set(pids)
     deadline = time.monotonic() + GRACE
-    while leftovers() and time.monotonic() < deadline:
+    while doomed:
+        for pid in doomed:
+            with contextlib.suppress(OSError):
+                group = os.getpgid(pid)
+                if group != own_group:
+                    os.killpg(group, signal.SIGKILL)
+                else:
+                    os.kill(pid, signal.SIGKILL)
+        if time.monotonic() >= deadline:
+            return
         time.sleep(0.01)
+        doomed = set(leftovers())
 
 
 # -- processes ------------------------------------------------------------------------------

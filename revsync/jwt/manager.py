@@ -34,8 +34,8 @@ logger = structlog.get_logger("revsync")
 
 EXTENSION_KEY = "revsync.jwt"
 """``app.extensions`` key under which ``init_app`` registers the manager."""
-_WAITING_KEY = "revsync.jwt.waiting"
-"""``app.extensions`` key of the callbacks waiting for the app's manager (on_manager)."""
+_WAITING_KEY = "revsync.jwt.on_manager"
+"""``app.extensions`` key of the callbacks given to :func:`on_manager`."""
 
 PayloadHook = Callable[[str, dict[str, Any]], None]
 """Called with (token type, payload) just before a new token is signed."""
@@ -129,7 +129,8 @@ class JWTManager:
         for exception, handler in handlers.items():
             app.register_error_handler(exception, handler)
         app.extensions[EXTENSION_KEY] = self
-        for callback in app.extensions.pop(_WAITING_KEY, []):
+        # Kept, not consumed: a second manager registered on the app is wired too.
+        for callback in app.extensions.get(_WAITING_KEY, ()):
             callback(self)
 
     def add_payload_hook(self, hook: PayloadHook) -> None:
@@ -380,10 +381,11 @@ class JWTManager:
 
 
 def on_manager(app: Quart, callback: Callable[[JWTManager], None]) -> None:
-    """Call ``callback`` with ``app``'s JWTManager: now if it has one, else as soon as
-    one is registered with ``app`` (extensions set up in either order)."""
+    """Call ``callback`` with ``app``'s JWTManager now if it has one, and with every
+    manager registered with ``app`` later (extensions set up in either order)."""
+    callbacks: list[Callable[[JWTManager], None]] = app.extensions.setdefault(_WAITING_KEY, [])
+    if callback not in callbacks:
+        callbacks.append(callback)
     manager = app.extensions.get(EXTENSION_KEY)
     if manager is not None:
         callback(manager)
-    else:
-        app.extensions.setdefault(_WAITING_KEY, []).append(callback)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -103,7 +104,18 @@ _SCRIPTS = {  # each script in lua/, with the libraries (lua/ too) it is built o
 
 
 def _lua(name: str) -> str:
-    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
+    """The text of lua/<name>.lua; an error naming the file if it cannot be used (a
+    damaged install must fail when the store is built, not at its first write)."""
+    path = f"revsync/stores/lua/{name}.lua"
+    try:
+        text = resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        msg = f"the Redis store cannot read its script {path}: {exc}; reinstall revsync"
+        raise StoreError(msg) from None
+    if not text.strip():
+        msg = f"the Redis store's script {path} is empty; reinstall revsync"
+        raise StoreError(msg)
+    return text
 
 
 def lua_script(body: str, *libraries: str) -> str:
@@ -117,7 +129,18 @@ def lua_script(body: str, *libraries: str) -> str:
     return "\n".join([constants + lua_keys(), *map(_lua, libraries), body])
 
 
-_SOURCES = {name: lua_script(_lua(name), *libraries) for name, libraries in _SCRIPTS.items()}
+def _script(name: str) -> str:
+    body = _lua(name)
+    if not re.search(r"^\s*return\b", body, re.MULTILINE):
+        msg = (
+            f"the Redis store's script revsync/stores/lua/{name}.lua returns nothing "
+            f"(damaged?); reinstall revsync"
+        )
+        raise StoreError(msg)
+    return lua_script(body, *_SCRIPTS[name])
+
+
+_SOURCES = {name: _script(name) for name in _SCRIPTS}
 """Every script's source, read once."""
 
 
@@ -203,7 +226,17 @@ class RedisStore(WriteMany):
             except BaseException:
                 await client.aclose()
                 raise
-        self._scripts = {name: client.register_script(src) for name, src in _SOURCES.items()}
+        scripts = {name: client.register_script(src) for name, src in _SOURCES.items()}
+        try:
+            for name, script in scripts.items():
+                # Compiled now, so a damaged script fails the start-up, naming its file.
+                what = f"the Redis store's script revsync/stores/lua/{name}.lua"
+                with translate(_ERRORS, lambda: what):  # noqa: B023 - used at once
+                    await client.script_load(script.script)
+        except BaseException:
+            await client.aclose()
+            raise
+        self._scripts = scripts
         self._client = client
 
     async def close(self) -> None:

@@ -20,6 +20,8 @@ from revsync.config import DEFAULTS, SettingError, choice, declarations, read, s
 
 MIN_SECRET_BYTES = 32
 MIN_ADMIN_TOKEN_CHARS = 16
+MAX_LIFETIME_SECONDS = 100 * 365 * 24 * 3600
+"""A token lifetime beyond a century is a typo (and beyond ~10^14 s, a crash)."""
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 ConfigError = SettingError
@@ -53,8 +55,8 @@ def _lifetime(key: str, value: object) -> timedelta:
     except ValueError:
         msg = f"{key} must be a whole number of seconds, got {value!r}"
         raise ConfigError(msg) from None
-    if seconds <= 0:
-        msg = f"{key} must be > 0 seconds, got {value!r}"
+    if not 0 < seconds <= MAX_LIFETIME_SECONDS:
+        msg = f"{key} must be > 0 and at most {MAX_LIFETIME_SECONDS} seconds, got {value!r}"
         raise ConfigError(msg)
     return timedelta(seconds=seconds)
 
@@ -146,7 +148,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> ApiSettings:
         # Bodies here are a few hundred bytes; anything bigger is refused with 413.
         "MAX_CONTENT_LENGTH": 64 * 1024,
     }
-    for key, value in env.items():
+    for key, value in present(env).items():  # an empty variable means the default
         if key.startswith("REVSYNC_") and key not in own:
             config[key] = value
     return ApiSettings(

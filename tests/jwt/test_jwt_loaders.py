@@ -273,8 +273,9 @@ def test_init_app_registers_and_calls_the_extensions_waiting_for_it() -> None:
     later: list[JWTManager] = []
     on_manager(app, later.append)  # set up after it: called at once
     assert later == [manager]
-    JWTManager(app)  # a second init_app does not call the first callbacks again
-    assert attached == [manager]
+    second = JWTManager(app)  # a manager registered again is wired again
+    assert attached == [manager, second]
+    assert second.denylist_loader == is_revoked
 
     plain = Quart(__name__)
     plain.config["JWT_SECRET_KEY"] = SECRET

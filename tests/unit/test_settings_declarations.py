@@ -177,13 +177,12 @@ def test_revsync_signature_lists_its_settings() -> None:
     assert "float" in str(parameters["max_staleness"].annotation)
 
 
-def test_an_unknown_or_renamed_key_is_reported_not_silently_ignored() -> None:
+def test_an_unknown_key_is_reported_and_a_renamed_one_refused() -> None:
     from structlog.testing import capture_logs
 
     with capture_logs() as logs:
-        resolve({"REVSYNC_SUBJECT_TTL": 60, "REVSYNC_MAX_STALENES": 5, "REVSYNC_CHANNEL": "x"}, {})
+        resolve({"REVSYNC_MAX_STALENES": 5, "REVSYNC_CHANNEL": "x"}, {})
     warned = {e["key"]: e["did_you_mean"] for e in logs if e["event"] == "revsync.unknown_setting"}
-    assert warned == {
-        "REVSYNC_SUBJECT_TTL": "REVSYNC_CUTOFF_TTL",
-        "REVSYNC_MAX_STALENES": "REVSYNC_MAX_STALENESS",
-    }
+    assert warned == {"REVSYNC_MAX_STALENES": "REVSYNC_MAX_STALENESS"}
+    with pytest.raises(SettingError, match="REVSYNC_SUBJECT_TTL is now called REVSYNC_CUTOFF_TTL"):
+        resolve({"REVSYNC_SUBJECT_TTL": 60}, {})
