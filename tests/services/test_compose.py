@@ -153,7 +153,8 @@ def _check_dockerfile(dockerfile: Path, context: Path) -> None:
     assert cmd is not None
     port = _bind_port(yaml.safe_load(cmd[1]))
     assert port == int(exposed[1])
-    assert f"127.0.0.1:{port}/readyz" in text
+    # The image's HEALTHCHECK is liveness (tests/deploy/test_image.py); compose gates on /readyz.
+    assert f"127.0.0.1:{port}/healthz" in text
     assert "'.[postgres,services]'" in text  # the extras the services need
 
 
