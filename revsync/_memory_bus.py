@@ -128,18 +128,17 @@ class _Subscription:
         except RuntimeError:
             running = None
         if running is loop:
-            self._receive(data)
-        else:
-            try:
-                loop.call_soon_threadsafe(self._receive, data)
-            except RuntimeError:  # its loop is closed: the subscriber is gone
-                self._hub.leave(self)
-                return False
+            return self._receive(data)
+        try:  # a subscriber on another thread's loop: counted as sent, like Redis does
+            loop.call_soon_threadsafe(self._receive, data)
+        except RuntimeError:  # its loop is closed: the subscriber is gone
+            self._hub.leave(self)
+            return False
         return True
 
-    def _receive(self, data: bytes) -> None:
+    def _receive(self, data: bytes) -> bool:
         if self._closed or self._cut:
-            return
+            return False
         if self._bytes + len(data) > self._limit:
             # Redis closes a client past its output-buffer limit; so do we.
             self._cut = True
@@ -147,8 +146,9 @@ class _Subscription:
             self._buffer.clear()
             self._bytes = 0
             self._wake.set()
-            return
+            return False
         self._push({"type": "message", "channel": self._channel, "data": data}, len(data))
+        return True
 
     def _push(self, message: dict[str, Any], size: int) -> None:
         self._buffer.append(message)

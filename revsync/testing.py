@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,7 +44,7 @@ async def running(
 ) -> AsyncIterator[RevSync]:
     """The app's RevSync, started and in sync on an in-process bus; stopped after.
 
-    ``redis_url``: default a ``memory://`` bus of this call's own; give two apps the
+    ``redis_url``: default ``memory://``, a bus of this node's own; give two apps the
     same ``memory://name`` (and the same ``store_url``) to test two nodes.
     ``store_url``: default an SQLite file in a temporary directory.  Any other
     keyword is a RevSync setting (``max_staleness=2``...).  An app that already has
@@ -58,7 +57,7 @@ async def running(
     with tempfile.TemporaryDirectory(prefix="revsync-testing-") as directory:
         overrides = {
             **settings,
-            "redis_url": redis_url or f"memory://revsync-testing-{uuid.uuid4().hex}",
+            "redis_url": redis_url or "memory://",
             "store_url": store_url or f"sqlite:///{Path(directory) / 'revsync.db'}",
         }
         ext: RevSync | None = app.extensions.get("revsync")
