@@ -23,7 +23,6 @@ import asyncio
 import collections
 import re
 import threading
-import uuid
 import weakref
 from typing import Any, Final
 
@@ -202,7 +201,6 @@ class MemoryBus:
         self.channel = channel
         self.timeout = timeout
         self.limit = limit
-        self.name = name or f"private-{uuid.uuid4().hex}"
         self._hub = _hub_named(name) if name is not None else _Hub()
 
     async def publish(self, data: bytes) -> int:
