@@ -3,15 +3,67 @@
 Pub/sub is at-most-once: a subscriber that is away misses what was published
 meanwhile, and redis-py may reconnect and re-subscribe without raising.  The bus
 therefore only moves bytes; noticing and repairing loss is the subscriber's job.
+
+:class:`Bus` is everything the rest of revsync asks of a bus: :class:`RedisBus`, and
+``memory://``'s :class:`revsync._memory_bus.MemoryBus` for one process.
 """
 
 from __future__ import annotations
 
-from redis.asyncio.client import PubSub
+from typing import Any, Protocol
+
 from redis.exceptions import RedisError
 
+from revsync._memory_bus import MemoryBus, is_memory_url
 from revsync._redis_topology import BusConnection
 from revsync.config import validate_redis_url
+
+
+class Subscription(Protocol):
+    """One subscriber connection, as redis-py's PubSub: subscribe, then read."""
+
+    async def subscribe(self, channel: str, /) -> None: ...
+
+    async def get_message(
+        self,
+        *,
+        timeout: float | None = ...,  # noqa: ASYNC109 - PubSub's signature
+    ) -> dict[str, Any] | None:
+        """A ``subscribe`` confirmation, a ``message`` (bytes in ``data``), or None."""
+
+    async def aclose(self) -> None: ...
+
+
+class Bus(Protocol):
+    """Publish bytes on one channel, and open subscriptions to it."""
+
+    url: str
+    channel: str
+    timeout: float
+
+    async def publish(self, data: bytes) -> int:
+        """Deliver one message; how many subscribers received it.  BusError if not."""
+
+    async def ping(self) -> None:
+        """Raise BusError if the bus does not answer."""
+
+    def subscription(self) -> Subscription:
+        """A new, not yet subscribed subscription on a connection of its own."""
+
+    async def close(self) -> None: ...
+
+
+SINGLE_PROCESS_HINT = (
+    "the bus does not answer; for a single process (one node, an app's tests) set "
+    "REVSYNC_REDIS_URL=memory:// to run without Redis (only this process is kept in sync)"
+)
+
+
+def bus_from_url(url: str, channel: str, *, timeout: float = 2.0) -> Bus:
+    """The bus REVSYNC_REDIS_URL names: ``memory://[name]`` in process, else Redis."""
+    if is_memory_url(url):
+        return MemoryBus(url, channel, timeout=timeout)
+    return RedisBus(url, channel, timeout=timeout)
 
 
 class BusError(Exception):
@@ -50,7 +102,7 @@ class RedisBus:
             msg = f"Redis at {self.url} did not answer: {exc}"
             raise BusError(msg) from exc
 
-    def subscription(self) -> PubSub:
+    def subscription(self) -> Subscription:
         """A new, not yet subscribed PubSub on its own connection."""
         return self._connection.subscription()
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from revsync._bus import RedisBus
+from revsync._bus import SINGLE_PROCESS_HINT, bus_from_url
+from revsync._memory_bus import MemoryBus
 from revsync._replica import Replica
 from revsync._revocation_set import RevocationSet
 from revsync._shielded import ShieldedWork
@@ -81,7 +82,7 @@ class RevSync:
         """
         self.settings: Settings = resolve(app.config, self._overrides)
         self.store: Store = self._given_store or store_from_url(self.settings.store_url)
-        self.bus = RedisBus(self.settings.redis_url, self.settings.channel)
+        self.bus = bus_from_url(self.settings.redis_url, self.settings.channel)
         self.revocations = RevocationSet(leeway=self.settings.leeway)
         self.replica = Replica(self.store, self.revocations, self.stats)
         self.subscriber = Subscriber(self.settings, self.bus, self.replica, self.stats)
@@ -99,8 +100,18 @@ class RevSync:
                 "revsync.denylist_disabled",
                 hint="set JWT_BLACKLIST_ENABLED = True, or no token is checked against revocations",
             )
-        app.before_serving(self.start)
-        app.after_serving(self.stop)
+        if self.start not in app.before_serving_funcs:  # once, however often set up
+            app.before_serving(self.start)
+            app.after_serving(self.stop)
+
+    def _reconfigure(self, app: Quart, **settings: Any) -> None:
+        """Set up again with these keywords over the given ones, before start() only
+        (``revsync.testing`` moves an app's RevSync onto an in-process bus this way)."""
+        if self._started:
+            msg = "this RevSync is already running; stop it before re-configuring it"
+            raise RuntimeError(msg)
+        self._overrides = {**self._overrides, **settings}
+        self.init_app(app)
 
     def attach(self, manager: JWTManager) -> None:
         """Become ``manager``'s denylist loader (called once the app has both).
@@ -164,6 +175,8 @@ class RevSync:
         if self._started:
             return
         self._started = True
+        if isinstance(self.bus, MemoryBus):
+            self._log_in_process_bus()
         self.subscriber.start(self._on_confirmed)
         timeout = self.settings.startup_timeout
         if not self.settings.wait_for_ready:
@@ -186,8 +199,23 @@ class RevSync:
                 f"REVSYNC_STARTUP_TIMEOUT={timeout:g}s (last error: {reason}); "
                 f"check REVSYNC_REDIS_URL={self.bus.url} and REVSYNC_STORE_URL={self.store.url}"
             )
+            if reason.startswith("bus:"):
+                msg += f"; {SINGLE_PROCESS_HINT}"
             logger.error("revsync.startup_failed", reason=reason, timeout=timeout)
             raise RuntimeError(msg) from None
+
+    def _log_in_process_bus(self) -> None:
+        """Say at start-up that only this process hears this node's bus: loudly when the
+        store is one other hosts may share (they would learn of changes only late)."""
+        reach = (
+            "this process only: other processes sharing the store learn of its changes "
+            "at their next catch-up (REVSYNC_RESYNC_INTERVAL), not at once"
+        )
+        if self.store.url.startswith("sqlite"):
+            logger.info("revsync.bus_in_process", bus=self.bus.url, reach=reach)
+        else:
+            hint = "several nodes need REVSYNC_REDIS_URL=redis://..."
+            logger.warning("revsync.bus_in_process", bus=self.bus.url, reach=reach, hint=hint)
 
     async def _watch_startup(self, limit: float) -> None:
         try:

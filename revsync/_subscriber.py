@@ -1,6 +1,6 @@
 """The node's background sync: three supervised tasks around one queue.
 
-- reader: holds the Redis subscription, validates each message as it arrives
+- reader: holds the bus subscription, validates each message as it arrives
   (size first, then format and signature) and moves valid events into the queue,
   which is bounded in bytes as well as in items.  It recognises the node's own
   heartbeats itself, so a slow catch-up cannot delay them.  It treats every
@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import structlog
 
-from revsync._bus import BusError, RedisBus
+from revsync._bus import SINGLE_PROCESS_HINT, Bus, BusError
 from revsync._replica import DOORBELLS, Replica, Verdict
 from revsync._stats import SyncStats
 from revsync.config import Settings
@@ -75,9 +75,7 @@ def backoff(attempt: int) -> float:
 class Subscriber:
     """Runs reader, applier and ticker for one node and reports their state."""
 
-    def __init__(
-        self, settings: Settings, bus: RedisBus, replica: Replica, stats: SyncStats
-    ) -> None:
+    def __init__(self, settings: Settings, bus: Bus, replica: Replica, stats: SyncStats) -> None:
         self.settings = settings
         self.bus = bus
         self.replica = replica
@@ -189,10 +187,13 @@ class Subscriber:
                     error=f"{type(exc).__name__}: {exc}",
                     attempt=attempt,
                 )
+                if not self._ever_subscribed and attempt == 0:
+                    # Once, at start-up: a first-time user without Redis learns the way out.
+                    logger.error("revsync.bus_unreachable", hint=SINGLE_PROCESS_HINT)
             finally:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(1.0):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                        await pubsub.aclose()
             await asyncio.sleep(backoff(attempt))
             attempt += 1
 

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from revsync._memory_bus import MEMORY_FORM, is_memory_url, memory_bus_name
 from revsync._redis_topology import (
     CLUSTER_FORM,
     SENTINEL_FORM,
@@ -157,13 +158,16 @@ def store_url(key: str, value: object) -> str:
 
 
 def validate_redis_url(url: object, key: str = "REVSYNC_REDIS_URL") -> str:
-    """Check a Redis URL's form without connecting; return it."""
+    """Check a bus URL's form (Redis, or memory://[name]) without connecting; return it."""
     if not isinstance(url, str) or not url:
-        msg = f"{key} must be a Redis URL such as redis://127.0.0.1:6379/0, got {url!r}"
+        msg = f"{key} must be a bus URL such as redis://127.0.0.1:6379/0 or memory://, got {url!r}"
         raise SettingError(msg)
-    if is_topology_url(url):  # redis+sentinel:// or redis+cluster://
+    if is_topology_url(url) or is_memory_url(url):  # Sentinel, Cluster, in process
         try:
-            parse_topology_url(url, key)
+            if is_memory_url(url):
+                memory_bus_name(url, key)
+            else:
+                parse_topology_url(url, key)
         except ValueError as exc:
             raise SettingError(str(exc)) from None
         return url
@@ -175,9 +179,9 @@ def validate_redis_url(url: object, key: str = "REVSYNC_REDIS_URL") -> str:
         raise SettingError(msg) from None
     if parts.scheme not in REDIS_SCHEMES:
         msg = (
-            f"{key} must start with redis://, rediss://, unix://, redis+sentinel:// or "
-            f"redis+cluster://, got {url!r} (example: redis://127.0.0.1:6379/0, "
-            f"{SENTINEL_FORM}, {CLUSTER_FORM})"
+            f"{key} must start with redis://, rediss://, unix://, redis+sentinel://, "
+            f"redis+cluster:// or memory://, got {url!r} (example: redis://127.0.0.1:6379/0, "
+            f"{SENTINEL_FORM}, {CLUSTER_FORM}, {MEMORY_FORM})"
         )
         raise SettingError(msg)
     if parts.scheme != "unix" and not parts.hostname:
@@ -194,7 +198,8 @@ def validate_redis_url(url: object, key: str = "REVSYNC_REDIS_URL") -> str:
 
 
 def redis_url(key: str, value: object) -> str:
-    """A Redis URL (``redis://``, ``rediss://``, ``unix://``, Sentinel or Cluster)."""
+    """A bus URL: Redis (``redis://``, ``rediss://``, ``unix://``, Sentinel or Cluster),
+    or ``memory://[name]`` in process."""
     return validate_redis_url(value, key)
 
 
@@ -293,7 +298,8 @@ class Settings:
     redis_url: str = setting(
         "redis://127.0.0.1:6379/0",
         redis_url,
-        "the bus (`redis://`, `rediss://` for TLS, `unix://`)",
+        "the bus (`redis://`, `rediss://` for TLS, `unix://`), or `memory://` for one "
+        "process (`memory://name`: shared by name in the process)",
     )
     store_url: str = setting(
         "sqlite:///revsync.db",

@@ -68,7 +68,7 @@ def test_every_exception_revsync_raises_can_be_imported_from_the_public_face() -
 def test_internal_modules_are_marked_private() -> None:
     # A module an app should not import starts with an underscore; the public ones
     # are the package, its JWT layer, the data model, the settings, the event format,
-    # the registry and the stores.
+    # the registry, the stores and the test helpers.
     public = {
         "revsync.changes",
         "revsync.config",
@@ -79,6 +79,7 @@ def test_internal_modules_are_marked_private() -> None:
         "revsync.stores.sqlite",
         "revsync.stores.postgres",
         "revsync.stores.redis",
+        "revsync.testing",
     }
     for name in _modules():
         last = name.rsplit(".", 1)[-1]
