@@ -180,7 +180,7 @@ class RedisStore(WriteMany):
         self._scripts: dict[str, Any] = {}
 
     async def connect(self) -> None:
-        """Create the client and check that the server answers."""
+        """Create the client and check that the server answers (no schema to check)."""
         if self._client is not None:
             return
         connect_timeout, socket_timeout = self._timeouts
@@ -205,6 +205,20 @@ class RedisStore(WriteMany):
                 raise
         self._scripts = {name: client.register_script(src) for name, src in _SOURCES.items()}
         self._client = client
+
+    async def create_schema(self) -> None:
+        """Redis needs no schema: keys appear with the first write, and the store's
+        identity on first use (a Redis that lost everything gets a new one, which is
+        how nodes notice).  This makes the identity now; connects for the duration
+        when not connected."""
+        if self._client is not None:
+            await self.position()
+            return
+        await self.connect()
+        try:
+            await self.position()
+        finally:
+            await self.close()
 
     async def close(self) -> None:
         """Close the client and its connection pool."""
