@@ -29,7 +29,8 @@ naming it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -42,6 +43,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 
 from revsync._urls import mask_url
 
@@ -286,6 +288,16 @@ def _cluster_client(topology: Topology, common: dict[str, Any]) -> RedisCluster:
     return RedisCluster(startup_nodes=nodes, **_node_kwargs(topology, common))
 
 
+@contextlib.contextmanager
+def _cluster_errors() -> Iterator[None]:
+    """RedisClusterException ("cannot be connected") is no RedisError: make it the
+    ConnectionError callers already handle, or it would crash the heartbeat task."""
+    try:
+        yield
+    except RedisClusterException as exc:
+        raise RedisConnectionError(str(exc)) from exc
+
+
 def _version(info: dict[str, Any]) -> tuple[int, ...]:
     text = str(info.get("redis_version", "0"))
     return tuple(int(p) for p in text.split(".")[:2] if p.isdigit())
@@ -426,15 +438,17 @@ class BusConnection:
 
     async def publish(self, channel: str, data: bytes) -> int:
         """PUBLISH, or SPUBLISH in a Cluster; return how many subscribers received it."""
-        if isinstance(self.publisher, RedisCluster):
-            receivers: int = await self.publisher.spublish(channel, data)
-        else:
-            receivers = await self.publisher.publish(channel, data)
+        with _cluster_errors():
+            if isinstance(self.publisher, RedisCluster):
+                receivers: int = await self.publisher.spublish(channel, data)
+            else:
+                receivers = await self.publisher.publish(channel, data)
         return receivers
 
     async def ping(self) -> None:
         """Round trip to Redis (every primary in a Cluster)."""
-        await self.publisher.ping()
+        with _cluster_errors():
+            await self.publisher.ping()
 
     def subscription(self) -> PubSub:
         """A new, not yet subscribed PubSub on a connection of its own."""

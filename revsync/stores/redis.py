@@ -26,7 +26,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from revsync._redis_topology import data_client, is_topology_url, parse_topology_url
 from revsync._urls import mask_url
@@ -44,7 +44,8 @@ from revsync.stores.base import PAGE_SIZE, HistoryEntry, StoreError, StorePositi
 
 __all__ = ["RedisStore", "from_url", "lua_script"]
 
-_ERRORS = (RedisError, OSError, TimeoutError)
+_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
+"""What the driver raises; RedisClusterException ("cannot be connected") is no RedisError."""
 _PRUNE_BATCH = 1_000
 
 
