@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from revsync._memory_bus import MemoryBus, is_memory_url
 from revsync._redis_topology import BusConnection
+from revsync._urls import mask_url
 from revsync.config import validate_redis_url
 
 
@@ -74,7 +75,8 @@ class RedisBus:
     """Publisher and subscription factory for one Redis channel."""
 
     def __init__(self, url: str, channel: str, *, timeout: float = 2.0) -> None:
-        self.url = validate_redis_url(url)
+        self.url = mask_url(validate_redis_url(url))
+        """The URL with any password masked: it goes into logs, errors and status."""
         self.channel = channel
         self.timeout = timeout
         # One server, the Sentinel master or a Cluster (SPUBLISH/SSUBSCRIBE), by URL

@@ -13,22 +13,37 @@
 ``rediss+sentinel://`` and ``rediss+cluster://`` use TLS to the data nodes.  The
 store's own query parameters (``prefix``, ``min_replicas``) are accepted and left
 to the store.  Parsing never connects; errors name the config key and the form.
+
+Every other query parameter is one of redis-py's connection options, as in a
+``redis://`` URL and parsed by redis-py's own ``parse_url``: timeouts
+(``socket_timeout``, ``socket_connect_timeout``), ``socket_keepalive``,
+``socket_read_size``, ``health_check_interval``, ``client_name``, ``max_connections``,
+``protocol``, and with TLS only ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``,
+``ssl_cert_reqs`` (none, optional, required), ``ssl_check_hostname``, ``ssl_ciphers``.
+They apply to the data connections (the Sentinel master, every Cluster node, the
+bus's subscription) and win over revsync's defaults, as in ``redis://`` URLs; the
+connections to the sentinels themselves take ``sentinel_username`` and
+``sentinel_password`` and revsync's timeouts.  An unknown parameter is an error
+naming it.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.connection import ConnectionPool, SSLConnection
+from redis.asyncio.connection import ConnectionPool, SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 
 from revsync._urls import mask_url
 
@@ -64,6 +79,32 @@ _QUERY: Final = {
     "sentinel": {"db", "sentinel_username", "sentinel_password", "prefix", "min_replicas"},
     "cluster": {"prefix", "min_replicas"},
 }
+REDIS_OPTIONS: Final = frozenset(
+    {
+        "socket_timeout",
+        "socket_connect_timeout",
+        "socket_keepalive",
+        "socket_read_size",
+        "health_check_interval",
+        "client_name",
+        "max_connections",
+        "protocol",
+    }
+)
+"""redis-py's connection options a Sentinel or Cluster URL may carry (both clients
+take them)."""
+TLS_OPTIONS: Final = frozenset(
+    {
+        "ssl_ca_certs",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_cert_reqs",
+        "ssl_check_hostname",
+        "ssl_ciphers",
+    }
+)
+"""redis-py's TLS options, for ``rediss+sentinel://`` and ``rediss+cluster://``."""
+_CERT_REQS: Final = ("none", "optional", "required")
 SHARDED_PUBSUB_SINCE: Final = (7, 0)
 
 
@@ -85,6 +126,8 @@ class Topology:
     sentinel_username: str | None
     sentinel_password: str | None
     query: tuple[tuple[str, str], ...]
+    options: tuple[tuple[str, Any], ...] = ()
+    """redis-py connection options from the query, parsed (``REDIS_OPTIONS``, ``TLS_OPTIONS``)."""
 
 
 def is_topology_url(url: object) -> bool:
@@ -127,9 +170,8 @@ def parse_topology_url(url: str, key: str = "REVSYNC_REDIS_URL") -> Topology:
         hosts.append((host, int(port_text)))
     segments = [s for s in parts.path.split("/") if s]
     query = parse_qsl(parts.query, keep_blank_values=True)
-    unknown = sorted({name for name, _ in query} - _QUERY[kind])
-    if unknown:
-        raise bad(f"has unknown query parameters {unknown} (accepted: {sorted(_QUERY[kind])})")
+    own = _QUERY[kind]
+    options = _redis_options([(n, v) for n, v in query if n not in own], ssl, own, bad)
     params = dict(query)
     service: str | None = None
     db_text = params.get("db", "0")
@@ -156,11 +198,45 @@ def parse_topology_url(url: str, key: str = "REVSYNC_REDIS_URL") -> Topology:
         sentinel_username=params.get("sentinel_username") or None,
         sentinel_password=params.get("sentinel_password") or None,
         query=tuple(query),
+        options=tuple(options.items()),
     )
 
 
-def _node_kwargs(topology: Topology) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"username": topology.username, "password": topology.password}
+def _redis_options(
+    pairs: list[tuple[str, str]],
+    ssl: bool,
+    own: set[str],
+    bad: Callable[[str], ValueError],
+) -> dict[str, Any]:
+    """redis-py's options among the query ``pairs``, typed by redis-py's ``parse_url``."""
+    names = {name for name, _ in pairs}
+    unknown = sorted(names - REDIS_OPTIONS - TLS_OPTIONS)
+    if unknown:
+        raise bad(
+            f"has unknown query parameters {unknown} (accepted: revsync's "
+            f"{', '.join(sorted(own))}; redis-py's {', '.join(sorted(REDIS_OPTIONS))}; "
+            f"with TLS {', '.join(sorted(TLS_OPTIONS))})"
+        )
+    tls = sorted(names & TLS_OPTIONS)
+    if tls and not ssl:
+        raise bad(f"sets {tls} without TLS: use the rediss+ scheme")
+    try:
+        options = dict(parse_url(f"redis://x/?{urlencode(pairs)}"))
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    for placed in ("host", "port", "db"):
+        options.pop(placed, None)
+    reqs = options.get("ssl_cert_reqs")
+    if reqs is not None and reqs not in _CERT_REQS:
+        raise bad(f"has ssl_cert_reqs={reqs!r}, not one of {', '.join(_CERT_REQS)}")
+    return options
+
+
+def _node_kwargs(topology: Topology, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The data connections' kwargs: revsync's ``defaults``, then the URL's options
+    (which win, as in a ``redis://`` URL), credentials and TLS."""
+    kwargs: dict[str, Any] = {**defaults, **dict(topology.options)}
+    kwargs.update(username=topology.username, password=topology.password)
     if topology.ssl:
         kwargs["ssl"] = True
     return kwargs
@@ -201,7 +277,7 @@ def data_client(
     if topology.kind == "sentinel":
         assert topology.service is not None  # parse_topology_url checked it
         master: aioredis.Redis = _sentinel(topology, socket_connect_timeout).master_for(
-            topology.service, db=topology.db, **_node_kwargs(topology), **common
+            topology.service, db=topology.db, **_node_kwargs(topology, common)
         )
         return master
     return _cluster_client(topology, common)
@@ -209,7 +285,17 @@ def data_client(
 
 def _cluster_client(topology: Topology, common: dict[str, Any]) -> RedisCluster:
     nodes = [ClusterNode(host, port) for host, port in topology.hosts]
-    return RedisCluster(startup_nodes=nodes, **_node_kwargs(topology), **common)
+    return RedisCluster(startup_nodes=nodes, **_node_kwargs(topology, common))
+
+
+@contextlib.contextmanager
+def _cluster_errors() -> Iterator[None]:
+    """RedisClusterException ("cannot be connected") is no RedisError: make it the
+    ConnectionError callers already handle, or it would crash the heartbeat task."""
+    try:
+        yield
+    except RedisClusterException as exc:
+        raise RedisConnectionError(str(exc)) from exc
 
 
 def _version(info: dict[str, Any]) -> tuple[int, ...]:
@@ -247,17 +333,15 @@ class ShardedPubSub(PubSub):
         super().__init__(connection_pool=self._pool(host, port))
 
     def _pool(self, host: str, port: int) -> ConnectionPool:
-        extra: dict[str, Any] = {"connection_class": SSLConnection} if self._topology.ssl else {}
-        return ConnectionPool(
-            host=host,
-            port=port,
-            username=self._topology.username,
-            password=self._topology.password,
-            socket_connect_timeout=self._timeout,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-            **extra,
-        )
+        defaults = {
+            "socket_connect_timeout": self._timeout,
+            "retry": Retry(NoBackoff(), 0),
+            "health_check_interval": 0,
+        }
+        kwargs = _node_kwargs(self._topology, defaults)
+        if kwargs.pop("ssl", False):
+            kwargs["connection_class"] = SSLConnection
+        return ConnectionPool(host=host, port=port, **kwargs)
 
     async def subscribe(self, *args: Any, **kwargs: Any) -> None:
         """SSUBSCRIBE the channels on their shard's current primary (one channel's
@@ -331,14 +415,14 @@ class BusConnection:
         self._topology = topology = parse_topology_url(url)
         if topology.kind == "sentinel":
             assert topology.service is not None  # parse_topology_url checked it
+            defaults = {
+                "socket_connect_timeout": timeout,
+                "socket_timeout": None,
+                "retry": Retry(NoBackoff(), 0),
+                "health_check_interval": 0,
+            }
             self.subscriber = _sentinel(topology, timeout).master_for(
-                topology.service,
-                db=topology.db,
-                socket_connect_timeout=timeout,
-                socket_timeout=None,
-                retry=Retry(NoBackoff(), 0),
-                health_check_interval=0,
-                **_node_kwargs(topology),
+                topology.service, db=topology.db, **_node_kwargs(topology, defaults)
             )
         else:
             self.sharded = True
@@ -354,15 +438,17 @@ class BusConnection:
 
     async def publish(self, channel: str, data: bytes) -> int:
         """PUBLISH, or SPUBLISH in a Cluster; return how many subscribers received it."""
-        if isinstance(self.publisher, RedisCluster):
-            receivers: int = await self.publisher.spublish(channel, data)
-        else:
-            receivers = await self.publisher.publish(channel, data)
+        with _cluster_errors():
+            if isinstance(self.publisher, RedisCluster):
+                receivers: int = await self.publisher.spublish(channel, data)
+            else:
+                receivers = await self.publisher.publish(channel, data)
         return receivers
 
     async def ping(self) -> None:
         """Round trip to Redis (every primary in a Cluster)."""
-        await self.publisher.ping()
+        with _cluster_errors():
+            await self.publisher.ping()
 
     def subscription(self) -> PubSub:
         """A new, not yet subscribed PubSub on a connection of its own."""

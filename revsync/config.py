@@ -33,6 +33,7 @@ from revsync._redis_topology import (
     is_topology_url,
     parse_topology_url,
 )
+from revsync._urls import mask_url
 
 logger = structlog.get_logger("revsync")
 T = TypeVar("T")
@@ -171,28 +172,29 @@ def validate_redis_url(url: object, key: str = "REVSYNC_REDIS_URL") -> str:
         except ValueError as exc:
             raise SettingError(str(exc)) from None
         return url
+    shown = mask_url(url)  # never a password in an error
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        msg = f"{key} is not a valid Redis URL ({exc}): {url!r}"
+        msg = f"{key} is not a valid Redis URL ({exc}): {shown!r}"
         raise SettingError(msg) from None
     if parts.scheme not in REDIS_SCHEMES:
         msg = (
             f"{key} must start with redis://, rediss://, unix://, redis+sentinel://, "
-            f"redis+cluster:// or memory://, got {url!r} (example: redis://127.0.0.1:6379/0, "
+            f"redis+cluster:// or memory://, got {shown!r} (example: redis://127.0.0.1:6379/0, "
             f"{SENTINEL_FORM}, {CLUSTER_FORM}, {MEMORY_FORM})"
         )
         raise SettingError(msg)
     if parts.scheme != "unix" and not parts.hostname:
-        msg = f"{key} names no host: {url!r} (example: redis://127.0.0.1:6379/0)"
+        msg = f"{key} names no host: {shown!r} (example: redis://127.0.0.1:6379/0)"
         raise SettingError(msg)
     if port == 0:
-        msg = f"{key} has an invalid port: {url!r}"
+        msg = f"{key} has an invalid port: {shown!r}"
         raise SettingError(msg)
     db = parts.path.lstrip("/")
     if parts.scheme != "unix" and db and not db.isdigit():
-        msg = f"{key} must end with a database number (/0), got {url!r}"
+        msg = f"{key} must end with a database number (/0), got {shown!r}"
         raise SettingError(msg)
     return url
 
@@ -388,6 +390,15 @@ class Settings:
     )
     identity_claim: str = "identity"
     """Not a REVSYNC key: ``JWT_IDENTITY_CLAIM``, which "log out everywhere" matches."""
+
+    def __repr__(self) -> str:
+        """Every field, with URL passwords and the event key masked: settings end up
+        in logs and tracebacks."""
+        shown: dict[str, object] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        shown.update(redis_url=mask_url(self.redis_url), store_url=mask_url(self.store_url))
+        if self.event_key is not None:
+            shown["event_key"] = "***"
+        return f"Settings({', '.join(f'{name}={value!r}' for name, value in shown.items())})"
 
 
 DEFAULTS: dict[str, Any] = {d.key: d.default for d in declarations(Settings)}

@@ -47,6 +47,10 @@ SET_HEAD = "UPDATE revsync_meta SET seq = ? WHERE id = 1"
 CHANGES = "revsync_changes"
 TOKENS = "revsync_tokens"
 FAMILIES = "revsync_families"
+TABLES = (META, CHANGES, "revsync_store", "revsync_history", TOKENS, FAMILIES)
+"""Every table of the SQL schema: ``connect()`` creates the schema only when one is
+missing, and a node's database role needs SELECT, INSERT, UPDATE, DELETE on each
+(docs/security.md); no sequences."""
 
 CHANGE_COLUMNS = ("seq", "kind", "key", "revoked", "expires_at", "identity", "cutoff", "created_at")
 """The columns of ``revsync_changes``, in the order of ``Change``'s fields."""

@@ -33,6 +33,7 @@ from revsync.stores._layout import (
     CHANGE_COLUMNS,
     CHANGES,
     HEAD,
+    TABLES,
     TOKEN_COLUMNS,
     TOKENS,
     select,
@@ -41,7 +42,7 @@ from revsync.stores._layout import (
 from revsync.stores._tokens import TokenRecord, records_from_rows, row_for
 from revsync.stores.base import PAGE_SIZE, HistoryEntry, StoreError, StorePosition
 
-__all__ = ["Connection", "Dialect", "SqlStore", "Work"]
+__all__ = ["Connection", "Dialect", "SqlStore", "Work", "missing_tables"]
 
 _T = TypeVar("_T")
 
@@ -116,6 +117,12 @@ class Connection(Protocol):
 
 Work = Callable[[Connection], Awaitable[_T]]
 """What runs inside a write transaction."""
+
+
+def missing_tables(found: Iterable[object]) -> list[str]:
+    """The tables of the schema (``layout.TABLES``) not among ``found``."""
+    present = {str(name) for name in found}
+    return [table for table in TABLES if table not in present]
 
 
 class SqlStore(WriteMany):

@@ -58,7 +58,19 @@ class Store(Protocol):
     """The URL the store was built from, with any password masked."""
 
     async def connect(self) -> None:
-        """Open connections and create the schema if it does not exist.  Idempotent."""
+        """Open connections and check that the schema is there.  Idempotent.
+
+        Runs no DDL when the schema exists, so a node's role needs only to read and
+        write revsync's tables.  When it is missing, SQLite and Redis create it (one
+        process needs no set-up step); PostgreSQL creates it if the role may, and
+        otherwise raises StoreError naming ``revsync migrate``.
+        """
+
+    async def create_schema(self) -> None:
+        """Create whatever of the schema is missing: tables, indexes, the store's
+        identity.  Idempotent, safe to run from several processes at once; connects
+        for the duration when the store is not connected.  ``revsync migrate`` runs
+        it, with a role that may create tables."""
 
     async def close(self) -> None:
         """Release every connection.  Idempotent; safe after a failed connect."""

@@ -6,10 +6,14 @@ counter serialises writers, so numbers are committed in the order they are hande
 out, and a rolled-back write gives its numbers back: no holes, no late commits
 behind a reader's back (a plain SEQUENCE would allow both).
 
-The schema is created on ``connect()`` under a transaction-scoped advisory lock, so
-several nodes starting at once do not race on ``CREATE TABLE IF NOT EXISTS``.  The
-tables go in the first schema of the connection's ``search_path`` (settable in the
-URL: ``postgresql://host/db?search_path=revsync``).
+``connect()`` only looks the tables up (``to_regclass``): with the schema in place a
+node runs no DDL, so its role needs nothing but SELECT, INSERT, UPDATE and DELETE on
+revsync's tables (docs/security.md).  ``create_schema()`` (``revsync migrate``) creates
+it under a transaction-scoped advisory lock, so several processes at once do not race
+on ``CREATE TABLE IF NOT EXISTS``; ``connect()`` calls it when tables are missing, and
+a role that may not create them gets an error naming ``revsync migrate``.  The tables
+go in the first schema of the connection's ``search_path`` (settable in the URL:
+``postgresql://host/db?search_path=revsync``).
 """
 
 from __future__ import annotations
@@ -27,8 +31,15 @@ import asyncpg
 from revsync._urls import mask_url
 from revsync.changes import Change, ChangeRequest, Kind
 from revsync.stores._common import changes_from_rows, translate
-from revsync.stores._layout import TOKEN_COLUMNS, TOKENS, insert
-from revsync.stores._sql import SELECT_CHANGES, Connection, Dialect, SqlStore, Work
+from revsync.stores._layout import TABLES, TOKEN_COLUMNS, TOKENS, insert
+from revsync.stores._sql import (
+    SELECT_CHANGES,
+    Connection,
+    Dialect,
+    SqlStore,
+    Work,
+    missing_tables,
+)
 from revsync.stores._tokens import TokenRecord, family_expiry, registrations_for
 from revsync.stores.base import StoreError
 
@@ -52,6 +63,7 @@ _LOST = (
 )
 """Errors after which a pooled connection is suspect: expire them all, and retry reads once."""
 _SCHEMA_LOCK = 0x7265_7673_796E_6301  # "revsync" + 1: one advisory lock id for schema setup
+_PRESENT = "SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass(t) IS NOT NULL"
 
 _BUMP = "UPDATE revsync_meta SET seq = seq + ? WHERE id = 1 RETURNING seq"
 _LOAD = (
@@ -77,6 +89,13 @@ _EXTEND_FAMILY = (
     " SET expires_at = greatest(revsync_families.expires_at, EXCLUDED.expires_at)"
     " RETURNING revoked"
 )
+
+
+async def _create_schema(conn: Any, schema: str) -> None:
+    """Run ``schema`` (every CREATE ... IF NOT EXISTS) under the schema advisory lock."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
+        await conn.execute(schema)
 
 
 class _Refused(Exception):
@@ -146,7 +165,9 @@ class PostgresStore(SqlStore):
         self._pool: asyncpg.Pool | None = None
 
     async def connect(self) -> None:
-        """Open the pool and create the schema if it does not exist."""
+        """Open the pool and check that every table is there (no DDL when they are);
+        create the missing ones if the role may, else raise StoreError naming
+        ``revsync migrate``."""
         if self._pool is not None:
             return
         with translate(_ERRORS, lambda: f"cannot connect to PostgreSQL store {self.url}"):
@@ -159,14 +180,42 @@ class PostgresStore(SqlStore):
                     max_size=self._pool_size[1],
                 )
             try:
-                acquire = pool.acquire(timeout=self._connect_timeout)
-                async with acquire as conn, conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
-                    await conn.execute(self._schema())
+                async with pool.acquire(timeout=self._connect_timeout) as conn:
+                    missing = missing_tables(r[0] for r in await conn.fetch(_PRESENT, TABLES))
+                    if missing:
+                        await self._create_missing(conn, missing)
             except BaseException:
                 pool.terminate()
                 raise
         self._pool = pool
+
+    async def _create_missing(self, conn: Any, missing: list[str]) -> None:
+        try:
+            await _create_schema(conn, self._schema())
+        except asyncpg.InsufficientPrivilegeError as exc:
+            msg = (
+                f"PostgreSQL store {self.url} lacks revsync's tables {', '.join(missing)}, "
+                f"and this role may not create them ({exc}); create the schema once with "
+                f"a role that may: `revsync migrate` (docs/security.md)"
+            )
+            raise StoreError(msg) from exc
+
+    async def create_schema(self) -> None:
+        """Create every missing table, index and identity row (see ``Store``); the
+        role needs CREATE on the schema.  Uses the pool when connected, else one
+        connection of its own."""
+        with translate(_ERRORS, lambda: f"cannot create the schema of PostgreSQL store {self.url}"):
+            if self._pool is not None:
+                async with self._acquire() as conn:
+                    await _create_schema(conn, self._schema())
+                return
+            conn = await asyncpg.connect(
+                self._dsn, timeout=self._connect_timeout, command_timeout=self._command_timeout
+            )
+            try:
+                await _create_schema(conn, self._schema())
+            finally:
+                await conn.close()
 
     async def close(self) -> None:
         """Close the pool, waiting at most a few seconds for busy connections."""

@@ -27,7 +27,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from revsync._redis_topology import data_client, is_topology_url, parse_topology_url
 from revsync._urls import mask_url
@@ -45,7 +45,8 @@ from revsync.stores.base import PAGE_SIZE, HistoryEntry, StoreError, StorePositi
 
 __all__ = ["RedisStore", "from_url", "lua_script"]
 
-_ERRORS = (RedisError, OSError, TimeoutError)
+_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
+"""What the driver raises; RedisClusterException ("cannot be connected") is no RedisError."""
 _PRUNE_BATCH = 1_000
 
 
@@ -203,7 +204,7 @@ class RedisStore(WriteMany):
         self._scripts: dict[str, Any] = {}
 
     async def connect(self) -> None:
-        """Create the client and check that the server answers."""
+        """Create the client and check that the server answers (no schema to check)."""
         if self._client is not None:
             return
         connect_timeout, socket_timeout = self._timeouts
@@ -238,6 +239,20 @@ class RedisStore(WriteMany):
             raise
         self._scripts = scripts
         self._client = client
+
+    async def create_schema(self) -> None:
+        """Redis needs no schema: keys appear with the first write, and the store's
+        identity on first use (a Redis that lost everything gets a new one, which is
+        how nodes notice).  This makes the identity now; connects for the duration
+        when not connected."""
+        if self._client is not None:
+            await self.position()
+            return
+        await self.connect()
+        try:
+            await self.position()
+        finally:
+            await self.close()
 
     async def close(self) -> None:
         """Close the client and its connection pool."""

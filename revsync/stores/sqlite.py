@@ -32,7 +32,14 @@ import aiosqlite
 from revsync.changes import Change, Kind
 from revsync.stores._common import changes_from_rows, translate
 from revsync.stores._layout import CHANGE_COLUMNS, CHANGES, HEAD, TOKEN_COLUMNS, TOKENS, insert
-from revsync.stores._sql import SELECT_CHANGES, Connection, Dialect, SqlStore, Work
+from revsync.stores._sql import (
+    SELECT_CHANGES,
+    Connection,
+    Dialect,
+    SqlStore,
+    Work,
+    missing_tables,
+)
 from revsync.stores._tokens import TokenRecord, family_expiry, registrations_for
 from revsync.stores.base import StoreError
 
@@ -41,6 +48,7 @@ __all__ = ["SqliteStore", "from_url"]
 _T = TypeVar("_T")
 
 _ERRORS = (sqlite3.Error, OSError)
+_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
 _KEYS_PER_QUERY = 500
 
 _REPLACE = insert(CHANGES, CHANGE_COLUMNS, "INSERT OR REPLACE")
@@ -114,7 +122,8 @@ class SqliteStore(SqlStore):
         self._writes: set[asyncio.Task[Any]] = set()  # in flight, held until done
 
     async def connect(self) -> None:
-        """Open both connections, switch the file to WAL and create the schema."""
+        """Open both connections, switch the file to WAL and create the schema if a
+        table is missing (a file that has it sees no DDL)."""
         if self._writer is not None:
             return
         try:
@@ -127,7 +136,8 @@ class SqliteStore(SqlStore):
                 await self._writer.execute("PRAGMA synchronous = FULL")
                 # Not shielded like writes: a failed or cancelled connect closes the
                 # writer below, and closing a connection rolls its transaction back.
-                await self._create_schema(self._writer)
+                if missing_tables(r[0] for r in await self._writer.execute_fetchall(_TABLES)):
+                    await self._create_schema(self._writer)
                 self._reader = await self._open()
                 await self._reader.execute("PRAGMA query_only = 1")
         except BaseException:
@@ -147,6 +157,21 @@ class SqliteStore(SqlStore):
             if conn is not None:
                 with contextlib.suppress(*_ERRORS):  # a broken connection has nothing to release
                     await conn.close()
+
+    async def create_schema(self) -> None:
+        """Create whatever of the schema is missing (see ``Store``), on the writer when
+        connected (after the writes queued), else on a connection of its own."""
+        with translate(_ERRORS, lambda: f"cannot create the schema of SQLite store {self.url}"):
+            if self._writer is not None:
+                async with self._write_lock:
+                    await self._create_schema(self._conn(self._writer))
+                return
+            await asyncio.to_thread(_probe, self.path)
+            conn = await self._open()
+            try:
+                await self._create_schema(conn)
+            finally:
+                await conn.close()
 
     async def _create_schema(self, conn: aiosqlite.Connection) -> None:
         # The script carries its own BEGIN IMMEDIATE ... COMMIT: executescript() would
