@@ -11,7 +11,6 @@ also attributes of the record (``extra``), for JSON formatters.
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -23,21 +22,13 @@ _RECORD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None)._
 }
 
 
-def _to_stdlib(
-    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """The last processor: (args, kwargs) of the stdlib call."""
-    kwargs: dict[str, Any] = {}
-    for key in ("exc_info", "stack_info"):
-        if key in event_dict:
-            kwargs[key] = event_dict.pop(key)
-    event = str(event_dict.pop("event", ""))
-    fields = " ".join(f"{key}={value!r}" for key, value in event_dict.items())
-    extra = {(f"revsync_{k}" if k in _RECORD_ATTRIBUTES else k): v for k, v in event_dict.items()}
+def render(event: str, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The stdlib message (``event key=value ...``) and the record's extra attributes
+    (the fields, a clashing name prefixed ``revsync_``, and ``event``)."""
+    pairs = " ".join(f"{key}={value!r}" for key, value in fields.items())
+    extra = {(f"revsync_{k}" if k in _RECORD_ATTRIBUTES else k): v for k, v in fields.items()}
     extra["event"] = event
-    kwargs["extra"] = extra
-    # No args: the message is never %-formatted, whatever a value contains.
-    return (f"{event} {fields}" if fields else event,), kwargs
+    return (f"{event} {pairs}" if pairs else event), extra
 
 
 class Logger:
@@ -46,42 +37,40 @@ class Logger:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._stdlib = structlog.wrap_logger(
-            logging.getLogger(name),
-            processors=[
-                structlog.contextvars.merge_contextvars,
-                structlog.stdlib.filter_by_level,
-                _to_stdlib,
-            ],
-            wrapper_class=structlog.stdlib.BoundLogger,
-            context_class=dict,
-            cache_logger_on_first_use=True,
-        )
+        self._logger = logging.getLogger(name)
 
-    def _target(self) -> Any:
+    def _emit(self, level: int, method: str, event: str, fields: dict[str, Any]) -> None:
         if structlog.is_configured():
-            return structlog.get_logger(self.name)
-        return self._stdlib
+            getattr(structlog.get_logger(self.name), method)(event, **fields)
+            return
+        if not self._logger.isEnabledFor(level):  # a filtered line costs nothing more
+            return
+        exc_info = fields.pop("exc_info", method == "exception")
+        context = structlog.contextvars.get_contextvars()
+        message, extra = render(event, {**context, **fields} if context else fields)
+        # No args, so the message is never %-formatted; stacklevel 3: revsync's caller.
+        self._logger.log(level, message, exc_info=exc_info, extra=extra, stacklevel=3)
 
     def debug(self, event: str, **fields: Any) -> None:
-        self._target().debug(event, **fields)
+        self._emit(logging.DEBUG, "debug", event, fields)
 
     def info(self, event: str, **fields: Any) -> None:
-        self._target().info(event, **fields)
+        self._emit(logging.INFO, "info", event, fields)
 
     def warning(self, event: str, **fields: Any) -> None:
-        self._target().warning(event, **fields)
+        self._emit(logging.WARNING, "warning", event, fields)
 
     def error(self, event: str, **fields: Any) -> None:
-        self._target().error(event, **fields)
+        self._emit(logging.ERROR, "error", event, fields)
 
     def exception(self, event: str, **fields: Any) -> None:
-        self._target().exception(event, **fields)
+        """An error line with the exception being handled."""
+        self._emit(logging.ERROR, "exception", event, fields)
 
     def debug_enabled(self) -> bool:
         """Whether debug lines are written (False when the pipeline cannot say)."""
         if not structlog.is_configured():
-            return logging.getLogger(self.name).isEnabledFor(logging.DEBUG)
+            return self._logger.isEnabledFor(logging.DEBUG)
         bound = structlog.get_logger(self.name).bind()
         check = getattr(bound, "is_enabled_for", None) or getattr(bound, "isEnabledFor", None)
         return bool(check(logging.DEBUG)) if callable(check) else False

@@ -64,6 +64,7 @@ async def test_the_apps_logging_configuration_gets_revsyncs_lines(
     assert (record.name, record.levelno) == ("revsync", logging.INFO)
     # Rendered key=value into the message, and passed as attributes for formatters.
     assert record.getMessage().startswith(f"revsync.revoked jti='{token['jti']}' seq=")
+    assert record.pathname.endswith("_extension.py")  # revsync's caller, not the router
     assert record.jti == token["jti"]  # type: ignore[attr-defined]
     assert isinstance(record.seq, int)  # type: ignore[attr-defined]
     assert "revsync.identity_revoked" in root_handler.events()
@@ -155,3 +156,18 @@ def test_revsync_alone_never_prints_to_stdout(
     get_logger().warning("revsync.something", key=1)
     assert capsys.readouterr().out == ""
     assert [r.getMessage() for r in caplog.records] == ["revsync.something key=1"]
+
+
+def test_exceptions_and_context_reach_the_record(root_handler: Lines) -> None:
+    from revsync._logging import get_logger
+
+    with structlog.contextvars.bound_contextvars(request_id="r1"):
+        try:
+            1 / 0  # noqa: B018
+        except ZeroDivisionError:
+            get_logger("revsync.api").exception("revsync.api.unexpected_error", path="/p")
+    (record,) = root_handler.records
+    assert record.name == "revsync.api"
+    assert record.exc_info is not None
+    assert record.exc_info[0] is ZeroDivisionError
+    assert record.getMessage() == "revsync.api.unexpected_error request_id='r1' path='/p'"
