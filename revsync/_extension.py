@@ -282,18 +282,14 @@ class RevSync:
                 why = "revsync has stopped on this node"
             else:
                 why = "this node has not finished its start-up sync"
-            return RevocationStateUnavailable(
-                f"Revocation state is unavailable: {why}", retry_after
-            )
+            return _unavailable(why, retry_after)
         since = time.monotonic() - self._confirmed_at
         if self._fail_closed and since > self._max_staleness:
             why = (
                 f"this node has had no confirmed sync for {since:.0f}s "
                 f"(REVSYNC_MAX_STALENESS={self._max_staleness:g}s)"
             )
-            return RevocationStateUnavailable(
-                f"Revocation state is unavailable: {why}", retry_after
-            )
+            return _unavailable(why, retry_after)
         return None
 
     def _in_set(self, claims: Mapping[str, Any]) -> bool:
