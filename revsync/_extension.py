@@ -12,9 +12,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import structlog
-
 from revsync._bus import SINGLE_PROCESS_HINT, bus_from_url
+from revsync._logging import get_logger
 from revsync._memory_bus import MemoryBus
 from revsync._replica import Replica
 from revsync._revocation_set import RevocationSet
@@ -24,6 +23,7 @@ from revsync._subscriber import Subscriber
 from revsync.changes import Change, ChangeRequest, Kind, canonical_identity
 from revsync.config import KEYWORDS, NEVER_EXPIRES_TTL, Settings, resolve
 from revsync.events import RevocationEvent, check_announceable, encode_event
+from revsync.jwt.exceptions import RevocationStateUnavailable
 from revsync.jwt.manager import JWTManager, on_manager
 from revsync.registry import Registry
 from revsync.stores import store_from_url
@@ -32,7 +32,7 @@ from revsync.stores.base import Store
 if TYPE_CHECKING:
     from quart import Quart
 
-logger = structlog.get_logger("revsync")
+logger = get_logger()
 T = TypeVar("T")
 
 MAX_JTI_CHARS = 512
@@ -67,6 +67,7 @@ class RevSync:
         self.stats = SyncStats()
         self._writes = ShieldedWork("revsync write")
         self._started = False
+        self._ever_started = False
         self._startup_watch: asyncio.Task[None] | None = None
         self._ready = False
         self._confirmed_at = -math.inf
@@ -119,7 +120,7 @@ class RevSync:
         Also refuses to create a token that would outlive the "log out everywhere"
         cut-offs (see :meth:`_check_lifetime`).
         """
-        manager.token_in_denylist_loader(self.is_revoked)
+        manager.token_in_denylist_loader(self.check_token)
         if self._registry is not None:
             self._registry.attach(manager)  # allowlist mode replaces the loader
         manager.add_payload_hook(self._check_lifetime)  # last: sees pinned claims
@@ -177,6 +178,7 @@ class RevSync:
         self._started = True
         if isinstance(self.bus, MemoryBus):
             self._log_in_process_bus()
+        self._ever_started = True
         self.subscriber.start(self._on_confirmed)
         timeout = self.settings.startup_timeout
         if not self.settings.wait_for_ready:
@@ -262,14 +264,64 @@ class RevSync:
         """Whether the token with these decoded claims must be refused.
 
         Synchronous and in memory: no I/O.  True before the start-up snapshot is
-        applied, and in fail-closed mode while sync is stale.  True also for a token
-        issued more than REVSYNC_CUTOFF_TTL ago: a "log out everywhere" cut-off that
-        applied to it may have been dropped already (docs/design.md).
+        applied, and in fail-closed mode while sync is stale (:meth:`check_token`, the
+        JWT layer's loader, tells those apart from a revocation).  True also for a
+        token issued more than REVSYNC_CUTOFF_TTL ago: a "log out everywhere" cut-off
+        that applied to it may have been dropped already (docs/design.md).
         """
         if not self._ready:
             return True
         if self._fail_closed and time.monotonic() - self._confirmed_at > self._max_staleness:
             return True
+        return self._in_set(claims)
+
+    def check_token(self, claims: Mapping[str, Any]) -> bool:
+        """The JWT layer's denylist loader: True when the token is revoked.
+
+        Synchronous and in memory: no I/O.  Where :meth:`is_revoked` refuses because
+        this node cannot vouch for its state (not ready yet, or stale in fail-closed
+        mode), this raises :class:`revsync.jwt.RevocationStateUnavailable` instead, so
+        the client hears "retry" (503), not "revoked" (401).  A token the node knows to
+        be revoked is True in every state.
+        """
+        if self._in_set(claims):
+            return True
+        if self._ready and not (
+            self._fail_closed and time.monotonic() - self._confirmed_at > self._max_staleness
+        ):
+            return False
+        error = self.unavailable()
+        if error is None:  # went ready in between
+            return False
+        raise error
+
+    def unavailable(self) -> RevocationStateUnavailable | None:
+        """Why this node cannot judge tokens right now, as the error the JWT layer
+        answers with (503 by default), or None when it can.  Safe to show a client."""
+        retry_after = max(1, math.ceil(self.settings.resync_interval))
+        if not self._ready:
+            if not self._ever_started:
+                why = (
+                    "revsync was never started on this app: its before_serving hook did "
+                    "not run (serve the app, or wrap test requests in "
+                    "`async with app.test_app():`)"
+                )
+            elif not self._started:
+                why = "revsync has stopped on this node"
+            else:
+                why = "this node has not finished its start-up sync"
+            return _unavailable(why, retry_after)
+        since = time.monotonic() - self._confirmed_at
+        if self._fail_closed and since > self._max_staleness:
+            why = (
+                f"this node has had no confirmed sync for {since:.0f}s "
+                f"(REVSYNC_MAX_STALENESS={self._max_staleness:g}s)"
+            )
+            return _unavailable(why, retry_after)
+        return None
+
+    def _in_set(self, claims: Mapping[str, Any]) -> bool:
+        """The in-memory answer alone: revoked, cut off, or older than the cut-offs."""
         iat = claims.get("iat")
         if (type(iat) is int or type(iat) is float) and time.time() - iat > self._cutoff_ttl:
             return True
@@ -317,7 +369,7 @@ class RevSync:
             None if identity is None else canonical_identity(identity),
         )
         (change,) = await self._write([request])
-        logger.info("revsync.revoked", jti=change.key, seq=change.seq, identity=change.identity)
+        logger.info("revsync.revoked", jti=change.key, seq=change.seq, **self._who(change.identity))
         return change
 
     async def unrevoke(self, jti: str) -> Change:
@@ -344,7 +396,7 @@ class RevSync:
             Kind.IDENTITY, key, True, now + self.settings.cutoff_ttl, key, cutoff=now
         )
         (change,) = await self._write([request])
-        logger.info("revsync.identity_revoked", identity=key, seq=change.seq)
+        logger.info("revsync.identity_revoked", seq=change.seq, **self._who(key))
         return change
 
     async def unrevoke_identity(self, identity: object) -> Change:
@@ -354,7 +406,7 @@ class RevSync:
         expires_at = current.expires_at if current is not None else time.time()
         request = ChangeRequest(Kind.IDENTITY, key, False, expires_at, key)
         (change,) = await self._write([request])
-        logger.info("revsync.identity_unrevoked", identity=key, seq=change.seq)
+        logger.info("revsync.identity_unrevoked", seq=change.seq, **self._who(key))
         return change
 
     async def revoke_many(
@@ -394,6 +446,11 @@ class RevSync:
             last_seq=changes[-1].seq,
         )
         return changes
+
+    def _who(self, identity: object) -> dict[str, Any]:
+        """The identity field of an info line: only with REVSYNC_LOG_IDENTITIES, or
+        when debug lines are written."""
+        return logger.identity(identity, always=self.settings.log_identities)
 
     async def list_revocations(self, identity: object) -> list[Change]:
         """The store's live revocations of one identity (its tokens and cut-offs)."""
@@ -493,7 +550,14 @@ class RevSync:
         return self._ready
 
     def status(self) -> dict[str, Any]:
-        """Ready, cursors, staleness, entry counts, connection state and counters."""
+        """Ready, cursors, staleness, entry counts, connection state and counters.
+
+        ``ready`` is what /readyz answers (docs/design.md, "Readiness"): synced once
+        and, in fail-closed mode, not stale.  A fail-open node stays ready while stale
+        (``stale: true``, with the reason): it still serves, and a shared Redis outage
+        must not take every node out of its Service at once.  ``synced`` is ready and
+        not stale, whatever the mode.
+        """
         sub = self.subscriber
         position = self.replica.history.position
         since = sub.seconds_since_sync()
@@ -510,7 +574,8 @@ class RevSync:
             )
         return {
             "node_id": self.settings.node_id,
-            "ready": self._ready and not stale,
+            "ready": self._ready and not (stale and self._fail_closed),
+            "synced": self._ready and not stale,
             "backfilled": sub.ready.is_set(),
             "stale": stale,
             "reason": reason,
@@ -530,6 +595,10 @@ class RevSync:
             "store": self.store.url,
             "counters": self.stats.as_dict(),
         }
+
+
+def _unavailable(why: str, retry_after: int) -> RevocationStateUnavailable:
+    return RevocationStateUnavailable(f"Revocation state is unavailable: {why}", retry_after)
 
 
 def _check_jti(jti: object) -> str:

@@ -46,8 +46,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import structlog
-
+from revsync._logging import get_logger
 from revsync._revocation_set import RevocationSet
 from revsync._stats import SyncStats
 from revsync._store_history import ANCHORS, PRUNE_MARGIN, HistoryWatch, changed_while_reading
@@ -55,7 +54,7 @@ from revsync.changes import Change, Kind
 from revsync.events import Op, RevocationEvent
 from revsync.stores.base import PAGE_SIZE, Store, StorePosition
 
-logger = structlog.get_logger("revsync")
+logger = get_logger()
 
 REREAD_ATTEMPTS = 3
 """Times a re-read starts over when the store's history changes while it reads."""

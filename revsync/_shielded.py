@@ -15,9 +15,9 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-import structlog
+from revsync._logging import get_logger
 
-logger = structlog.get_logger("revsync")
+logger = get_logger()
 
 T = TypeVar("T")
 

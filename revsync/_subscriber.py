@@ -27,15 +27,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-import structlog
-
 from revsync._bus import SINGLE_PROCESS_HINT, Bus, BusError
+from revsync._logging import get_logger
 from revsync._replica import DOORBELLS, Replica, Verdict
 from revsync._stats import SyncStats
 from revsync.config import Settings
 from revsync.events import InvalidEvent, Op, RevocationEvent, decode_event, encode_event
 
-logger = structlog.get_logger("revsync")
+logger = get_logger()
 
 QUEUE_LIMIT: Final = 100_000
 QUEUE_BYTES: Final = 8 * 1024 * 1024

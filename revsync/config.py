@@ -24,8 +24,7 @@ from datetime import timedelta
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-import structlog
-
+from revsync._logging import get_logger
 from revsync._memory_bus import MEMORY_FORM, is_memory_url, memory_bus_name
 from revsync._redis_topology import (
     CLUSTER_FORM,
@@ -35,7 +34,7 @@ from revsync._redis_topology import (
 )
 from revsync._urls import mask_url
 
-logger = structlog.get_logger("revsync")
+logger = get_logger()
 T = TypeVar("T")
 FailMode = Literal["closed", "open"]
 Mode = Literal["denylist", "allowlist"]
@@ -329,14 +328,15 @@ class Settings:
     fail_mode: FailMode = setting(
         "closed",
         fail_mode_word,
-        "`closed`: refuse every token while stale; `open`: accept, log loudly",
+        "`closed`: while stale, answer every token 503 (not 401) and report not ready; "
+        "`open`: accept, log loudly, stay ready",
     )
     startup_timeout: float = setting(30.0, seconds, "start-up backfill deadline")
     wait_for_ready: bool = setting(
         True,
         boolean,
         "block server start-up until backfilled (and fail it past the timeout); `false`: "
-        "serve at once, refuse every token and report not ready until backfilled",
+        "serve at once, answer every token 503 and report not ready until backfilled",
     )
     node_id: str = setting(
         None,
@@ -362,6 +362,11 @@ class Settings:
         600.0,
         seconds,
         "each node deletes store rows of expired tokens about this often (jittered)",
+    )
+    log_identities: bool = setting(
+        False,
+        boolean,
+        "log identities (user ids) at info level; `false`: only when debug lines are written",
     )
     track_tokens: bool = setting(
         False,

@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from inspect import isawaitable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-import structlog
-
+from revsync._logging import get_logger
 from revsync.changes import Change, canonical_identity
 from revsync.config import Settings
 from revsync.events import check_announceable
+from revsync.jwt.exceptions import RevocationStateUnavailable
 from revsync.jwt.manager import JWTManager
 from revsync.stores._tokens import TokenRecord, registration_for
 
@@ -50,7 +50,7 @@ __all__ = [
     "check_metadata",
 ]
 
-logger = structlog.get_logger("revsync")
+logger = get_logger()
 T = TypeVar("T")
 
 MAX_METADATA_BYTES = 1024
@@ -112,8 +112,12 @@ class RevocationEngine(Protocol):
     def store_seq(self) -> int:
         """The highest store seq this node has read from the store itself."""
 
-    def is_revoked(self, claims: Mapping[str, Any]) -> bool:
-        """The request path's answer for a token: refuse it?"""
+    def check_token(self, claims: Mapping[str, Any]) -> bool:
+        """The request path's answer for a token: revoked?  Raises
+        RevocationStateUnavailable when the node cannot tell right now."""
+
+    def unavailable(self) -> RevocationStateUnavailable | None:
+        """Why the node cannot judge tokens right now, or None when it can."""
 
     def is_registered(self, jti: object) -> bool:
         """Whether this node's set holds ``jti`` as a registered (issued) token."""
@@ -263,7 +267,10 @@ class Registry:
         finally:
             _PINNED.reset(token)
         logger.info(
-            "revsync.tokens_issued", identity=key, jtis=[r.jti for r in written], family=family
+            "revsync.tokens_issued",
+            jtis=[r.jti for r in written],
+            family=family,
+            **logger.identity(key, always=self.settings.log_identities),
         )
         return IssuedTokens(access, refresh_token, written[0], written[1] if refresh else None)
 
@@ -312,7 +319,9 @@ class Registry:
             "revsync.refresh_token_reused" if reused_jti else "revsync.family_revoked",
             family=family,
             jti=reused_jti,
-            identity=members[0].identity if members else None,
+            **logger.identity(
+                members[0].identity if members else None, always=self.settings.log_identities
+            ),
             revoked=len(changes),
         )
         return changes
@@ -352,15 +361,20 @@ class Registry:
 
         Sync and in memory for a registered token.  For an unknown jti whose ``rsq``
         this node has not applied yet, an awaitable that waits (bounded) for it.
+        Raises RevocationStateUnavailable (503, not 401) when the node cannot tell:
+        not ready yet, or stale in fail-closed mode.
         """
         engine = self._engine
         if engine.is_registered(claims.get("jti")):
-            return engine.is_revoked(claims)
+            return engine.check_token(claims)
         seq = claims.get(SEQ_CLAIM)
         # store_seq, not bus_seq: only a store read proves that seq has been read past
         # (forged bus messages can move bus_seq ahead).
-        if type(seq) is not int or seq <= engine.store_seq or not engine.ready:
-            return True
+        if type(seq) is not int or seq <= engine.store_seq:
+            return True  # never registered, or read past and gone: refused for good
+        error = engine.unavailable()
+        if error is not None:
+            raise error  # it may be registered where this node cannot see yet
         return self._wait_for(claims, seq)
 
     async def _wait_for(self, claims: Mapping[str, Any], seq: int) -> bool:
@@ -370,7 +384,7 @@ class Registry:
         polls = 0
         while time.monotonic() < deadline:
             if engine.is_registered(jti):
-                return engine.is_revoked(claims)
+                return engine.check_token(claims)
             if seq <= engine.store_seq:
                 return True
             polls += 1
@@ -379,6 +393,9 @@ class Registry:
                 # catch-up at a time, versioned like every other, stopped with it).
                 engine.request_catch_up()
             await asyncio.sleep(0.005)
+        error = engine.unavailable()
+        if error is not None:
+            raise error
         logger.warning("revsync.allowlist_wait_timeout", jti=jti, rsq=seq)
         return True
 

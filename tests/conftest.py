@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import os
 import sqlite3
 import sys
@@ -165,10 +166,14 @@ def tmp_dir() -> Iterator[Path]:
 
 @pytest.fixture(autouse=True)
 def _structlog_defaults() -> Iterator[None]:
-    """Undo a services app's structlog.configure (its level filter would hide info
-    lines from later tests' capture_logs)."""
+    """Undo a services app's logging set-up (structlog.configure, or the "revsync"
+    stdlib logger's handler and level: either would hide lines from later tests)."""
+    log = logging.getLogger("revsync")
+    saved = (log.handlers[:], log.level, log.propagate)
     yield
     structlog.reset_defaults()
+    log.handlers[:], log.propagate = saved[0], saved[2]
+    log.setLevel(saved[1])  # setLevel: it also clears the loggers' level caches
 
 
 def pytest_configure(config: pytest.Config) -> None:

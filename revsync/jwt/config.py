@@ -18,13 +18,13 @@ from datetime import timedelta
 from typing import Any, Literal
 from weakref import WeakKeyDictionary
 
-import structlog
 from jwt.algorithms import get_default_algorithms, requires_cryptography
 from quart import current_app
 
+from revsync._logging import get_logger
 from revsync.config import SettingError
 
-logger = structlog.get_logger("revsync")
+logger = get_logger()
 
 DEFAULTS: dict[str, Any] = {
     "JWT_TOKEN_LOCATION": ("headers",),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from revsync.jwt.config import current_config
+from revsync.jwt.exceptions import RevocationStateUnavailable
 
 ErrorResponse = tuple[dict[str, str], int]
 
@@ -55,6 +56,21 @@ def default_needs_fresh_token_callback() -> ErrorResponse:
 def default_revoked_token_callback() -> ErrorResponse:
     """401 ``Token has been revoked``."""
     return _error("Token has been revoked", 401)
+
+
+def default_revocation_unavailable_callback(
+    error: RevocationStateUnavailable,
+) -> tuple[dict[str, str], int, dict[str, str]]:
+    """503 with ``Retry-After`` and the reason: the token was not judged, not refused.
+
+    Not quart-jwt-extended's (it has no such case): a 401 here would make clients log
+    their users out over a revocation-state outage.
+    """
+    return (
+        {current_config().error_msg_key: str(error)},
+        503,
+        {"Retry-After": str(error.retry_after)},
+    )
 
 
 def default_user_loader_error_callback(identity: Any) -> ErrorResponse:

@@ -36,6 +36,23 @@ class RevokedTokenError(JWTExtendedException):
     """The token has been revoked (the denylist loader said so)."""
 
 
+class RevocationStateUnavailable(JWTExtendedException):
+    """The denylist loader cannot say whether the token is revoked right now.
+
+    Raised by a loader (RevSync's, while its node is not ready yet, or stale in
+    fail-closed mode) instead of answering "revoked": the token may well be fine, and
+    a client that treats 401 as "log the user out" must not do so over an outage.
+    Answered through :meth:`JWTManager.revocation_unavailable_loader` (by default
+    503 with ``Retry-After``).  ``str(error)`` is safe to show a client.
+    """
+
+    def __init__(self, reason: str, retry_after: int = 1) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = max(1, int(retry_after))
+        """Whole seconds a client should wait before trying again (at least 1)."""
+
+
 class FreshTokenRequired(JWTExtendedException):
     """A valid but non-fresh access token was used on a fresh-only endpoint."""
 

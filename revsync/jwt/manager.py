@@ -8,10 +8,10 @@ from contextlib import suppress
 from datetime import timedelta
 from typing import Any, TypeVar
 
-import structlog
 from jwt import ExpiredSignatureError, InvalidTokenError
 from quart import Quart, g
 
+from revsync._logging import get_logger
 from revsync.jwt import default_callbacks as defaults
 from revsync.jwt import exceptions as errors
 from revsync.jwt._steps import Steps, settle
@@ -30,7 +30,7 @@ from revsync.jwt.tokens import (
     read_unverified,
 )
 
-logger = structlog.get_logger("revsync")
+logger = get_logger()
 
 EXTENSION_KEY = "revsync.jwt"
 """``app.extensions`` key under which ``init_app`` registers the manager."""
@@ -81,6 +81,9 @@ class JWTManager:
             defaults.default_needs_fresh_token_callback
         )
         self._revoked_token_callback: Callable[..., Any] = defaults.default_revoked_token_callback
+        self._revocation_unavailable_callback: Callable[..., Any] = (
+            defaults.default_revocation_unavailable_callback
+        )
         self._user_loader_error_callback: Callable[..., Any] = (
             defaults.default_user_loader_error_callback
         )
@@ -121,6 +124,7 @@ class JWTManager:
             errors.JWTDecodeError: self._handle_invalid,
             errors.WrongTokenError: self._handle_invalid,
             errors.RevokedTokenError: self._handle_revoked,
+            errors.RevocationStateUnavailable: self._handle_revocation_unavailable,
             errors.FreshTokenRequired: self._handle_needs_fresh,
             errors.UserLoadError: self._handle_user_load_error,
             errors.UserClaimsVerificationError: self._handle_claims_failed,
@@ -204,6 +208,17 @@ class JWTManager:
     def revoked_token_loader(self, callback: C) -> C:
         """Register ``callback() -> response`` for revoked tokens."""
         self._revoked_token_callback = callback
+        return callback
+
+    def revocation_unavailable_loader(self, callback: C) -> C:
+        """Register ``callback(error) -> response`` for a token the denylist loader could
+        not judge (it raised :class:`~revsync.jwt.RevocationStateUnavailable`, whose
+        ``reason`` and ``retry_after`` the callback may use).
+
+        Default: 503 with ``Retry-After: error.retry_after`` and ``str(error)`` under
+        ``JWT_ERROR_MESSAGE_KEY``.  Not quart-jwt-extended's: its loaders never raise it.
+        """
+        self._revocation_unavailable_callback = callback
         return callback
 
     def user_loader_callback_loader(self, callback: C) -> C:
@@ -309,7 +324,8 @@ class JWTManager:
     async def check_not_revoked(
         self, cfg: JWTConfig, claims: dict[str, Any], header: dict[str, Any]
     ) -> None:
-        """Raise :class:`errors.RevokedTokenError` if the denylist loader says so."""
+        """Raise :class:`errors.RevokedTokenError` if the denylist loader says so (and let
+        its :class:`errors.RevocationStateUnavailable` through)."""
         if not cfg.denylist_enabled:
             return
         callback = self._denylist_callback
@@ -363,6 +379,9 @@ class JWTManager:
 
     async def _handle_revoked(self, error: Exception) -> Any:
         return await settle(self._revoked_token_callback())
+
+    async def _handle_revocation_unavailable(self, error: Exception) -> Any:
+        return await settle(self._revocation_unavailable_callback(error))
 
     async def _handle_needs_fresh(self, error: Exception) -> Any:
         return await settle(self._needs_fresh_token_callback())

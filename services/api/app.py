@@ -42,7 +42,7 @@ class ApiState:
 def create_app(environ: Mapping[str, str] | None = None) -> Quart:
     """Build the node from ``environ`` (default: os.environ); raise ConfigError when invalid."""
     settings = from_env(environ)
-    app, revsync = create_node(__name__, settings.config, settings.log_level)
+    app, revsync = create_node(__name__, settings.config, settings.log_level, settings.log_format)
     app.extensions["revsync.api"] = ApiState(settings.admin_token, metrics.registry_for(revsync))
     app.register_blueprint(tokens.blueprint)
     app.register_blueprint(admin.blueprint)

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from revsync.config import DEFAULTS, SettingError, choice, declarations, read, setting
+from services.common.logs import FORMATS
 
 MIN_SECRET_BYTES = 32
 MIN_ADMIN_TOKEN_CHARS = 16
@@ -106,6 +107,12 @@ class NodeVars:
         choice(*LOG_LEVELS),
         f"lowest level logged: {', '.join(LOG_LEVELS)}",
     )
+    log_format: str = setting(
+        "console",
+        choice(*FORMATS),
+        "`console`: one line of text per event; `json`: one JSON object per line "
+        "(time, level, logger, event and its fields)",
+    )
 
 
 def env_vars(*declared: type) -> frozenset[str]:
@@ -125,6 +132,7 @@ class ApiSettings:
     """Keys for ``app.config``: ``JWT_*`` and every ``REVSYNC_*`` variable present."""
     admin_token: bytes | None
     log_level: str
+    log_format: str = "console"
     env_seen: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -155,5 +163,6 @@ def from_env(environ: Mapping[str, str] | None = None) -> ApiSettings:
         config=config,
         admin_token=node.admin_token,
         log_level=node.log_level,
+        log_format=node.log_format,
         env_seen=frozenset(k for k in env if k in ENV_VARS),
     )

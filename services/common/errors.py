@@ -6,13 +6,13 @@ import json
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-import structlog
 from quart import Quart, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from revsync import StoreError
+from revsync._logging import get_logger
 
-logger = structlog.get_logger("revsync.api")
+logger = get_logger("revsync.api")
 
 
 class ApiError(Exception):

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import structlog
 from quart import Quart, current_app
 
 from revsync import RevSync
@@ -16,6 +14,7 @@ from revsync.jwt import JWTManager
 from services.api.settings import ConfigError
 from services.common import errors
 from services.common.errors import ApiError, field, json_object
+from services.common.logs import configure_logging
 
 USERS = {"test": "test"}
 """The seed program's single user."""
@@ -27,21 +26,12 @@ def current_revsync() -> RevSync:
     return ext
 
 
-def configure_logging(level: str) -> None:
-    """structlog's default output, from ``level`` (debug, info, ...) up."""
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        )
-    )
-
-
 def create_node(
-    import_name: str, config: Mapping[str, Any], log_level: str
+    import_name: str, config: Mapping[str, Any], log_level: str, log_format: str = "console"
 ) -> tuple[Quart, RevSync]:
     """A Quart app with ``config``, RevSync, the JWT layer and JSON errors; the caller
     adds its endpoints.  ConfigError when RevSync refuses the settings."""
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     app = Quart(import_name)
     app.config.update(config)
     try:

@@ -112,7 +112,7 @@ async def protected() -> Response:
 def create_app(environ: Mapping[str, str] | None = None) -> Quart:
     """Build the node from ``environ`` (default: os.environ); raise ConfigError when invalid."""
     settings = from_env(environ)
-    app, _ = create_node(__name__, settings.config, settings.log_level)
+    app, _ = create_node(__name__, settings.config, settings.log_level, settings.log_format)
     app.register_blueprint(blueprint)
     app.register_blueprint(health_blueprint(("ready", "node_id")))
     return app

@@ -96,5 +96,6 @@ def from_env(environ: Mapping[str, str] | None = None) -> ApiSettings:
         config={**settings.config, **cookies},
         admin_token=settings.admin_token,
         log_level=settings.log_level,
+        log_format=settings.log_format,
         env_seen=settings.env_seen | frozenset(k for k in env if k in ENV_VARS),
     )

@@ -74,6 +74,7 @@ def test_every_keyword_reaches_its_setting() -> None:
         "leeway": 4,
         "cutoff_ttl": 50,
         "prune_interval": 60,
+        "log_identities": True,
         "track_tokens": True,
         "mode": "allowlist",
         "allowlist_wait": 0.5,
