@@ -237,6 +237,7 @@ class RevSync:
             return
         self._started = False
         self._ready = False
+        self._confirmed_at = -math.inf
         if self._startup_watch is not None:
             self._startup_watch.cancel()
             await asyncio.gather(self._startup_watch, return_exceptions=True)
@@ -298,7 +299,7 @@ class RevSync:
     def unavailable(self) -> RevocationStateUnavailable | None:
         """Why this node cannot judge tokens right now, as the error the JWT layer
         answers with (503 by default), or None when it can.  Safe to show a client."""
-        retry_after = max(1, math.ceil(self.settings.resync_interval))
+        retry_after = math.ceil(self.settings.resync_interval)  # bounded by the error
         if not self._ready:
             if not self._ever_started:
                 why = (

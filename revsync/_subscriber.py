@@ -133,10 +133,22 @@ class Subscriber:
             _, pending = await asyncio.wait(pending, timeout=1.0)
         results = await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        self._forget_sync()
         errors = [r for r in results if isinstance(r, BaseException)]
         errors = [e for e in errors if not isinstance(e, asyncio.CancelledError)]
         if errors:
             raise errors[0]
+
+    def _forget_sync(self) -> None:
+        """A stopped node vouches for nothing: started again, it takes a new snapshot
+        and waits for a new heartbeat before it answers a token (what it missed while
+        stopped is in the store, not on the bus)."""
+        self.ready.clear()
+        self.synced.clear()
+        self.last_heartbeat = None
+        self.replica.last_store_sync = None
+        self._pings.clear()
+        self.bus_state = "stopped"
 
     async def _supervise(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
         """Keep a task alive: an unexpected error is logged and the task restarted."""

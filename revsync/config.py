@@ -22,13 +22,15 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from revsync._logging import get_logger
 from revsync._memory_bus import MEMORY_FORM, is_memory_url, memory_bus_name
 from revsync._redis_topology import (
     CLUSTER_FORM,
+    REDIS_OPTIONS,
     SENTINEL_FORM,
+    TLS_OPTIONS,
     is_topology_url,
     parse_topology_url,
 )
@@ -195,13 +197,40 @@ def validate_redis_url(url: object, key: str = "REVSYNC_REDIS_URL") -> str:
     if parts.scheme != "unix" and db and not db.isdigit():
         msg = f"{key} must end with a database number (/0), got {shown!r}"
         raise SettingError(msg)
+    names = {name for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    unknown = sorted(names - REDIS_OPTIONS - TLS_OPTIONS - _PLAIN_OPTIONS)
+    if unknown:
+        msg = (
+            f"{key} has unknown query parameters {unknown} (accepted: "
+            f"{', '.join(sorted(REDIS_OPTIONS | _PLAIN_OPTIONS))}; with rediss:// "
+            f"{', '.join(sorted(TLS_OPTIONS))})"
+        )
+        raise SettingError(msg)
+    tls = sorted(names & TLS_OPTIONS)
+    if tls and parts.scheme != "rediss":
+        msg = f"{key} sets {tls} without TLS: use rediss://"
+        raise SettingError(msg)
     return url
+
+
+_PLAIN_OPTIONS = frozenset({"db", "username", "password"})
+"""Query parameters redis-py reads from a plain redis:// URL besides its options."""
+_UNVERIFIED = {"ssl_cert_reqs": ("none", "optional"), "ssl_check_hostname": ("false", "0", "no")}
 
 
 def redis_url(key: str, value: object) -> str:
     """A bus URL: Redis (``redis://``, ``rediss://``, ``unix://``, Sentinel or Cluster),
-    or ``memory://[name]`` in process."""
-    return validate_redis_url(value, key)
+    or ``memory://[name]`` in process.  TLS without verification is logged loudly."""
+    url = validate_redis_url(value, key)
+    for name, given in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        if given.strip().lower() in _UNVERIFIED.get(name, ()):
+            logger.warning(
+                "revsync.tls_unverified",
+                setting=key,
+                option=f"{name}={given}",
+                risk="a man in the middle can read and forge bus messages",
+            )
+    return url
 
 
 # -- declarations ----------------------------------------------------------------------

@@ -7,6 +7,8 @@ the import switch.  Errors from PyJWT itself (``jwt.ExpiredSignatureError``,
 
 from __future__ import annotations
 
+import math
+
 
 class JWTExtendedException(Exception):
     """Base class of every error this JWT layer raises."""
@@ -49,7 +51,7 @@ class RevocationStateUnavailable(JWTExtendedException):
     def __init__(self, reason: str, retry_after: int = 1) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.retry_after = max(1, int(retry_after))
+        self.retry_after = _retry_seconds(retry_after)
         """Whole seconds a client should wait before trying again (at least 1)."""
 
 
@@ -71,3 +73,20 @@ class RevocationNotConfiguredError(JWTExtendedException):
     A server misconfiguration, answered with a 500 and an error log line; never the
     caller's fault, and never silently treated as "not revoked".
     """
+
+
+MAX_RETRY_AFTER = 3600
+"""An hour: beyond it a client should not be told to wait, but to ask again."""
+
+
+def _retry_seconds(value: object) -> int:
+    """Whole seconds for Retry-After, rounded up, within 1..MAX_RETRY_AFTER (1 when the
+    value is not a finite number)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    else:
+        try:
+            seconds = math.ceil(float(value))  # type: ignore[arg-type]
+        except (TypeError, ValueError, OverflowError):
+            return 1
+    return min(max(1, seconds), MAX_RETRY_AFTER)

@@ -101,7 +101,6 @@ CREATE TABLE IF NOT EXISTS revsync_meta (
     id {small} PRIMARY KEY CHECK (id = 1),
     seq {big} NOT NULL
 );
-INSERT INTO revsync_meta (id, seq) VALUES (1, 0) ON CONFLICT DO NOTHING;
 CREATE TABLE IF NOT EXISTS revsync_changes (
     {seq},
     kind {text} NOT NULL CHECK (kind IN ({kinds})),
@@ -116,6 +115,12 @@ CREATE TABLE IF NOT EXISTS revsync_changes (
 {seq_index}
 CREATE INDEX IF NOT EXISTS revsync_changes_identity ON revsync_changes (identity, seq);
 CREATE INDEX IF NOT EXISTS revsync_changes_expires_at ON revsync_changes (expires_at);
+-- Never behind the rows: a counter re-created beside surviving rows (a partly dropped
+-- schema) continues after them instead of handing their numbers out again.  (WHERE
+-- true: SQLite needs it to read ON CONFLICT as the upsert clause after a SELECT.)
+INSERT INTO revsync_meta (id, seq)
+    SELECT 1, COALESCE(MAX(seq), 0) FROM revsync_changes WHERE true
+    ON CONFLICT DO NOTHING;
 CREATE TABLE IF NOT EXISTS revsync_tokens (
     jti {text} PRIMARY KEY,
     identity {text} NOT NULL,

@@ -31,13 +31,24 @@ async def test_a_restarted_node_does_not_accept_what_was_revoked_while_stopped(
 ) -> None:
     db = tmp_path / "r.db"
     store_url = f"sqlite:///{db}"
-    common = {"store_url": store_url, "redis_url": "memory://restart13", "resync_interval": 30}
+    # Not waiting for readiness at start-up, so the restarted node serves (and must
+    # refuse) while it cannot read the store; with the default wait it fails to start.
+    common = {
+        "store_url": store_url,
+        "redis_url": "memory://restart13",
+        "resync_interval": 30,
+        "wait_for_ready": False,
+    }
     app_a, a = build(**common)
     app_b, b = build(**common)
     token = await bearer(app_a)
     client = app_a.test_client()
     async with app_b.test_app():
         async with app_a.test_app():
+            for _ in range(100):
+                if a.ready:
+                    break
+                await asyncio.sleep(0.05)
             assert (await client.get("/protected", headers=token)).status_code == 200
         # A is stopped; B revokes the token (store + bus; A does not hear it).
         await b.revoke(decode(app_a, token))
