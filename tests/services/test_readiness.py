@@ -36,6 +36,7 @@ def test_readyz_503_until_backfill_completes(
     metrics = httpx.get(f"{node.url}/metrics").text
     assert "revsync_ready 0.0" in metrics
     assert "revsync_backfilled 0.0" in metrics
+    assert "revsync_last_sync_timestamp_seconds 0.0" in metrics
 
     # Not backfilled: every token is refused (fail closed), even a fresh one.
     tokens = login(node)
