@@ -13,9 +13,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Reinstall whenever pyproject.toml changes, so a pulled dependency is never missing.
+# `--group dev` (PEP 735 dependency groups) needs pip >= 25.1, hence the upgrade first;
+# the bench extra is in because the quick bench test runs with the suite.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'
+	$(BIN)/python -m pip install --quiet -e '.[postgres,services,bench]' --group dev
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -33,6 +35,11 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# The core tests against the lowest versions pyproject.toml allows (.ci/lowest).
+.PHONY: test-lowest
+test-lowest:
+	bash .ci/lowest
+
 demo: $(STAMP)
 	$(BIN)/python -m services.demo
 
@@ -47,7 +54,7 @@ up: $(STAMP)
 BENCH_STAMP := $(VENV)/.bench-installed
 .PHONY: bench bench-quick
 $(BENCH_STAMP): pyproject.toml | $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[bench]' --group dev
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)

@@ -21,13 +21,14 @@ from revsync._shielded import ShieldedWork
 from revsync._stats import SyncStats
 from revsync._subscriber import Subscriber
 from revsync.changes import Change, ChangeRequest, Kind, canonical_identity
+from revsync.cli import quart_commands
 from revsync.config import KEYWORDS, NEVER_EXPIRES_TTL, Settings, resolve
 from revsync.events import RevocationEvent, check_announceable, encode_event
 from revsync.jwt.exceptions import RevocationStateUnavailable
 from revsync.jwt.manager import JWTManager, on_manager
 from revsync.registry import Registry
 from revsync.stores import store_from_url
-from revsync.stores.base import Store
+from revsync.stores.base import Store, StoreError
 
 if TYPE_CHECKING:
     from quart import Quart
@@ -104,6 +105,7 @@ class RevSync:
         if self.start not in app.before_serving_funcs:  # once, however often set up
             app.before_serving(self.start)
             app.after_serving(self.stop)
+            app.cli.add_command(quart_commands())  # quart revsync check|migrate|prune|status
 
     def _reconfigure(self, app: Quart, **settings: Any) -> None:
         """Set up again with these keywords over the given ones, before start() only
@@ -498,7 +500,17 @@ class RevSync:
         # The mark taken before the write lets the replica tell a late own write from a
         # newer change it applied meanwhile (Replica.apply_local).
         mark = self.replica.write_mark()
-        changes = await write()
+        started = time.perf_counter()
+        try:
+            changes = await write()
+        except StoreError:
+            self.stats.store_write_failures += 1
+            raise
+        finally:
+            # Plain callbacks into memory (a histogram): no I/O on the request path.
+            elapsed = time.perf_counter() - started
+            for observe in self.stats.write_observers:
+                observe(elapsed)
         if changes is not None:
             await self.replica.apply_local(*changes, mark=mark)
             # Past PUBLISH_EACH_LIMIT only the last is published: its sequence gap

@@ -22,6 +22,8 @@ class SyncStats:
     heartbeats: int = 0
     swept: int = 0
     store_pruned: int = 0
+    store_write_failures: int = 0
+    """Store writes (revocations, token registrations) that raised StoreError."""
     store_resets: int = 0
     """Times the node found the store had lost history and re-read all of it."""
     deferred_doorbells: int = 0
@@ -30,8 +32,11 @@ class SyncStats:
     """Messages dropped because the subscriber's queue was full (a catch-up follows)."""
     rejected: Counter[str] = field(default_factory=Counter)
     # Called with the propagation lag in seconds of every event applied from the
-    # bus (services/api feeds a Prometheus histogram from it).
+    # bus (revsync.prometheus feeds a histogram from it).
     lag_observers: list[Callable[[float], None]] = field(default_factory=list)
+    # Called with the duration in seconds of every store write that finished or
+    # failed (revsync.prometheus feeds revsync_store_write_duration_seconds from it).
+    write_observers: list[Callable[[float], None]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         """Every counter by name (``status()["counters"]``), rejections by reason."""

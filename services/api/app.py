@@ -9,26 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry
 from quart import Quart
 
-from services.api import admin, metrics, sessions, tokens
+from revsync.health import health_blueprint
+from revsync.prometheus import metrics_blueprint
+from services.api import admin, sessions, tokens
 from services.api.settings import from_env
-from services.common.health import health_blueprint
 from services.common.node import create_node, exit_on_bad_settings
-
-READY_FIELDS = (
-    "ready",
-    "node_id",
-    "backfilled",
-    "stale",
-    "seconds_since_sync",
-    "max_staleness",
-    "fail_mode",
-    "last_applied_seq",
-    "connection",
-)
-"""What /readyz shows of ``RevSync.status()``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,18 +23,17 @@ class ApiState:
     """What the endpoints need besides RevSync, kept in ``app.extensions["revsync.api"]``."""
 
     admin_token: bytes | None
-    registry: CollectorRegistry
 
 
 def create_app(environ: Mapping[str, str] | None = None) -> Quart:
     """Build the node from ``environ`` (default: os.environ); raise ConfigError when invalid."""
     settings = from_env(environ)
     app, revsync = create_node(__name__, settings.config, settings.log_level, settings.log_format)
-    app.extensions["revsync.api"] = ApiState(settings.admin_token, metrics.registry_for(revsync))
+    app.extensions["revsync.api"] = ApiState(settings.admin_token)
     app.register_blueprint(tokens.blueprint)
     app.register_blueprint(admin.blueprint)
-    app.register_blueprint(health_blueprint(READY_FIELDS))
-    app.register_blueprint(metrics.blueprint)
+    app.register_blueprint(health_blueprint())
+    app.register_blueprint(metrics_blueprint(revsync))
     app.register_blueprint(sessions.blueprint)
     return app
 

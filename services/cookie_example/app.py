@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from jwt import InvalidTokenError
 from quart import Blueprint, Quart, Response, current_app, jsonify, request
 
+from revsync.health import health_blueprint
 from revsync.jwt import (
     JWTExtendedException,
     create_access_token,
@@ -41,7 +42,6 @@ from revsync.jwt import (
     unset_jwt_cookies,
 )
 from services.common.errors import stored
-from services.common.health import health_blueprint
 from services.common.node import create_node, credentials, current_revsync, exit_on_bad_settings
 from services.cookie_example.settings import AUTH_PREFIX, from_env
 

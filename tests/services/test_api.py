@@ -163,8 +163,13 @@ def test_health_ready_and_metrics(nodes: list[Node], http: httpx.Client) -> None
     )
     assert after['revsync_entries{kind="jti"}'] >= 1
     assert after["revsync_resyncs_total"] >= 1
-    assert 0 <= after["revsync_seconds_since_last_sync"] < 5
+    assert 0 <= time.time() - after["revsync_last_sync_timestamp_seconds"] < 5
     assert after["revsync_ready"] == 1
+    assert after["revsync_store_epoch"] >= 1
+    # The logout's store write, timed on the node that wrote it.
+    assert publisher["revsync_store_write_duration_seconds_count"] >= 1
+    assert publisher["revsync_store_write_failures_total"] == 0
+    assert "revsync_store_pruned_rows_total" in publisher
     text = http.get(f"{n2.url}/metrics").text
     assert "# TYPE revsync_events_rejected_total counter" in text
     assert "# TYPE revsync_propagation_lag_seconds histogram" in text

@@ -19,10 +19,10 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from revsync._job import settings_from_env
 from revsync.config import DEFAULTS, resolve
 from services.api.settings import ENV_VARS, from_env
 from services.processes import run
-from services.resync.job import settings_from_env
 from tests.conftest import REQUIRE_SERVICES, ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"

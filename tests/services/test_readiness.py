@@ -37,6 +37,7 @@ def test_readyz_503_until_backfill_completes(
     metrics = httpx.get(f"{node.url}/metrics").text
     assert "revsync_ready 0.0" in metrics
     assert "revsync_backfilled 0.0" in metrics
+    assert "revsync_last_sync_timestamp_seconds 0.0" in metrics
 
     # Not backfilled: no token is accepted, even a fresh one, and none is called
     # revoked: 503 "retry", not 401 "log the user out".

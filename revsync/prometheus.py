@@ -1,26 +1,39 @@
-"""GET /metrics: Prometheus metrics of one node, in a registry of the app's own (not
-the global one).
+"""Prometheus metrics of one node: ``app.register_blueprint(metrics_blueprint(revsync))``
+serves them at GET /metrics, from a registry of the app's own (not the global one).
 
-Counters and gauges are read from ``RevSync.stats`` and ``RevSync.status()`` at
-scrape time by a custom collector, so the request path pays nothing for them.  The
-propagation lag histogram is fed by ``SyncStats.lag_observers``.
+Needs the ``prometheus`` extra (``pip install 'revsync[prometheus]'``).  Counters and
+gauges are read from ``RevSync.stats`` and ``RevSync.status()`` at scrape time by a
+custom collector, so the request path pays nothing for them; the two histograms are
+fed by ``SyncStats.lag_observers`` and ``SyncStats.write_observers``.
 """
 
 from __future__ import annotations
 
-import math
+import time
 from collections.abc import Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-from quart import Blueprint, Response, current_app
+try:
+    from prometheus_client import (
+        CONTENT_TYPE_LATEST,
+        CollectorRegistry,
+        Histogram,
+        generate_latest,
+    )
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.registry import Collector
+except ImportError as exc:  # pragma: no cover - depends on what is installed
+    msg = (
+        "revsync.prometheus needs prometheus-client, which the 'prometheus' extra "
+        "installs: pip install 'revsync[prometheus]'"
+    )
+    raise ImportError(msg, name=exc.name) from exc
 
-from revsync import RevSync
+from quart import Blueprint, Response
 
-blueprint = Blueprint("metrics", __name__)
+from revsync._extension import RevSync
 
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+WRITE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 COUNTERS = {
     # SyncStats field: (metric name without _total, help)
@@ -37,6 +50,14 @@ COUNTERS = {
     "reconnects": ("revsync_reconnects", "Reconnections to the Redis bus."),
     "heartbeats": ("revsync_heartbeats", "Own heartbeats received back over the bus."),
     "swept": ("revsync_swept_entries", "Expired entries swept from the local set."),
+    "store_pruned": (
+        "revsync_store_pruned_rows",
+        "Expired rows this node's periodic prune removed from the store.",
+    ),
+    "store_write_failures": (
+        "revsync_store_write_failures",
+        "Writes (revocations, token registrations) the store refused or failed.",
+    ),
     "store_resets": (
         "revsync_store_resets",
         "Times the store was found to have lost history and was re-read in full.",
@@ -76,9 +97,9 @@ class RevSyncCollector(Collector):
         yield entries
         since = status["seconds_since_sync"]
         yield GaugeMetricFamily(
-            "revsync_seconds_since_last_sync",
-            "Seconds since sync with the store and bus was last confirmed (NaN: never).",
-            value=math.nan if since is None else since,
+            "revsync_last_sync_timestamp_seconds",
+            "Unix time sync with the store and bus was last confirmed (0: never).",
+            value=0.0 if since is None else time.time() - since,
         )
         yield GaugeMetricFamily(
             "revsync_ready",
@@ -89,6 +110,11 @@ class RevSyncCollector(Collector):
             "revsync_backfilled",
             "1 once the start-up snapshot is applied.",
             value=1.0 if status["backfilled"] else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "revsync_store_epoch",
+            "Generation of the store's history this node follows (0: not read yet).",
+            value=float(status["store_epoch"] or 0),
         )
         yield GaugeMetricFamily(
             "revsync_unconfirmed_restrictions",
@@ -104,7 +130,7 @@ class RevSyncCollector(Collector):
 
 
 def registry_for(revsync: RevSync) -> CollectorRegistry:
-    """A fresh registry exposing ``revsync``'s metrics, with the lag histogram hooked up."""
+    """A fresh registry exposing ``revsync``'s metrics, with the histograms hooked up."""
     registry = CollectorRegistry(auto_describe=True)
     lag = Histogram(
         "revsync_propagation_lag_seconds",
@@ -112,12 +138,25 @@ def registry_for(revsync: RevSync) -> CollectorRegistry:
         buckets=LAG_BUCKETS,
         registry=registry,
     )
+    writes = Histogram(
+        "revsync_store_write_duration_seconds",
+        "Time a write to the store took (failed writes included).",
+        buckets=WRITE_BUCKETS,
+        registry=registry,
+    )
     revsync.stats.lag_observers.append(lag.observe)
+    revsync.stats.write_observers.append(writes.observe)
     registry.register(RevSyncCollector(revsync))
     return registry
 
 
-@blueprint.route("/metrics", methods=["GET"])
-async def metrics() -> Response:
-    registry: CollectorRegistry = current_app.extensions["revsync.api"].registry
-    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+def metrics_blueprint(revsync: RevSync, registry: CollectorRegistry | None = None) -> Blueprint:
+    """GET /metrics for ``revsync`` (from ``registry_for(revsync)`` unless given one)."""
+    served = registry_for(revsync) if registry is None else registry
+    blueprint = Blueprint("revsync_metrics", __name__)
+
+    @blueprint.route("/metrics", methods=["GET"])
+    async def metrics() -> Response:
+        return Response(generate_latest(served), content_type=CONTENT_TYPE_LATEST)
+
+    return blueprint
