@@ -16,6 +16,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from revsync._memory_bus import is_memory_url
 from revsync._redis_topology import data_client
 from revsync._urls import mask_url
 from revsync.config import DEFAULTS, Settings, resolve
@@ -143,12 +144,10 @@ async def _ping_redis(url: str) -> None:
 
 
 async def _create_schema(store: Store) -> None:
-    # Store.create_schema() is the DDL entry point where the store has one; before
-    # that, connect() creates the schema itself.
+    # Store.create_schema() is the DDL entry point; it works before connect(), which a
+    # role without DDL rights could not do on a store whose schema is missing.
+    await store.create_schema()
     await store.connect()
-    create_schema: Callable[[], Awaitable[None]] | None = getattr(store, "create_schema", None)
-    if create_schema is not None:
-        await create_schema()
 
 
 class _Job:
@@ -165,13 +164,20 @@ class _Job:
     async def redis(self) -> None:
         self.reporter.step("reaching Redis")
         url = self.settings.redis_url
+        if is_memory_url(url):
+            # An in-process bus lives in each node: this job has nothing to reach.
+            self.reporter.done(f"redis      not used ({self.report.redis}: a bus in process)")
+            return
         await _retry(f"Redis at {self.report.redis}", self.wait, lambda: _ping_redis(url))
         self.reporter.done(f"redis      reachable at {self.report.redis}")
 
-    async def connect(self, *, schema: bool) -> None:
+    async def connect(self, *, schema: bool, ddl: bool = False) -> None:
+        """Connect; ``schema``: say the schema is in place (connect() checks it, and
+        creates a missing one where the role may); ``ddl``: create_schema() first."""
         self.reporter.step("connecting to the store")
         if schema:
-            await _retry(self._where, self.wait, lambda: _create_schema(self.store))
+            work = (lambda: _create_schema(self.store)) if ddl else self.store.connect
+            await _retry(self._where, self.wait, work)
             self.reporter.done(f"store      reachable at {self.report.store}; schema in place")
         else:
             await _retry(self._where, self.wait, self.store.connect)
@@ -262,7 +268,7 @@ async def migrate(
     """Create the store's schema (the one step that needs DDL rights)."""
 
     async def work(job: _Job) -> None:
-        await job.connect(schema=True)
+        await job.connect(schema=True, ddl=True)
         await job.position()
 
     return await _run(settings, store, wait, out, 2, work)

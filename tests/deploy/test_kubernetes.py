@@ -19,10 +19,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from revsync._job import settings_from_env
 from revsync.config import DEFAULTS
 from services.api.settings import ENV_VARS, from_env
 from services.processes import run
-from services.resync.job import settings_from_env
 from tests.conftest import ROOT
 
 K8S = ROOT / "deploy" / "kubernetes"
