@@ -65,8 +65,10 @@ async def test_replayed_pings_do_not_keep_a_silent_node_in_sync(
         connection.publisher = aredis.Redis.from_url(elsewhere.url, socket_timeout=2)
         await old.aclose()
 
+        stop = asyncio.Event()  # redis-py can swallow a cancel landing mid-command
+
         async def replay() -> None:
-            while True:
+            while not stop.is_set():
                 for data in captured:
                     await replayer.publish(node.settings.channel, data)
                 await asyncio.sleep(0.05)
@@ -77,8 +79,9 @@ async def test_replayed_pings_do_not_keep_a_silent_node_in_sync(
             assert node.is_revoked(claims())  # fail closed
             assert node.stats.heartbeats <= heartbeats + 1  # one in flight at the switch
         finally:
+            stop.set()
             replaying.cancel()
-            await asyncio.gather(replaying, return_exceptions=True)
+            await asyncio.wait({replaying}, timeout=5)
     finally:
         await pubsub.aclose()
         await tap.aclose()
