@@ -20,7 +20,7 @@ import os
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
@@ -527,11 +527,56 @@ def _longest_lifetime(config: Mapping[str, Any]) -> float:
 
 
 def _jwt_lifetime(value: object) -> float | None:
-    """Seconds of a JWT_*_TOKEN_EXPIRES value; None when tokens never expire."""
+    """Seconds of a JWT_*_TOKEN_EXPIRES value; None when tokens never expire.
+
+    A calendar lifetime (``dateutil.relativedelta``) counts as its longest span.
+    """
     if value is False:
         return None
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
+    if is_calendar_delta(value):
+        return longest_span(value)
     return None
+
+
+# -- calendar lifetimes (dateutil.relativedelta, duck-typed: dateutil stays optional) --
+
+# The first of each month over four years (a leap year among them) and the next day:
+# every length a month or a year can have, and every weekday, as starting points.
+_SPAN_STARTS = tuple(
+    datetime(year, month, 1, tzinfo=UTC) + timedelta(days=extra)
+    for year in range(2024, 2028)
+    for month in range(1, 13)
+    for extra in (0, 1)
+)
+
+
+def is_calendar_delta(value: object) -> bool:
+    """Whether ``value`` is a lifetime added to a datetime (a relativedelta), not a
+    timedelta, a number or a bool."""
+    if isinstance(value, timedelta | int | float | str | bytes) or value is None:
+        return False
+    try:
+        return isinstance(datetime.now(UTC) + value, datetime)  # type: ignore[operator]
+    except (TypeError, ValueError, OverflowError):  # not a lifetime
+        return False
+
+
+def span_from(value: Any, start: float) -> float:
+    """Seconds from the Unix time ``start`` to ``start + value`` (a timedelta or a
+    calendar delta such as ``relativedelta(months=1)``: then it depends on ``start``)."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    begin = datetime.fromtimestamp(start, UTC)
+    end: datetime = begin + value
+    return (end - begin).total_seconds()
+
+
+def longest_span(value: Any) -> float:
+    """The longest :func:`span_from` of ``value``, from now or any month's start."""
+    now = datetime.now(UTC).timestamp()
+    starts = (now, *(start.timestamp() for start in _SPAN_STARTS))
+    return max(span_from(value, start) for start in starts)

@@ -33,7 +33,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from revsync._logging import get_logger
 from revsync.changes import Change, canonical_identity
-from revsync.config import Settings
+from revsync.config import Settings, span_from
 from revsync.events import check_announceable
 from revsync.jwt.exceptions import RevocationStateUnavailable
 from revsync.jwt.manager import JWTManager
@@ -239,7 +239,7 @@ class Registry:
             if lifetime is False:
                 msg = f"REVSYNC_TRACK_TOKENS needs {kind} tokens that expire (JWT_*_EXPIRES)"
                 raise ValueError(msg)
-            expires = int(now) + int(lifetime.total_seconds())
+            expires = int(now) + int(span_from(lifetime, int(now)))
             return TokenRecord(str(uuid.uuid4()), key, kind, family, now, float(expires), meta)
 
         records = [record("access")] + ([record("refresh")] if refresh else [])

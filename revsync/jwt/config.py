@@ -15,14 +15,14 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 from weakref import WeakKeyDictionary
 
 from jwt.algorithms import get_default_algorithms, requires_cryptography
 from quart import current_app
 
 from revsync._logging import get_logger
-from revsync.config import SettingError
+from revsync.config import SettingError, is_calendar_delta
 
 logger = get_logger()
 
@@ -111,7 +111,9 @@ _WATCHED = tuple(
 )
 _ALGORITHMS = get_default_algorithms()
 
-Expiry = timedelta | Literal[False]
+Expiry = timedelta | Any
+"""A token lifetime: a timedelta, a calendar delta (``dateutil.relativedelta``, added
+to the issue time), or ``False`` for "never expires"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,14 +335,19 @@ def build_config(raw: Mapping[str, Any]) -> JWTConfig:
 
 
 def parse_expiry(value: Any, name: str) -> Expiry:
-    """A lifetime setting as a timedelta, or ``False`` for "never expires"."""
+    """A lifetime setting as a timedelta or a calendar delta, or ``False`` ("never expires")."""
     if value is False:
         return False
     if type(value) is int:
         return timedelta(seconds=value)
     if isinstance(value, timedelta):
         return value
-    msg = f"{name} must be a datetime.timedelta, an int of seconds, or False; got {value!r}"
+    if is_calendar_delta(value):
+        return value  # a dateutil relativedelta: exp is the issue time plus it, by calendar
+    msg = (
+        f"{name} must be a datetime.timedelta, a dateutil relativedelta, an int of "
+        f"seconds, or False; got {value!r}"
+    )
     raise SettingError(msg)
 
 

@@ -23,6 +23,7 @@ from jwt.exceptions import (
 )
 from quart import current_app
 
+from revsync.config import span_from
 from revsync.jwt.config import TOKEN_TYPES, Expiry, JWTConfig
 from revsync.jwt.exceptions import CSRFError, JWTDecodeError
 
@@ -73,7 +74,7 @@ def build_payload(
         cfg.identity_claim: identity,
     }
     if expires is not False:
-        payload["exp"] = now + int(expires.total_seconds())
+        payload["exp"] = now + int(span_from(expires, now))
     if kind == "access":
         payload["fresh"] = (
             now + int(fresh.total_seconds()) if isinstance(fresh, timedelta) else fresh

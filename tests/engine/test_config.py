@@ -100,3 +100,35 @@ def test_a_leeway_below_the_jwt_decode_leeway_is_refused() -> None:
         resolve({"JWT_DECODE_LEEWAY": timedelta(seconds=30)}, {"leeway": 29.5})
     assert resolve({"JWT_DECODE_LEEWAY": 30, "REVSYNC_LEEWAY": 30}, {}).leeway == 30
     assert resolve({"JWT_DECODE_LEEWAY": timedelta(seconds=12)}, {}).leeway == 12
+
+
+def test_a_calendar_lifetime_sets_the_cutoff_ttl_to_its_longest_span() -> None:
+    from dateutil.relativedelta import relativedelta
+
+    settings = resolve(
+        {
+            "JWT_ACCESS_TOKEN_EXPIRES": relativedelta(minutes=15),
+            "JWT_REFRESH_TOKEN_EXPIRES": relativedelta(months=1),
+        },
+        {},
+    )
+    assert settings.cutoff_ttl == 31 * 86400  # January, not February
+
+
+async def test_calendar_lifetimes_work_with_the_extension() -> None:
+    """The lifetime check of RevSync's payload hook sees the calendar exp."""
+    from dateutil.relativedelta import relativedelta
+
+    from revsync.jwt import JWTManager, create_access_token, create_refresh_token
+
+    app = make_app(
+        REVSYNC_STORE_URL="sqlite:///unused.db",
+        JWT_REFRESH_TOKEN_EXPIRES=relativedelta(months=1),
+    )
+    JWTManager(app)
+    RevSync(app)
+    async with app.app_context():
+        create_refresh_token("alice")
+        create_access_token("alice", expires_delta=relativedelta(days=1))
+        with pytest.raises(ValueError, match="REVSYNC_CUTOFF_TTL"):
+            create_refresh_token("alice", expires_delta=relativedelta(months=2))
