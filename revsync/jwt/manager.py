@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import timedelta
@@ -41,6 +42,12 @@ PayloadHook = Callable[[str, dict[str, Any]], None]
 """Called with (token type, payload) just before a new token is signed."""
 
 C = TypeVar("C", bound=Callable[..., Any])
+
+_EXPIRED_NO_ARGUMENT = (
+    "jwt.expired_token_loader callback now takes the expired token as an additional "
+    "paramter. Example: expired_callback(token)"
+)
+"""quart-jwt-extended's warning (its spelling) for an expired loader without argument."""
 
 
 def _positional_arity(fn: Callable[..., Any]) -> int | None:
@@ -184,7 +191,8 @@ class JWTManager:
     def expired_token_loader(self, callback: C) -> C:
         """Register ``callback(expired_claims) -> response`` for expired tokens.
 
-        A callback taking no argument is called without one, as the original allows.
+        A callback taking no argument is still called without one, with a
+        DeprecationWarning at each call, as in quart-jwt-extended.
         """
         self._expired_token_callback = callback
         self._expired_callback_takes_token = _positional_arity(callback) != 0
@@ -373,6 +381,7 @@ class JWTManager:
 
     async def _handle_expired(self, error: Exception) -> Any:
         if not self._expired_callback_takes_token:
+            warnings.warn(_EXPIRED_NO_ARGUMENT, DeprecationWarning, stacklevel=2)
             return await settle(self._expired_token_callback())
         expired = getattr(g, "_jwt_extended_expired_jwt", {})
         return await settle(self._expired_token_callback(expired))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from datetime import timedelta
 from typing import Any
 
@@ -213,7 +214,21 @@ async def test_expired_callback_without_argument(make_app: AppFactory) -> None:
         return {"msg": "old"}, 401
 
     old, _ = await tokens(app, expires_delta=timedelta(seconds=-5))
-    assert await call(app, "/protected", old) == (401, {"msg": "old"})
+    with pytest.warns(DeprecationWarning, match="expired_token_loader callback now takes"):
+        assert await call(app, "/protected", old) == (401, {"msg": "old"})
+
+
+async def test_expired_callback_with_argument_gives_no_warning(make_app: AppFactory) -> None:
+    app, manager = make_app()
+
+    @manager.expired_token_loader
+    def expired(claims: dict[str, Any]) -> Any:
+        return {"msg": f"old {claims['identity']}"}, 401
+
+    old, _ = await tokens(app, expires_delta=timedelta(seconds=-5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        assert await call(app, "/protected", old) == (401, {"msg": "old alice"})
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
