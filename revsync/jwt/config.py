@@ -95,6 +95,9 @@ KNOWN_LOCATIONS = ("headers", "cookies", "query_string", "json")
 
 TOKEN_TYPES = ("access", "refresh")
 
+EXEMPT_METHODS = frozenset({"OPTIONS"})
+"""Methods the view decorators let through without looking for a token."""
+
 # Keys read only when their location is enabled; the others are always watched.
 _LOCATION_KEYS: dict[str, tuple[str, ...]] = {
     "cookies": (
@@ -496,3 +499,279 @@ def _check_cookie_clashes(access: TokenPlaces, refresh: TokenPlaces, csrf_cookie
                 "one cookie would overwrite the other"
             )
             raise SettingError(msg)
+
+
+class _Config:
+    """quart-jwt-extended's ``config`` object: the current app's settings by its names.
+
+    For code that did ``from quart_jwt_extended.config import config``.  Read-only;
+    every property reads :func:`current_config` (so it needs an app context and sees
+    the same parsed, validated values the layer uses).  The values are the parsed
+    ones: ``token_location`` and ``decode_algorithms`` are tuples,
+    ``csrf_request_methods``, ``blacklist_checks`` and ``exempt_methods`` frozensets
+    (methods in capitals), ``leeway`` seconds as a float, ``encode_key`` and
+    ``decode_key`` the keys as PyJWT takes them (a missing one raises the
+    RuntimeError naming the setting, as before).
+    """
+
+    __slots__ = ()
+
+    @property
+    def is_asymmetric(self) -> bool:
+        """Whether the algorithm signs with a private key (RS*, ES*, PS*, EdDSA)."""
+        return current_config().algorithm in requires_cryptography
+
+    @property
+    def encode_key(self) -> Any:
+        """The signing key."""
+        return current_config().require_encode_key()
+
+    @property
+    def decode_key(self) -> Any:
+        """The verification key."""
+        return current_config().require_decode_key()
+
+    @property
+    def token_location(self) -> tuple[str, ...]:
+        """``JWT_TOKEN_LOCATION``, in the order the locations are tried."""
+        return current_config().token_locations
+
+    @property
+    def jwt_in_cookies(self) -> bool:
+        """Whether "cookies" is a token location."""
+        return "cookies" in current_config().token_locations
+
+    @property
+    def jwt_in_headers(self) -> bool:
+        """Whether "headers" is a token location."""
+        return "headers" in current_config().token_locations
+
+    @property
+    def jwt_in_query_string(self) -> bool:
+        """Whether "query_string" is a token location."""
+        return "query_string" in current_config().token_locations
+
+    @property
+    def jwt_in_json(self) -> bool:
+        """Whether "json" is a token location."""
+        return "json" in current_config().token_locations
+
+    @property
+    def header_name(self) -> str:
+        """``JWT_HEADER_NAME``."""
+        return current_config().header_name
+
+    @property
+    def header_type(self) -> str:
+        """``JWT_HEADER_TYPE`` (``""`` for none)."""
+        return current_config().header_type
+
+    @property
+    def query_string_name(self) -> str:
+        """``JWT_QUERY_STRING_NAME``."""
+        return current_config().query_string_name
+
+    @property
+    def access_cookie_name(self) -> str:
+        """``JWT_ACCESS_COOKIE_NAME``."""
+        return current_config().access_places.cookie_name
+
+    @property
+    def refresh_cookie_name(self) -> str:
+        """``JWT_REFRESH_COOKIE_NAME``."""
+        return current_config().refresh_places.cookie_name
+
+    @property
+    def access_cookie_path(self) -> str:
+        """``JWT_ACCESS_COOKIE_PATH``."""
+        return current_config().access_places.cookie_path
+
+    @property
+    def refresh_cookie_path(self) -> str:
+        """``JWT_REFRESH_COOKIE_PATH``."""
+        return current_config().refresh_places.cookie_path
+
+    @property
+    def cookie_secure(self) -> bool:
+        """``JWT_COOKIE_SECURE``."""
+        return current_config().cookie_secure
+
+    @property
+    def cookie_domain(self) -> str | None:
+        """``JWT_COOKIE_DOMAIN``."""
+        return current_config().cookie_domain
+
+    @property
+    def session_cookie(self) -> bool:
+        """``JWT_SESSION_COOKIE``."""
+        return current_config().cookie_max_age is None
+
+    @property
+    def cookie_samesite(self) -> str | None:
+        """``JWT_COOKIE_SAMESITE`` (capitalised: ``Strict``, ``Lax``, ``None``) or None."""
+        return current_config().cookie_samesite
+
+    @property
+    def cookie_max_age(self) -> int | None:
+        """The cookies' ``Max-Age``: None for session cookies, else about a year."""
+        return current_config().cookie_max_age
+
+    @property
+    def json_key(self) -> str:
+        """``JWT_JSON_KEY``."""
+        return current_config().access_places.json_key
+
+    @property
+    def refresh_json_key(self) -> str:
+        """``JWT_REFRESH_JSON_KEY``."""
+        return current_config().refresh_places.json_key
+
+    @property
+    def csrf_protect(self) -> bool:
+        """Whether cookie requests are CSRF-checked ("cookies" and JWT_COOKIE_CSRF_PROTECT)."""
+        return current_config().csrf_protect
+
+    @property
+    def csrf_request_methods(self) -> frozenset[str]:
+        """``JWT_CSRF_METHODS``, in capitals."""
+        return current_config().csrf_methods
+
+    @property
+    def csrf_in_cookies(self) -> bool:
+        """``JWT_CSRF_IN_COOKIES``."""
+        return current_config().csrf_in_cookies
+
+    @property
+    def csrf_check_form(self) -> bool:
+        """``JWT_CSRF_CHECK_FORM``."""
+        return current_config().csrf_check_form
+
+    @property
+    def access_csrf_cookie_name(self) -> str:
+        """``JWT_ACCESS_CSRF_COOKIE_NAME``."""
+        return current_config().access_places.csrf_cookie_name
+
+    @property
+    def refresh_csrf_cookie_name(self) -> str:
+        """``JWT_REFRESH_CSRF_COOKIE_NAME``."""
+        return current_config().refresh_places.csrf_cookie_name
+
+    @property
+    def access_csrf_cookie_path(self) -> str:
+        """``JWT_ACCESS_CSRF_COOKIE_PATH``."""
+        return current_config().access_places.csrf_cookie_path
+
+    @property
+    def refresh_csrf_cookie_path(self) -> str:
+        """``JWT_REFRESH_CSRF_COOKIE_PATH``."""
+        return current_config().refresh_places.csrf_cookie_path
+
+    @property
+    def access_csrf_header_name(self) -> str:
+        """``JWT_ACCESS_CSRF_HEADER_NAME`` (or the deprecated ``JWT_CSRF_HEADER_NAME``)."""
+        return current_config().access_places.csrf_header_name
+
+    @property
+    def refresh_csrf_header_name(self) -> str:
+        """``JWT_REFRESH_CSRF_HEADER_NAME`` (or the deprecated ``JWT_CSRF_HEADER_NAME``)."""
+        return current_config().refresh_places.csrf_header_name
+
+    @property
+    def access_csrf_field_name(self) -> str:
+        """``JWT_ACCESS_CSRF_FIELD_NAME``."""
+        return current_config().access_places.csrf_field_name
+
+    @property
+    def refresh_csrf_field_name(self) -> str:
+        """``JWT_REFRESH_CSRF_FIELD_NAME``."""
+        return current_config().refresh_places.csrf_field_name
+
+    @property
+    def access_expires(self) -> Expiry:
+        """``JWT_ACCESS_TOKEN_EXPIRES``: a timedelta (an int becomes one), a calendar
+        delta, or False."""
+        return current_config().access_expires
+
+    @property
+    def refresh_expires(self) -> Expiry:
+        """``JWT_REFRESH_TOKEN_EXPIRES``, as :attr:`access_expires`."""
+        return current_config().refresh_expires
+
+    @property
+    def algorithm(self) -> str:
+        """``JWT_ALGORITHM``."""
+        return current_config().algorithm
+
+    @property
+    def decode_algorithms(self) -> tuple[str, ...]:
+        """``JWT_DECODE_ALGORITHMS`` with ``JWT_ALGORITHM`` added when missing."""
+        return current_config().decode_algorithms
+
+    @property
+    def blacklist_enabled(self) -> bool:
+        """``JWT_BLACKLIST_ENABLED`` (or ``JWT_BLOCKLIST_ENABLED``)."""
+        return current_config().denylist_enabled
+
+    @property
+    def blacklist_checks(self) -> frozenset[str]:
+        """``JWT_BLACKLIST_TOKEN_CHECKS`` (or ``JWT_BLOCKLIST_TOKEN_CHECKS``)."""
+        return current_config().denylist_checks
+
+    @property
+    def blacklist_access_tokens(self) -> bool:
+        """Whether access tokens are checked against the denylist."""
+        return "access" in current_config().denylist_checks
+
+    @property
+    def blacklist_refresh_tokens(self) -> bool:
+        """Whether refresh tokens are checked against the denylist."""
+        return "refresh" in current_config().denylist_checks
+
+    @property
+    def identity_claim_key(self) -> str:
+        """``JWT_IDENTITY_CLAIM``."""
+        return current_config().identity_claim
+
+    @property
+    def user_claims_key(self) -> str:
+        """``JWT_USER_CLAIMS``."""
+        return current_config().user_claims_key
+
+    @property
+    def user_claims_in_refresh_token(self) -> bool:
+        """``JWT_CLAIMS_IN_REFRESH_TOKEN``."""
+        return current_config().claims_in_refresh_token
+
+    @property
+    def exempt_methods(self) -> frozenset[str]:
+        """Methods the decorators let through without a token: ``{"OPTIONS"}``."""
+        return EXEMPT_METHODS
+
+    @property
+    def error_msg_key(self) -> str:
+        """``JWT_ERROR_MESSAGE_KEY``."""
+        return current_config().error_msg_key
+
+    @property
+    def audience(self) -> Any:
+        """``JWT_DECODE_AUDIENCE``."""
+        return current_config().audience
+
+    @property
+    def encode_issuer(self) -> str | None:
+        """``JWT_ENCODE_ISSUER``."""
+        return current_config().encode_issuer
+
+    @property
+    def decode_issuer(self) -> Any:
+        """``JWT_DECODE_ISSUER``."""
+        return current_config().decode_issuer
+
+    @property
+    def leeway(self) -> float:
+        """``JWT_DECODE_LEEWAY`` in seconds."""
+        return current_config().leeway
+
+
+config = _Config()
+"""quart-jwt-extended's read-only view of the current app's ``JWT_*`` settings."""

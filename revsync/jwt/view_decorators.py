@@ -17,6 +17,7 @@ from quart import g, request
 from quart.utils import run_sync
 
 from revsync.jwt._steps import run_steps, settle
+from revsync.jwt.config import EXEMPT_METHODS
 from revsync.jwt.exceptions import (
     FreshTokenRequired,
     InvalidHeaderError,
@@ -27,8 +28,6 @@ from revsync.jwt.locations import find_token
 from revsync.jwt.utils import jwt_context
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-EXEMPT_METHODS = frozenset({"OPTIONS"})
 
 
 async def _verify(request_type: str, *, optional: bool = False, fresh: bool = False) -> None:
