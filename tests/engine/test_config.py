@@ -132,3 +132,35 @@ async def test_calendar_lifetimes_work_with_the_extension() -> None:
         create_access_token("alice", expires_delta=relativedelta(days=1))
         with pytest.raises(ValueError, match="REVSYNC_CUTOFF_TTL"):
             create_refresh_token("alice", expires_delta=relativedelta(months=2))
+
+
+async def test_the_registry_records_calendar_lifetimes(
+    sqlite_url: str, redis_url: str, channel: str
+) -> None:
+    """expires_at of a registered token is its exp: issue time plus the relativedelta."""
+    from datetime import UTC, datetime
+
+    import jwt as pyjwt
+    from dateutil.relativedelta import relativedelta
+
+    from revsync.jwt import JWTManager
+
+    lifetime = relativedelta(months=1)
+    app = make_app(JWT_REFRESH_TOKEN_EXPIRES=lifetime)
+    JWTManager(app)
+    revsync = RevSync(
+        app, store_url=sqlite_url, redis_url=redis_url, channel=channel, track_tokens=True
+    )
+    await revsync.start()
+    try:
+        async with app.app_context():
+            issued = await revsync.registry.issue_tokens("alice")
+            active = await revsync.registry.active_tokens("alice")
+    finally:
+        await revsync.stop()
+    assert issued.refresh is not None
+    assert issued.refresh_token is not None
+    claims = pyjwt.decode(issued.refresh_token, options={"verify_signature": False})
+    start = datetime.fromtimestamp(int(issued.refresh.issued_at), UTC)
+    assert claims["exp"] == issued.refresh.expires_at == (start + lifetime).timestamp()
+    assert {r.jti for r in active} == {issued.access.jti, issued.refresh.jti}
