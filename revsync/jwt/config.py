@@ -331,9 +331,10 @@ def build_config(raw: Mapping[str, Any]) -> JWTConfig:
         ),
         csrf_in_cookies=csrf_in_cookies,
         csrf_check_form=bool(get("JWT_CSRF_CHECK_FORM")),
-        # exp is checked per token type after decoding: it may be configured away.
         # sub is not ours to police: JWT_IDENTITY_CLAIM="sub" may hold any JSON value.
-        decode_options={"require": ["iat", "jti", "type"], "verify_sub": False},
+        # No claim is required of PyJWT: tokens minted elsewhere may carry only the
+        # identity (tokens.py fills in quart-jwt-extended's defaults).
+        decode_options={"verify_sub": False},
     )
 
 

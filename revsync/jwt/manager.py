@@ -345,6 +345,11 @@ class JWTManager:
             raise errors.RevocationNotConfiguredError(msg)
         if claims["type"] not in cfg.denylist_checks:
             return
+        if claims.get("jti") is None:
+            # A token minted elsewhere without a jti: it cannot be looked up, so it is
+            # refused (fail safe) with a clear answer rather than judged "not revoked".
+            msg = "Token has no jti claim, so its revocation cannot be checked"
+            raise errors.JWTDecodeError(msg)
         if self._denylist_callback_takes_header:
             revoked = await settle(callback(header, claims))
         else:

@@ -16,11 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import jwt
-from jwt.exceptions import (
-    ExpiredSignatureError,
-    ImmatureSignatureError,
-    MissingRequiredClaimError,
-)
+from jwt.exceptions import ExpiredSignatureError, ImmatureSignatureError
 from quart import current_app
 
 from revsync.config import span_from
@@ -145,14 +141,17 @@ def _decode_with_pyjwt(
         msg = f"Invalid token: {type(exc).__name__}"
         raise JWTDecodeError(msg) from exc
     claims: dict[str, Any] = complete["payload"]
-    kind = claims["type"]
-    if kind not in TOKEN_TYPES:
-        msg = "Missing or invalid claim: type"
-        raise JWTDecodeError(msg)
-    if "exp" not in claims and cfg.expires_for(kind) is not False:
-        raise MissingRequiredClaimError("exp")
+    # quart-jwt-extended's order and defaults, for tokens minted elsewhere that carry
+    # only some claims: the identity first, a missing type reads as "access", a
+    # missing fresh as False, a missing jti as None (a revocation check refuses such a
+    # token: manager.check_not_revoked).  No iat or exp: not required either.
     if cfg.identity_claim not in claims:
         msg = f"Missing claim: {cfg.identity_claim}"
+        raise JWTDecodeError(msg)
+    claims.setdefault("jti", None)
+    kind = claims.setdefault("type", "access")
+    if kind not in TOKEN_TYPES:
+        msg = "Missing or invalid claim: type"
         raise JWTDecodeError(msg)
     if kind == "access":
         claims.setdefault("fresh", False)
@@ -168,7 +167,8 @@ def _check_times(cfg: JWTConfig, claims: dict[str, Any]) -> None:
     if exp is not None and int(exp) <= now - leeway:
         msg = "Signature has expired"
         raise ExpiredSignatureError(msg)
-    if int(claims["iat"]) > now + leeway:
+    iat = claims.get("iat")
+    if iat is not None and int(iat) > now + leeway:
         msg = "The token is not yet valid (iat)"
         raise ImmatureSignatureError(msg)
     nbf = claims.get("nbf")
