@@ -324,7 +324,11 @@ class RevSync:
         return None
 
     def _in_set(self, claims: Mapping[str, Any]) -> bool:
-        """The in-memory answer alone: revoked, cut off, or older than the cut-offs."""
+        """The in-memory answer alone: revoked, cut off, or older than the cut-offs.
+
+        A token without ``iat`` (minted elsewhere) skips the age check and counts as
+        issued before any cut-off of its identity (RevocationSet.is_revoked).
+        """
         iat = claims.get("iat")
         if (type(iat) is int or type(iat) is float) and time.time() - iat > self._cutoff_ttl:
             return True
