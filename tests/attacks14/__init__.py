@@ -1,0 +1,1 @@
+"""Adversarial probes of the JWT claim checks (attack 14)."""
