@@ -25,7 +25,7 @@ from revsync.cli import quart_commands
 from revsync.config import KEYWORDS, NEVER_EXPIRES_TTL, Settings, resolve
 from revsync.events import RevocationEvent, check_announceable, encode_event
 from revsync.jwt.exceptions import RevocationStateUnavailable
-from revsync.jwt.manager import JWTManager, on_manager
+from revsync.jwt.manager import MAX_JTI_CHARS, JWTManager, on_manager
 from revsync.registry import Registry
 from revsync.stores import store_from_url
 from revsync.stores.base import Store, StoreError
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 logger = get_logger()
 T = TypeVar("T")
 
-MAX_JTI_CHARS = 512
 # revoke_many publishes each change up to this size; beyond it, only the last
 # one, whose sequence gap makes every node read the batch from the store in pages.
 PUBLISH_EACH_LIMIT = 100

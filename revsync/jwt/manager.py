@@ -33,6 +33,9 @@ from revsync.jwt.tokens import (
 
 logger = get_logger()
 
+MAX_JTI_CHARS = 512
+"""The longest jti a revocation can name (``RevSync.revoke_jti`` refuses longer ones)."""
+
 EXTENSION_KEY = "revsync.jwt"
 """``app.extensions`` key under which ``init_app`` registers the manager."""
 _WAITING_KEY = "revsync.jwt.on_manager"
@@ -345,10 +348,15 @@ class JWTManager:
             raise errors.RevocationNotConfiguredError(msg)
         if claims["type"] not in cfg.denylist_checks:
             return
-        if claims.get("jti") is None:
+        jti = claims.get("jti")
+        if jti is None:
             # A token minted elsewhere without a jti: it cannot be looked up, so it is
             # refused (fail safe) with a clear answer rather than judged "not revoked".
             msg = "Token has no jti claim, so its revocation cannot be checked"
+            raise errors.JWTDecodeError(msg)
+        if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_CHARS:
+            # A jti no revocation can name (revoke_jti refuses it) would never be refused.
+            msg = f"Token has an invalid jti claim (1 to {MAX_JTI_CHARS} characters)"
             raise errors.JWTDecodeError(msg)
         if self._denylist_callback_takes_header:
             revoked = await settle(callback(header, claims))

@@ -148,6 +148,13 @@ def _decode_with_pyjwt(
     if cfg.identity_claim not in claims:
         msg = f"Missing claim: {cfg.identity_claim}"
         raise JWTDecodeError(msg)
+    for name in ("exp", "iat", "nbf"):
+        # PyJWT takes anything int() reads ("1000", true); revsync's checks and its
+        # revoke(claims) need a real number, so a present one must be one.
+        value = claims.get(name)
+        if value is not None and (type(value) is bool or not isinstance(value, int | float)):
+            msg = f"Invalid claim: {name} must be a number"
+            raise JWTDecodeError(msg)
     claims.setdefault("jti", None)
     kind = claims.setdefault("type", "access")
     if kind not in TOKEN_TYPES:

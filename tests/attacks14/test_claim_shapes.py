@@ -195,3 +195,42 @@ async def test_past_exp_of_any_shape_expired(node: tuple[Quart, RevSync], exp: A
     token = minted(identity="alice", jti="e-2", exp=exp)
     status, _body = await call(app, "/protected", token)
     assert status in (401, 422), (exp, status)
+
+
+# -- found by the attack round, refused since -------------------------------------------
+
+
+@pytest.mark.parametrize("jti", ["", "x" * 5000])
+async def test_a_jti_no_revocation_can_name_is_refused(
+    node: tuple[Quart, RevSync], jti: str
+) -> None:
+    # revoke_jti refuses "" and jtis over 512 characters: such a token could never be
+    # revoked on its own, so it must not pass a revocation check.
+    app, _ = node
+    status, body = await call(app, "/protected", minted(identity="alice", jti=jti))
+    assert status == 422, body
+    assert "jti" in body["msg"]
+
+
+@pytest.mark.parametrize("iat", ["1000", "0", True, False])
+async def test_an_iat_that_is_not_a_number_is_refused(
+    short_ttl: tuple[Quart, RevSync], iat: object
+) -> None:
+    # PyJWT reads "1000" and true as numbers; revsync's age check did not, so they
+    # slipped past REVSYNC_CUTOFF_TTL.
+    app, _ = short_ttl
+    token = minted(identity="alice", jti="i-1", iat=iat)
+    assert await call(app, "/protected", token) == (
+        422,
+        {"msg": "Invalid claim: iat must be a number"},
+    )
+
+
+async def test_an_exp_that_is_not_a_number_is_refused(node: tuple[Quart, RevSync]) -> None:
+    # Accepted before, and then revoke(claims) raised: a logout could not end it.
+    app, _ = node
+    token = minted(identity="alice", jti="e-3", exp=str(int(time.time()) + 600))
+    assert await call(app, "/protected", token) == (
+        422,
+        {"msg": "Invalid claim: exp must be a number"},
+    )
