@@ -95,3 +95,28 @@ async def eventually(check: Callable[[], bool], within: float = 5.0) -> float:
             pytest.fail(f"condition not met within {within}s")
         await asyncio.sleep(0.002)
     return time.monotonic() - started
+
+
+def logout_app(**settings: Any) -> tuple[Quart, RevSync]:
+    """An app with the JWT layer, RevSync (``settings``; ``config=`` for app.config),
+    GET /protected and DELETE /logout, as the seed program has them."""
+    from quart import jsonify
+
+    from revsync.jwt import JWTManager, get_raw_jwt, jwt_required
+
+    app = make_app(**settings.pop("config", {}))
+    JWTManager(app)
+    revsync = RevSync(app, **settings)
+
+    @app.route("/protected")
+    @jwt_required
+    async def protected() -> Any:
+        return jsonify(hello="world")
+
+    @app.route("/logout", methods=["DELETE"])
+    @jwt_required
+    async def logout() -> Any:
+        await revsync.revoke(get_raw_jwt())
+        return jsonify(msg="Successfully logged out")
+
+    return app, revsync

@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from quart import Quart, jsonify
+from quart import Quart
 
 from revsync import RevSync
-from revsync.jwt import JWTManager, create_access_token, get_raw_jwt, jwt_required
-from tests.engine.conftest import make_app
+from revsync.jwt import create_access_token
+from tests.engine.conftest import logout_app
 
 
 def _app(sqlite_url: str, redis_url: str, channel: str) -> tuple[Quart, RevSync]:
-    app = make_app()
-    JWTManager(app)
-    revsync = RevSync(app, store_url=sqlite_url, redis_url=redis_url, channel=channel)
-
-    @app.route("/protected")
-    @jwt_required
-    async def protected() -> Any:
-        return jsonify(hello="world")
-
-    @app.route("/logout", methods=["DELETE"])
-    @jwt_required
-    async def logout() -> Any:
-        await revsync.revoke(get_raw_jwt())
-        return jsonify(msg="Successfully logged out")
-
-    return app, revsync
+    return logout_app(store_url=sqlite_url, redis_url=redis_url, channel=channel)
 
 
 async def test_logout_refuses_the_token(sqlite_url: str, redis_url: str, channel: str) -> None:

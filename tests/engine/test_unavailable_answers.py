@@ -13,36 +13,18 @@ from quart import Quart, jsonify
 
 from revsync import RevSync
 from revsync.jwt import (
-    JWTManager,
     RevocationStateUnavailable,
     create_access_token,
-    get_raw_jwt,
-    jwt_required,
 )
 from tests.conftest import free_port
-from tests.engine.conftest import make_app
+from tests.engine.conftest import logout_app
 
 REVOKED = {"msg": "Token has been revoked"}
 
 
 def _app(sqlite_url: str, redis_url: str, channel: str, **settings: Any) -> tuple[Quart, RevSync]:
-    app = make_app(**settings.pop("config", {}))
-    JWTManager(app)
     settings.setdefault("resync_interval", 3)
-    revsync = RevSync(app, store_url=sqlite_url, redis_url=redis_url, channel=channel, **settings)
-
-    @app.route("/protected")
-    @jwt_required
-    async def protected() -> Any:
-        return jsonify(hello="world")
-
-    @app.route("/logout", methods=["DELETE"])
-    @jwt_required
-    async def logout() -> Any:
-        await revsync.revoke(get_raw_jwt())
-        return jsonify(msg="Successfully logged out")
-
-    return app, revsync
+    return logout_app(store_url=sqlite_url, redis_url=redis_url, channel=channel, **settings)
 
 
 async def _token(app: Quart, identity: str = "alice") -> dict[str, str]:

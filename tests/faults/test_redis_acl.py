@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import redis
 
+from tests.attacks.acl import node_acl as acl_rules
 from tests.conftest import RedisServer
 from tests.engine.conftest import NodeFactory, claims, eventually
 
@@ -19,18 +20,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 
 def node_acl(channel: str) -> list[str]:
     """The rule list of docs/security.md for a node on ``channel``."""
-    return [
-        "on",
-        f">{PASSWORD}",
-        "resetchannels",
-        f"&{channel}",
-        "resetkeys",
-        "-@all",
-        "+subscribe",
-        "+unsubscribe",
-        "+publish",
-        "+ping",
-    ]
+    return acl_rules(channel, PASSWORD)
 
 
 def store_acl(prefix: str) -> list[str]:
