@@ -15,7 +15,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import common, lookup, mass_revocation, propagation, report, request_cost, startup
+from bench import (
+    common,
+    lookup,
+    mass_revocation,
+    propagation,
+    report,
+    request_cost,
+    rolling_restart,
+    startup,
+)
 
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "request_cost": request_cost.run,
@@ -23,6 +32,7 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "startup": startup.run,
     "mass_revocation": mass_revocation.run,
     "lookup": lookup.run_suite,
+    "rolling_restart": rolling_restart.run,
 }
 
 

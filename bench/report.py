@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-NAMES = ("request_cost", "propagation", "startup", "mass_revocation", "lookup")
+NAMES = ("request_cost", "propagation", "startup", "mass_revocation", "lookup", "rolling_restart")
 NOTES = Path(__file__).resolve().parent / "NOTES.md"
 VARIANTS = {
     "revsync": "(a) revsync api node, revocation check on",
@@ -100,6 +100,20 @@ def targets(data: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]:
                         _met(r["target"]["met"]),
                     )
                 )
+    rr = data.get("rolling_restart")
+    if rr:
+        for r in rr["rows"]:
+            if "missed" not in r:
+                rows.append((f"6. rolling restart, {r['store']}", "", r["status"], "n/a"))
+                continue
+            rows.append(
+                (
+                    f"6. rolling restart of {r['nodes']} nodes, {r['store']}",
+                    "0 missed",
+                    f"{r['missed']} of {r['revocations'] * r['nodes']:,} checks",
+                    _met(r["missed"] == 0),
+                )
+            )
     return rows
 
 
@@ -262,6 +276,26 @@ def markdown(data: dict[str, dict[str, Any]], charts: dict[str, str], *, quick: 
         ]
         if "lookup" in charts:
             out += [f"![lookup]({charts['lookup']})", ""]
+    if rr := data.get("rolling_restart"):
+        out += [
+            "## 6. Rolling restart",
+            "",
+            f"Method: {rr['method']}.",
+            "",
+            "| store | live | nodes | all restarted s | ready s (median) | store requests "
+            "per restart | MB read per restart | revocations | missed |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rr["rows"]:
+            if "missed" not in r:
+                out.append(f"| {r['store']} | {r['status']} | | | | | | | |")
+                continue
+            out.append(
+                f"| {r['store']} | {r['live']:,} | {r['nodes']} | {r['rolling_s']:.1f} | "
+                f"{r['ready_median_s']:.2f} | {r['requests_median']:.0f} | "
+                f"{r['mb_from_store_median']:.1f} | {r['revocations']} | {r['missed']} |"
+            )
+        out.append("")
     if NOTES.exists():
         out += [
             "## Targets missed: causes and what would close them",
