@@ -326,20 +326,26 @@ class Replica:
         applied (the node refuses its own revoked token at once) and the next
         catch-up re-reads the whole store.  Never raises: the write is durable already.
         """
-        if mark is not None and mark.resets != self.resets:
-            await self._reconfirm(changes)
-            return
         async with self.lock:
-            for change in changes:
-                if self._confirm(change):
-                    continue
-                if mark is not None and change.kind is not Kind.ISSUED and change.seq <= mark.seq:
-                    self.revocations.apply(change)
-                    self._lost_own_write = (
-                        f"this node's write was numbered {change.seq}, at or below seq "
-                        f"{mark.seq} which it had read before writing"
-                    )
-                    self.wants_catch_up = True
+            # Compared under the lock: a re-read that held it while this waited has
+            # already judged the write (and may have read it at a seq below the mark).
+            if mark is None or mark.resets == self.resets:
+                self._apply_own(changes, mark)
+                return
+        await self._reconfirm(changes)
+
+    def _apply_own(self, changes: tuple[Change, ...], mark: WriteMark | None) -> None:
+        """``apply_local`` under the lock, no re-read since the write began."""
+        for change in changes:
+            if self._confirm(change):
+                continue
+            if mark is not None and change.kind is not Kind.ISSUED and change.seq <= mark.seq:
+                self.revocations.apply(change)
+                self._lost_own_write = (
+                    f"this node's write was numbered {change.seq}, at or below seq "
+                    f"{mark.seq} which it had read before writing"
+                )
+                self.wants_catch_up = True
 
     async def _reconfirm(self, changes: tuple[Change, ...]) -> None:
         """Read the targets of ``changes`` back from the store and apply what it says."""

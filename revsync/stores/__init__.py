@@ -39,7 +39,7 @@ _FORMS = (
     "can open; not :memory:), postgresql://user:password@host:port/database (or postgres://), "
     "redis://host:port/db or rediss://... (optionally ?prefix=name), "
     "redis+sentinel://host:port[,host:port...]/service_name[/db] (optionally "
-    "?prefix=name&min_replicas=1), redis+cluster://host:port[,host:port...]"
+    "?prefix=name&min_replicas=1), redis+cluster://host:port[,host:port...] (the same options)"
 )
 
 _EXTRAS = {"asyncpg": "postgres"}

@@ -40,6 +40,7 @@ from revsync.stores._common import (
     translate,
 )
 from revsync.stores._layout import RedisKeys, lua_keys
+from revsync.stores._replicated import write_and_wait
 from revsync.stores._tokens import TokenRecord, registrations_for
 from revsync.stores.base import PAGE_SIZE, HistoryEntry, StoreError, StorePosition
 
@@ -149,7 +150,7 @@ def from_url(url: str, **options: Any) -> RedisStore:
     """A store for ``redis://`` or ``rediss://`` URLs; ``?prefix=`` names the key prefix.
 
     ``redis+sentinel://`` and ``redis+cluster://`` URLs (see revsync._redis_topology) are
-    accepted too; with Sentinel, ``?min_replicas=N`` makes every write wait until N
+    accepted too; with either, ``?min_replicas=N`` makes every write wait until N
     replicas acknowledged it (WAIT), so a failover cannot lose a returned write.
     """
     if is_topology_url(url):
@@ -158,8 +159,8 @@ def from_url(url: str, **options: Any) -> RedisStore:
         if "prefix" in params:
             options.setdefault("prefix", params["prefix"])
         if "min_replicas" in params:
-            if topology.kind == "cluster" or not params["min_replicas"].isdigit():
-                msg = "min_replicas must be a number of replicas, and only with Sentinel"
+            if not params["min_replicas"].isdigit():
+                msg = "min_replicas must be a number of replicas"
                 raise ValueError(msg)
             options.setdefault("min_replicas", int(params["min_replicas"]))
         return RedisStore(url, display_url=url, **options)
@@ -291,18 +292,12 @@ class RedisStore(WriteMany):
 
     async def _write_replicated(self, script: str, keys: list[str], args: list[Any]) -> Any:
         """The write script then WAIT on the same connection: returns only once
-        ``min_replicas`` replicas hold the write, so a Sentinel failover keeps it."""
+        ``min_replicas`` replicas hold the write, so a failover keeps it."""
         wanted, timeout_ms = self._wait
         client = self._connected()
-        if not isinstance(client, aioredis.Redis):  # from_url allows it with Sentinel only
-            msg = f"Redis store {self.url}: min_replicas needs a Sentinel or single server"
-            raise StoreError(msg)
         with self._failed("write"):
-            pipe = client.pipeline(transaction=False)
-            await self._scripts[script](keys=keys, args=args, client=pipe)
-            pipe.execute_command("WAIT", wanted, timeout_ms)
-            doc, acked = await pipe.execute()
-        if int(acked) < wanted:
+            doc, acked = await write_and_wait(client, self._scripts[script], keys, args, self._wait)
+        if acked < wanted:
             msg = (
                 f"write on Redis store {self.url} reached {acked} of {wanted} replicas "
                 f"within {timeout_ms} ms; a failover now could lose it"

@@ -7,6 +7,7 @@ REVSYNC_REQUIRE_SERVICES=1, where they fail.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import socket
 import time
@@ -40,6 +41,15 @@ def _wait(check: object, what: str, within: float = 20.0) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"{what} not within {within}s")
         time.sleep(0.05)
+
+
+def replica_linked(server: RedisServer) -> bool:
+    """Whether a replica's link to its master is up."""
+    client = server.client()
+    try:
+        return bool(client.info("replication").get("master_link_status") == "up")
+    finally:
+        client.close()
 
 
 class SentinelProcess(Process):
@@ -114,6 +124,11 @@ class SentinelSetup:
     master: RedisServer
     replica: RedisServer
     sentinels: list[SentinelProcess]
+    more_replicas: list[RedisServer] = field(default_factory=list)
+
+    @property
+    def replicas(self) -> list[RedisServer]:
+        return [self.replica, *self.more_replicas]
 
     def url(self, query: str = "") -> str:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
@@ -124,27 +139,25 @@ class SentinelSetup:
 
 
 @pytest.fixture
-def sentinel_setup(tmp_path: Path) -> Iterator[SentinelSetup]:
-    """One master, one replica and three sentinels watching them."""
+def sentinel_setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SentinelSetup]:
+    """One master, one replica (or as many as an indirect parameter says) and three
+    sentinels watching them."""
     master = RedisServer(free_port(), tmp_path / "master")
-    replica_port = free_port()
-    replica = RedisServer(
-        replica_port,
-        tmp_path / "replica",
-        ["--replicaof", "127.0.0.1", str(master.port), "--replica-announce-ip", "127.0.0.1"],
-    )
+    follow = ["--replicaof", "127.0.0.1", str(master.port), "--replica-announce-ip", "127.0.0.1"]
+    replica, *more = [
+        RedisServer(free_port(), tmp_path / f"replica{i or ''}", follow)
+        for i in range(getattr(request, "param", 1))
+    ]
     sentinels = [
         SentinelProcess(free_port(), tmp_path / f"sentinel{i}", master.port) for i in range(3)
     ]
-    setup = SentinelSetup(master, replica, sentinels)
+    setup = SentinelSetup(master, replica, sentinels, more)
     try:
-        for server in (master, replica):
+        for server in (master, *setup.replicas):
             server.workdir.mkdir(parents=True)
             server.start()
-        _wait(
-            lambda: replica.client().info("replication")["master_link_status"] == "up",
-            "replica in sync",
-        )
+        for server in setup.replicas:
+            _wait(functools.partial(replica_linked, server), "replica in sync")
         for sentinel in sentinels:
             sentinel.start()
 
@@ -156,7 +169,7 @@ def sentinel_setup(tmp_path: Path) -> Iterator[SentinelSetup]:
                     others = c.execute_command("SENTINEL", "SENTINELS", SERVICE)
                 finally:
                     c.close()
-                if len(replicas) < 1 or len(others) < 2:
+                if len(replicas) < len(setup.replicas) or len(others) < 2:
                     return False
             return True
 
@@ -166,7 +179,8 @@ def sentinel_setup(tmp_path: Path) -> Iterator[SentinelSetup]:
         for sentinel in sentinels:
             sentinel.kill()
         master.kill()
-        replica.kill()
+        for server in setup.replicas:
+            server.kill()
 
 
 @dataclass

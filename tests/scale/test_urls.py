@@ -74,11 +74,13 @@ def test_password_is_masked_in_errors() -> None:
     assert "secret" not in str(info.value)
 
 
-def test_min_replicas_only_with_sentinel() -> None:
+def test_min_replicas_is_a_number_of_replicas_on_sentinel_and_cluster() -> None:
     with pytest.raises(ValueError, match=r"REVSYNC_STORE_URL.*min_replicas"):
-        store_from_url("redis+cluster://h1:7000?min_replicas=1")
+        store_from_url("redis+cluster://h1:7000?min_replicas=one")
     store = store_from_url("redis+sentinel://h1:26379/m?prefix=p&min_replicas=1")
     assert store.url.startswith("redis+sentinel://")
+    store = store_from_url("redis+cluster://h1:7000?prefix=p&min_replicas=1")
+    assert store.url.startswith("redis+cluster://")
 
 
 def test_cluster_before_redis_7_is_refused_not_degraded() -> None:

@@ -853,6 +853,60 @@ async def test_a_write_made_after_a_reread_it_straddled_is_read_back(
     assert held(replica, "t")  # read back from the store, which has it
 
 
+class SinceGate:
+    """The real store; once armed, the next ``since`` waits for ``gate`` (a re-read
+    holding the replica's lock for as long as the test says)."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self.entered = asyncio.Event()
+        self.gate: asyncio.Event | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def since(self, seq: int, limit: int = 10_000) -> list[Change]:
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            self.entered.set()
+            await gate.wait()
+        return await self._store.since(seq, limit)
+
+
+async def test_a_write_answered_while_a_reread_holds_the_lock_is_no_second_alarm(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """Found failing over the Redis store on Cluster (tests/scale/test_store_failover.py):
+    the writing node re-read the store twice, the second time "numbered 21, at or below
+    seq 40 which it had read before writing", with nothing dropped.  Its write's answer
+    passed the re-read check before the re-read ended, waited for the lock the re-read
+    held, and was then taken for a write into a store gone back in time."""
+    live, backup = Path(store.path), tmp_path / "backup.db"
+    gated = SinceGate(store)
+    replica = Replica(gated, RevocationSet(), SyncStats())  # type: ignore[arg-type]
+    copy_sqlite(live, backup)
+    for n in range(3):
+        await store.write(revoke(f"lost-{n}"))
+    await replica.catch_up()
+    copy_sqlite(backup, live)  # the store lost seqs 1-3
+    mark = replica.write_mark()
+    mine = await store.write(revoke("mine"))  # numbered 1 again
+    gate = gated.gate = asyncio.Event()
+    catching_up = asyncio.create_task(replica.catch_up())  # notices, re-reads ...
+    await gated.entered.wait()  # ... and holds the lock while it reads
+    applying = asyncio.create_task(replica.apply_local(mine, mark=mark))
+    for _ in range(5):
+        await asyncio.sleep(0)  # the write's answer now waits for that lock
+    gate.set()
+    await asyncio.gather(catching_up, applying)
+    assert replica.resets == 1
+    with capture_logs() as logs:
+        await replica.catch_up()
+    assert replica.resets == 1, logs
+    assert held(replica, "mine")
+    assert not held(replica, "lost-0")
+
+
 async def test_a_reread_pages_through_everything_and_counts_it(
     replica: Replica, store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
