@@ -1,9 +1,10 @@
 """``python -m bench [--quick] [--only NAME ...]``: run the benchmarks, then the report.
 
 Full run (``make bench``): writes bench/results/<name>.json and <name>.png and
-regenerates docs/benchmarks.md.  Quick run (``make bench-quick``, CI): tiny sizes,
-writes <name>.quick.json / .quick.png and bench/results/benchmarks.quick.md, so it
-never replaces a full run's figures.  ``REVSYNC_BENCH_RESULTS`` moves the results.
+regenerates docs/benchmarks.md and the capacity model in docs/scale.md.  Quick run
+(``make bench-quick``, CI): tiny sizes, writes <name>.quick.json / .quick.png,
+bench/results/benchmarks.quick.md and scale.quick.md, so it never replaces a full
+run's figures.  ``REVSYNC_BENCH_RESULTS`` moves the results.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from typing import Any
 
 from bench import (
     common,
+    fanout,
     lookup,
     mass_revocation,
     propagation,
     report,
     request_cost,
     rolling_restart,
+    start_cost,
     startup,
 )
 
@@ -33,6 +36,8 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "mass_revocation": mass_revocation.run,
     "lookup": lookup.run_suite,
     "rolling_restart": rolling_restart.run,
+    "fanout": fanout.run,
+    "start_cost": start_cost.run,
 }
 
 
@@ -65,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.quick
             else common.ROOT / "docs" / "benchmarks.md"
         )
-        report.build(common.RESULTS, args.docs or default, quick=args.quick)
+        scale = (
+            common.RESULTS / "scale.quick.md" if args.quick else common.ROOT / "docs" / "scale.md"
+        )
+        report.build(common.RESULTS, args.docs or default, quick=args.quick, scale=scale)
     if failed:
         print(f"FAILED: {', '.join(failed)}")
         return 1

@@ -14,7 +14,18 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-NAMES = ("request_cost", "propagation", "startup", "mass_revocation", "lookup", "rolling_restart")
+from bench import capacity
+
+NAMES = (
+    "request_cost",
+    "propagation",
+    "startup",
+    "mass_revocation",
+    "lookup",
+    "rolling_restart",
+    "fanout",
+    "start_cost",
+)
 NOTES = Path(__file__).resolve().parent / "NOTES.md"
 VARIANTS = {
     "revsync": "(a) revsync api node, revocation check on",
@@ -114,6 +125,16 @@ def targets(data: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]:
                     _met(r["missed"] == 0),
                 )
             )
+    if fo := data.get("fanout"):
+        last = fo["stages"][-1]
+        rows.append(
+            (
+                f"7. fan-out to {last['subscribers']} subscribers on one Redis",
+                "0 missed",
+                f"{sum(r['missed'] for r in fo['stages'])} missed",
+                _met(all(r["missed"] == 0 for r in fo["stages"])),
+            )
+        )
     return rows
 
 
@@ -296,6 +317,8 @@ def markdown(data: dict[str, dict[str, Any]], charts: dict[str, str], *, quick: 
                 f"{r['mb_from_store_median']:.1f} | {r['revocations']} | {r['missed']} |"
             )
         out.append("")
+    out += _fanout_section(data, charts)
+    out += _start_cost_section(data)
     if NOTES.exists():
         out += [
             "## Targets missed: causes and what would close them",
@@ -306,6 +329,70 @@ def markdown(data: dict[str, dict[str, Any]], charts: dict[str, str], *, quick: 
             "",
         ]
     return "\n".join(out)
+
+
+def _fanout_section(data: dict[str, dict[str, Any]], charts: dict[str, str]) -> list[str]:
+    fo = data.get("fanout")
+    if not fo:
+        return []
+    fit = fo["fit"]["redis_cpu_us"]
+    out = [
+        "## 7. Fan-out: one Redis, many subscribers",
+        "",
+        f"Method: {fo['method']}.",
+        "",
+        "| subscribers | publishes per pipeline | lag p50 ms | lag p99 ms | PING p99 ms "
+        "idle / publishing | Redis CPU µs/message | bytes out/message | PUBLISH command µs "
+        "| missed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in [*fo["stages"], fo["batched"]]:
+        cmd = "" if r["publish_command_us"] is None else f"{r['publish_command_us']:.1f}"
+        out.append(
+            f"| {r['subscribers']} | {r['batch']} | {_ms(r['lag_ms']['p50'])} | "
+            f"{_ms(r['lag_ms']['p99'])} | "
+            f"{_ms(r['ping_idle_ms']['p99'])} / {_ms(r['ping_publishing_ms']['p99'])} | "
+            f"{r['redis_cpu_us_per_message']:,.0f} | {r['out_bytes_per_message']:,.0f} | "
+            f"{cmd} | {r['missed']} |"
+        )
+    out += [
+        "",
+        f"Fit: Redis CPU per message = {fit['fixed']:,.0f} µs + {fit['per_subscriber']:.2f} µs "
+        "x subscribers. The capacity model built on it is in docs/scale.md.",
+        "",
+    ]
+    if "fanout" in charts:
+        out += [f"![fan-out]({charts['fanout']})", ""]
+    return out
+
+
+def _start_cost_section(data: dict[str, dict[str, Any]]) -> list[str]:
+    sc = data.get("start_cost")
+    if not sc:
+        return []
+    out = [
+        "## 8. Store cost of a node start",
+        "",
+        f"Method: {sc['method']}.",
+        "",
+        "| store | live | ready s | requests | MB read | per resync: requests, bytes read |",
+        "|---|---|---|---|---|---|",
+    ]
+    for store, r in sc["stores"].items():
+        if "points" not in r:
+            out.append(f"| {store} | {r['status']} | | | | |")
+            continue
+        for p in r["points"]:
+            resync = (
+                f"{p['resync_requests']:.0f}, {p['resync_bytes_from_store']:,.0f}"
+                if "resync_requests" in p
+                else ""
+            )
+            out.append(
+                f"| {store} | {p['entries']:,} | {p['ready_s']:.2f} | {p.get('requests', 'n/a')} | "
+                f"{p['bytes_from_store'] / 2**20:,.1f} | {resync} |"
+            )
+    return [*out, ""]
 
 
 def draw(data: dict[str, dict[str, Any]], results: Path, *, quick: bool) -> dict[str, Path]:
@@ -376,14 +463,50 @@ def draw(data: dict[str, dict[str, Any]], results: Path, *, quick: bool) -> dict
         ax.invert_yaxis()
         ax.set_xlabel(f"ns per lookup (hit), {lk['entries']:,} entries, log scale")
         save("lookup", fig)
+    if fo := data.get("fanout"):
+        _draw_fanout(plt, fo, save)
     return made
 
 
-def build(results: Path, docs: Path, *, quick: bool) -> Path:
+def _draw_fanout(plt: Any, fo: dict[str, Any], save: Any) -> None:
+    rows = fo["stages"]
+    xs = [r["subscribers"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    left.plot(xs, [r["lag_ms"]["p50"] for r in rows], marker="o", label="lag p50")
+    left.plot(xs, [r["lag_ms"]["p99"] for r in rows], marker="o", label="lag p99")
+    left.plot(
+        xs, [r["ping_publishing_ms"]["p99"] for r in rows], marker="s", label="Redis PING p99"
+    )
+    left.set_yscale("log")
+    left.set_xlabel("subscriber connections")
+    left.set_ylabel("ms (log scale)")
+    left.set_title("publish to receive, and Redis latency")
+    left.legend()
+    fit = fo["fit"]["redis_cpu_us"]
+    right.plot(xs, [r["redis_cpu_us_per_message"] for r in rows], "o", label="measured")
+    right.plot(
+        xs,
+        [fit["fixed"] + fit["per_subscriber"] * x for x in xs],
+        "--",
+        label=f"{fit['fixed']:.0f} + {fit['per_subscriber']:.2f}·N µs",
+    )
+    right.set_xlabel("subscriber connections")
+    right.set_ylabel("Redis CPU µs per message")
+    right.set_title("Redis CPU per published revocation")
+    right.legend()
+    save("fanout", fig)
+
+
+def build(results: Path, docs: Path, *, quick: bool, scale: Path | None = None) -> Path:
+    """docs (the results page) and, given ``scale`` and both results it needs, the
+    capacity model in ``scale`` (spliced between its markers, see bench/capacity.py)."""
     data = load(results, quick=quick)
     made = draw(data, results, quick=quick)
     rel = {name: os.path.relpath(path, docs.parent) for name, path in made.items()}
     docs.parent.mkdir(parents=True, exist_ok=True)
     docs.write_text(markdown(data, rel, quick=quick))
     print(f"wrote {docs}")
+    if scale is not None and "fanout" in data and "start_cost" in data:
+        chart = os.path.relpath(made["fanout"], scale.parent) if "fanout" in made else None
+        capacity.write(scale, capacity.markdown(data["fanout"], data["start_cost"], chart))
     return docs

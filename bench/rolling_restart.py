@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from bench import common
-from bench.store_proxy import Counts, StoreProxy
+from bench.store_proxy import Counts, StoreProxy, proxied_url
 from services.processes import Server, running
 
 RATE = 20.0
@@ -99,17 +99,6 @@ async def _missed(urls: list[str], jtis: list[str]) -> dict[str, int]:
     return out
 
 
-def _store_url(store: str, proxy_port: int, base: str) -> str:
-    parts = urlsplit(base)
-    netloc = parts.netloc.rpartition("@")
-    host = f"127.0.0.1:{proxy_port}"
-    netloc_out = f"{netloc[0]}@{host}" if netloc[1] else host
-    query = parts.query
-    if store == "postgres":  # no TLS, so the proxy can read the protocol
-        query = "&".join(q for q in (query, "sslmode=disable") if q)
-    return parts._replace(netloc=netloc_out, query=query).geturl()
-
-
 def _populate(store: str, redis_store_url: str, live: int) -> str:
     if store == "postgres":
         url = common.pg_url()  # already checked by run()
@@ -138,7 +127,7 @@ def _roll(store: str, nodes_count: int, live: int, work: Path) -> dict[str, Any]
                 Server(
                     f"{store}-roll{k}",
                     "services.api.app:app",
-                    common.node_env(bus_url, _store_url(store, proxy.port, base), channel),
+                    common.node_env(bus_url, proxied_url(store, proxy.port, base), channel),
                     work,
                 )
                 for k, proxy in enumerate(proxies)

@@ -13,6 +13,7 @@ import asyncio
 import struct
 import threading
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 _SSL_REQUEST = 80877103  # PostgreSQL's SSLRequest / GSSENCRequest codes: no type byte
 _GSS_REQUEST = 80877104
@@ -94,6 +95,18 @@ class _RedisRequests:
             if pos > len(buf):
                 return None
         return pos
+
+
+def proxied_url(store: str, proxy_port: int, base: str) -> str:
+    """``base`` (a postgresql:// or redis:// store URL) pointed at a proxy on loopback."""
+    parts = urlsplit(base)
+    netloc = parts.netloc.rpartition("@")
+    host = f"127.0.0.1:{proxy_port}"
+    netloc_out = f"{netloc[0]}@{host}" if netloc[1] else host
+    query = parts.query
+    if store == "postgres":  # no TLS, so the proxy can read the protocol
+        query = "&".join(q for q in (query, "sslmode=disable") if q)
+    return parts._replace(netloc=netloc_out, query=query).geturl()
 
 
 class StoreProxy:

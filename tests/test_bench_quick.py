@@ -27,6 +27,8 @@ NAMES = (
     "mass_revocation",
     "lookup",
     "rolling_restart",
+    "fanout",
+    "start_cost",
 )
 
 
@@ -163,3 +165,56 @@ def test_rolling_restart_misses_nothing(quick_run: Path) -> None:
             assert restart["requests"] > 0  # the proxy saw the node's start-up reads
             assert restart["bytes_from_store"] > 0
     assert data["target"] == {"missed": 0, "value": 0, "met": True}
+
+
+def test_fanout_fields(quick_run: Path) -> None:
+    data = _load(quick_run, "fanout")
+    stages = [*data["stages"], data["batched"]]
+    assert [(r["subscribers"], r["batch"]) for r in stages] == [(1, 1), (8, 1), (8, 10)]
+    delivery = data["message_bytes"]["delivery_resp"]
+    for row in stages:
+        n = row["subscribers"]
+        assert row["missed"] == 0  # every connection got every message
+        assert row["publish_receivers_min"] == n  # Redis delivered each to all of them
+        assert row["lag_ms"]["count"] == row["messages"] * n
+        assert 0 < row["lag_ms"]["p50"] < 1000
+        assert row["ping_idle_ms"]["count"] > 0 < row["ping_publishing_ms"]["count"]
+        # Redis's own count of bytes out is the RESP push of each message to each
+        # subscriber (seq and ts vary by a few digits), give or take the idle window.
+        assert abs(row["out_bytes_per_delivery"] - delivery) < 0.25 * delivery
+        assert row["publish_command_us"] > 0
+    assert data["message_bytes"]["revoke_signed"] > data["message_bytes"]["revoke_unsigned"]
+    assert set(data["fit"]) == {"redis_cpu_us", "out_bytes"}
+    assert data["node_decode_us"]["revoke"] > 0
+
+
+def test_start_cost_fields(quick_run: Path) -> None:
+    data = _load(quick_run, "start_cost")
+    # SQLite's figure is every read of the node's processes less an empty-store start's;
+    # its /readyz polls make it too noisy to assert on at 2,000 rows.
+    assert [p["entries"] for p in data["stores"]["sqlite"]["points"]] == [0, 2_000]
+    assert "process_read_bytes" in data["stores"]["sqlite"]["points"][1]
+    for store in ("postgres", "redis"):
+        result = data["stores"][store]
+        if "status" in result:  # PostgreSQL may be missing on a laptop (never under .ci/run)
+            assert result["status"].startswith("not run")
+            assert os.environ.get("REVSYNC_REQUIRE_SERVICES") != "1"
+            continue
+        empty, filled = result["points"]
+        assert (empty["entries"], filled["entries"]) == (0, 2_000)
+        # Every live revocation is read at start: at least its 36-character jti.
+        assert filled["bytes_from_store"] - empty["bytes_from_store"] > 2_000 * 36
+        assert filled["requests"] >= empty["requests"] > 0
+        assert filled["resyncs_counted"] >= 1
+        assert filled["resync_requests"] > 0
+
+
+def test_capacity_model_is_generated(quick_run: Path) -> None:
+    from bench.capacity import MARKERS
+
+    text = (quick_run / "scale.quick.md").read_text()
+    assert text.startswith(MARKERS[0])
+    assert text.rstrip().endswith(MARKERS[1])
+    for heading in ("**Measured inputs.**", "**Bus load**", "stops being enough", "**Steady"):
+        assert heading in text
+    assert "| 10,000 |" in text  # the extrapolation reaches the largest fleet
