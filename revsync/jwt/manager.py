@@ -48,9 +48,16 @@ C = TypeVar("C", bound=Callable[..., Any])
 
 _EXPIRED_NO_ARGUMENT = (
     "jwt.expired_token_loader callback now takes the expired token as an additional "
-    "paramter. Example: expired_callback(token)"
+    "parameter. Example: expired_callback(token)"
 )
-"""quart-jwt-extended's warning (its spelling) for an expired loader without argument."""
+"""quart-jwt-extended 0.1.0's warning for an expired loader without argument."""
+
+_DECODE_KEY_ONE_ARGUMENT = (
+    "The single-argument (unverified_claims) form of decode_key_callback is deprecated. "
+    "Update your code to use the two-argument form (unverified_claims, unverified_headers)."
+)
+"""quart-jwt-extended 0.1.0's warning for a decode key loader taking only the claims
+(its three parts joined: a stray comma there makes the original a tuple)."""
 
 
 def _positional_arity(fn: Callable[..., Any]) -> int | None:
@@ -253,7 +260,11 @@ class JWTManager:
         return callback
 
     def decode_key_loader(self, callback: C) -> C:
-        """Register ``callback(unverified_claims, unverified_header) -> key`` for decoding."""
+        """Register ``callback(unverified_claims, unverified_header) -> key`` for decoding.
+
+        A callback taking only the claims is still called with them alone, with a
+        DeprecationWarning at each call, as in quart-jwt-extended.
+        """
         self._decode_key_callback = callback
         self._decode_key_callback_takes_header = _positional_arity(callback) != 1
         return callback
@@ -315,6 +326,7 @@ class JWTManager:
             if self._decode_key_callback_takes_header:
                 key = yield callback(unverified_claims, unverified_header)
             else:
+                warnings.warn(_DECODE_KEY_ONE_ARGUMENT, DeprecationWarning, stacklevel=2)
                 key = yield callback(unverified_claims)
         try:
             claims, header = decode_complete(
