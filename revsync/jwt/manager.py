@@ -36,6 +36,12 @@ logger = get_logger()
 MAX_JTI_CHARS = 512
 """The longest jti a revocation can name (``RevSync.revoke_jti`` refuses longer ones)."""
 
+NEVER_BOUNDED = (
+    "Token has no exp and no iat claim, so its revocation cannot be checked "
+    "(it never expires and tells no issue time)"
+)
+"""The 422 message for a token no revocation can bound, under a revocation check."""
+
 EXTENSION_KEY = "revsync.jwt"
 """``app.extensions`` key under which ``init_app`` registers the manager."""
 _WAITING_KEY = "revsync.jwt.on_manager"
@@ -370,6 +376,12 @@ class JWTManager:
             # A jti no revocation can name (revoke_jti refuses it) would never be refused.
             msg = f"Token has an invalid jti claim (1 to {MAX_JTI_CHARS} characters)"
             raise errors.JWTDecodeError(msg)
+        if claims.get("exp") is None and claims.get("iat") is None:
+            # Minted elsewhere, never expiring and undated: a revocation of it would
+            # have to be kept forever, and no "log out everywhere" cut-off can be
+            # compared with it once the cut-off is dropped (docs/design.md,
+            # "Long-lived tokens").  A token with an iat stays checkable.
+            raise errors.JWTDecodeError(NEVER_BOUNDED)
         if self._denylist_callback_takes_header:
             revoked = await settle(callback(header, claims))
         else:
