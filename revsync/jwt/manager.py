@@ -155,6 +155,8 @@ class JWTManager:
         }
         for exception, handler in handlers.items():
             app.register_error_handler(exception, handler)
+        if _check_settings not in app.before_serving_funcs:
+            app.before_serving(_check_settings)
         app.extensions[EXTENSION_KEY] = self
         # Kept, not consumed: a second manager registered on the app is wired too.
         for callback in app.extensions.get(_WAITING_KEY, ()):
@@ -443,6 +445,12 @@ class JWTManager:
     async def _handle_no_denylist_loader(self, error: Exception) -> Any:
         logger.error("revsync.no_denylist_loader", error=str(error))
         return {current_config().error_msg_key: "Internal server error"}, 500
+
+
+async def _check_settings() -> None:
+    """Read every ``JWT_*`` setting once when the app starts serving, so a bad one
+    stops the start with the error naming its key, instead of failing each request."""
+    current_config()
 
 
 def on_manager(app: Quart, callback: Callable[[JWTManager], None]) -> None:

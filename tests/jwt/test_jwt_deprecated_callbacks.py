@@ -51,16 +51,16 @@ def keyed_app() -> Quart:
     jwt = JWTManager(app)
 
     @jwt.encode_key_loader
-    def encode_key(identity):  # type: ignore[no-untyped-def]
+    def encode_key(identity):
         return KEYS[identity]
 
     @jwt.decode_key_loader
-    def decode_key(unverified_claims):  # type: ignore[no-untyped-def]
+    def decode_key(unverified_claims):
         return KEYS[unverified_claims["identity"]]
 
     @app.route("/protected")
     @jwt_required
-    async def protected():  # type: ignore[no-untyped-def]
+    async def protected():
         return jsonify(logged_in_as=get_jwt_identity()), 200
 
     return app
@@ -73,9 +73,7 @@ async def test_single_argument_decode_key_loader_still_decodes_and_warns() -> No
         with pytest.warns(DeprecationWarning, match=DECODE_KEY_WARNING):
             assert decode_token(token)["identity"] == "alice"
         with pytest.warns(DeprecationWarning, match=DECODE_KEY_WARNING):
-            assert get_jti(token) == pyjwt.decode(token, options={"verify_signature": False})[
-                "jti"
-            ]
+            assert get_jti(token) == pyjwt.decode(token, options={"verify_signature": False})["jti"]
     client = app.test_client()
     with pytest.warns(DeprecationWarning, match=DECODE_KEY_WARNING):
         response = await client.get("/protected", headers={"Authorization": f"Bearer {token}"})
@@ -100,11 +98,11 @@ async def test_two_argument_decode_key_loader_gives_no_warning() -> None:
     jwt = JWTManager(app)
 
     @jwt.encode_key_loader
-    def encode_key(identity):  # type: ignore[no-untyped-def]
+    def encode_key(identity):
         return KEYS[identity]
 
     @jwt.decode_key_loader
-    def decode_key(unverified_claims, unverified_headers):  # type: ignore[no-untyped-def]
+    def decode_key(unverified_claims, unverified_headers):
         return KEYS[unverified_claims["identity"]]
 
     async with app.app_context():
@@ -120,12 +118,12 @@ async def test_expired_token_loader_without_argument_still_answers_and_warns() -
     jwt = JWTManager(app)
 
     @jwt.expired_token_loader
-    def my_expired_token_callback():  # type: ignore[no-untyped-def]
+    def my_expired_token_callback():
         return jsonify({"status": 401, "sub_status": 42, "msg": "The token has expired"}), 401
 
     @app.route("/protected")
     @jwt_required
-    async def protected():  # type: ignore[no-untyped-def]
+    async def protected():
         return jsonify(logged_in_as=get_jwt_identity()), 200
 
     async with app.app_context():
