@@ -36,6 +36,10 @@ logger = get_logger()
 MAX_JTI_CHARS = 512
 """The longest jti a revocation can name (``RevSync.revoke_jti`` refuses longer ones)."""
 
+MAX_EXP = 10**15
+"""The latest exp a revocation can record (year ~31 million: revsync's events refuse
+later times)."""
+
 NEVER_BOUNDED = (
     "Token has no exp and no iat claim, so its revocation cannot be checked "
     "(it never expires and tells no issue time)"
@@ -368,22 +372,11 @@ class JWTManager:
             raise errors.RevocationNotConfiguredError(msg)
         if claims["type"] not in cfg.denylist_checks:
             return
-        jti = claims.get("jti")
-        if jti is None:
-            # A token minted elsewhere without a jti: it cannot be looked up, so it is
-            # refused (fail safe) with a clear answer rather than judged "not revoked".
-            msg = "Token has no jti claim, so its revocation cannot be checked"
-            raise errors.JWTDecodeError(msg)
-        if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_CHARS:
-            # A jti no revocation can name (revoke_jti refuses it) would never be refused.
-            msg = f"Token has an invalid jti claim (1 to {MAX_JTI_CHARS} characters)"
-            raise errors.JWTDecodeError(msg)
-        if claims.get("exp") is None and claims.get("iat") is None:
-            # Minted elsewhere, never expiring and undated: a revocation of it would
-            # have to be kept forever, and no "log out everywhere" cut-off can be
-            # compared with it once the cut-off is dropped (docs/design.md,
-            # "Long-lived tokens").  A token with an iat stays checkable.
-            raise errors.JWTDecodeError(NEVER_BOUNDED)
+        problem = _unrevocable(claims)
+        if problem is not None:
+            # Fail safe: a token no revocation could name or bound is refused with a
+            # clear answer rather than judged "not revoked" (docs/migration.md).
+            raise errors.JWTDecodeError(problem)
         if self._denylist_callback_takes_header:
             revoked = await settle(callback(header, claims))
         else:
@@ -445,6 +438,40 @@ class JWTManager:
     async def _handle_no_denylist_loader(self, error: Exception) -> Any:
         logger.error("revsync.no_denylist_loader", error=str(error))
         return {current_config().error_msg_key: "Internal server error"}, 500
+
+
+def _unrevocable(claims: dict[str, Any]) -> str | None:
+    """Why no revocation could name or bound the token of ``claims``, or None.
+
+    Its claims were type-checked on decoding (``tokens.py``): a present exp or iat is
+    a finite number.
+    """
+    jti = claims.get("jti")
+    if jti is None:  # minted elsewhere: nothing to look up
+        return "Token has no jti claim, so its revocation cannot be checked"
+    if not (isinstance(jti, str) and 0 < len(jti) <= MAX_JTI_CHARS and _utf8(jti)):
+        # revoke_jti refuses such a jti, so the token could never be refused.
+        return f"Token has an invalid jti claim (1 to {MAX_JTI_CHARS} characters of text)"
+    exp = claims.get("exp")
+    if exp is None and claims.get("iat") is None:
+        # Never expiring and undated: a revocation would have to be kept forever, and no
+        # "log out everywhere" cut-off can be compared with it once the cut-off is
+        # dropped (docs/design.md, "Long-lived tokens").  An iat keeps it checkable.
+        return NEVER_BOUNDED
+    if exp is not None and exp > MAX_EXP:
+        return f"Token has an exp claim later than a revocation can record ({MAX_EXP})"
+    return None
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (JSON may carry a lone surrogate, ``"\\ud800"``)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def _check_settings() -> None:
