@@ -427,3 +427,18 @@ async def test_allowlist_refuses_every_foreign_token(
     ):
         assert await send(app, **carried(location, minted(**claims))) == REVOKED, claims
     assert await send(app, **carried(location, minted(identity="alice"))) == NO_JTI
+
+
+@pytest.mark.parametrize("shape", ["{t}, ", ", {t}", "Basic x,, Bearer {t}", " , Bearer {t} ,"])
+async def test_header_with_empty_fields_is_read_not_a_server_error(
+    node: tuple[Quart, RevSync], shape: str
+) -> None:
+    # quart-jwt-extended's split() of an empty field raised IndexError: a 500.
+    app, _ = node
+    token = minted(identity="alice", jti="h-3", exp=soon())
+    value = shape.format(t=f"Bearer {token}" if "Bearer" not in shape else token)
+    assert await send(app, headers={"Authorization": value}) == ok()
+    for bad in (",", " , ", ",,", "Bearer", f"Bearer {token} extra"):
+        status, body = await send(app, headers={"Authorization": bad})
+        assert status == 422, (bad, body)
+        assert body["msg"] == "Bad Authorization header. Expected value 'Bearer <JWT>'"
