@@ -23,8 +23,17 @@ from revsync._subscriber import Subscriber
 from revsync.changes import Change, ChangeRequest, Kind, canonical_identity
 from revsync.cli import quart_commands
 from revsync.config import KEYWORDS, NEVER_EXPIRES_TTL, Settings, resolve
-from revsync.events import RevocationEvent, check_announceable, encode_event
-from revsync.jwt.exceptions import RevocationStateUnavailable
+from revsync.events import (
+    ANNOUNCE_MARGIN,
+    MAX_EVENT_BYTES,
+    MAX_KEY_CHARS,
+    MAX_SEQ,
+    InvalidEvent,
+    RevocationEvent,
+    check_announceable,
+    encode_event,
+)
+from revsync.jwt.exceptions import JWTDecodeError, RevocationStateUnavailable
 from revsync.jwt.manager import MAX_JTI_CHARS, JWTManager, on_manager
 from revsync.registry import Registry
 from revsync.stores import store_from_url
@@ -35,6 +44,15 @@ if TYPE_CHECKING:
 
 logger = get_logger()
 T = TypeVar("T")
+
+_LONGEST_TIME = 4.9406564584124654e-324
+"""A time whose JSON form is as long as any (23 characters): sizes events at worst."""
+
+UNRECORDABLE = (
+    "Token cannot be revoked, so its revocation cannot be checked: its identity claim "
+    "is too long, or not valid text, for a revocation to record"
+)
+"""The 422 message for a token whose identity no revocation or cut-off can name."""
 
 # revoke_many publishes each change up to this size; beyond it, only the last
 # one, whose sequence gap makes every node read the batch from the store in pages.
@@ -89,6 +107,7 @@ class RevSync:
         self.subscriber = Subscriber(self.settings, self.bus, self.replica, self.stats)
         self._identity_claim = self.settings.identity_claim
         self._cutoff_ttl = self.settings.cutoff_ttl
+        self._string_bytes = _string_budget(self.settings.node_id)
         self._max_staleness = self.settings.max_staleness
         self._fail_closed = self.settings.fail_mode == "closed"
         if self.settings.track_tokens:
@@ -125,6 +144,7 @@ class RevSync:
         if self._registry is not None:
             self._registry.attach(manager)  # allowlist mode replaces the loader
         manager.add_payload_hook(self._check_lifetime)  # last: sees pinned claims
+        manager.add_payload_hook(self._check_recordable)
 
     @property
     def registry(self) -> Registry:
@@ -163,6 +183,53 @@ class RevSync:
             f"that, so raise REVSYNC_CUTOFF_TTL to the longest lifetime you issue"
         )
         raise ValueError(msg)
+
+    def _check_recordable(self, kind: str, payload: dict[str, Any]) -> None:
+        """A JWTManager payload hook: refuse to create a token no revocation could
+        record (its identity too long for a "log out everywhere" cut-off, say), which
+        :meth:`check_token` would refuse anyway."""
+        problem = self._unrecordable(payload)
+        if problem is not None:
+            msg = f"this {kind} token could never be revoked: {problem}"
+            raise ValueError(msg)
+
+    def _unrecordable(self, claims: Mapping[str, Any]) -> str | None:
+        """Why revoking this token (by jti, or its identity's cut-off) could not be
+        written (``events.check_announceable``'s words), or None.
+
+        The usual token, whose jti and identity are printable text of a few hundred
+        characters at most, is answered at once; others build the two events to see.
+        """
+        jti, identity = claims.get("jti"), claims.get(self._identity_claim)
+        if type(jti) is not str or identity is None:
+            return None  # the JWT layer refused what a jti revocation needs
+        # canonical_identity, with its common cases inline (an int is its own digits).
+        if type(identity) is str:
+            key = identity
+        elif type(identity) is int:
+            key = str(identity)
+        else:
+            key = canonical_identity(identity)
+        size = len(key)
+        if 0 < size <= MAX_KEY_CHARS and jti.isprintable() and key.isprintable():
+            # Printable text takes at most 4 bytes a character in an event, 2 for
+            # ASCII (JSON escapes only quotes and backslashes): then it surely fits.
+            per_char = 2 if jti.isascii() and key.isascii() else 4
+            if per_char * max(len(jti) + size, 2 * size) <= self._string_bytes:
+                return None
+        now = time.time()
+        exp = claims.get("exp")
+        expires = exp if isinstance(exp, int | float) and not isinstance(exp, bool) else now
+        changes = (
+            Change(0, Kind.JTI, jti, True, float(expires), key, None, now),
+            Change(0, Kind.IDENTITY, key, True, now + self._cutoff_ttl, key, now, now),
+        )
+        try:
+            for change in changes:
+                check_announceable(change, self.settings.node_id)
+        except InvalidEvent as exc:
+            return exc.detail
+        return None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -288,6 +355,9 @@ class RevSync:
         """
         if self._in_set(claims):
             return True
+        if self._unrecordable(claims) is not None:
+            # Fail safe: neither a logout nor "log out everywhere" could ever end it.
+            raise JWTDecodeError(UNRECORDABLE)
         if self._ready and not (
             self._fail_closed and time.monotonic() - self._confirmed_at > self._max_staleness
         ):
@@ -615,6 +685,15 @@ class RevSync:
 
 def _unavailable(why: str, retry_after: int) -> RevocationStateUnavailable:
     return RevocationStateUnavailable(f"Revocation state is unavailable: {why}", retry_after)
+
+
+def _string_budget(origin: str) -> int:
+    """Bytes a node's events have left for their key and identity strings: the
+    largest event of ``origin`` with one-character strings, measured once."""
+    probe = Change(MAX_SEQ, Kind.IDENTITY, "k", True, _LONGEST_TIME, "i", _LONGEST_TIME, 0.0)
+    event = RevocationEvent.from_change(probe, origin, _LONGEST_TIME)
+    size = len(encode_event(event, b"any key: a signature is as long"))
+    return MAX_EVENT_BYTES - ANNOUNCE_MARGIN - size + 2
 
 
 def _check_jti(jti: object) -> str:

@@ -11,6 +11,7 @@ after start-up still sees its change.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
@@ -246,12 +247,7 @@ def build_config(raw: Mapping[str, Any]) -> JWTConfig:
     if algorithm not in _ALGORITHMS or algorithm == "none":
         msg = f"JWT_ALGORITHM {algorithm!r} is not a supported signing algorithm"
         raise SettingError(msg)
-    decode_algorithms = tuple(get("JWT_DECODE_ALGORITHMS") or ())
-    if algorithm not in decode_algorithms:
-        decode_algorithms = (*decode_algorithms, algorithm)
-    if "none" in decode_algorithms:
-        msg = "JWT_DECODE_ALGORITHMS must not contain 'none'"
-        raise SettingError(msg)
+    decode_algorithms = _decode_algorithms(get("JWT_DECODE_ALGORITHMS"), algorithm)
 
     if algorithm in requires_cryptography:
         encode_raw, decode_raw = get("JWT_PRIVATE_KEY"), get("JWT_PUBLIC_KEY")
@@ -267,10 +263,8 @@ def build_config(raw: Mapping[str, Any]) -> JWTConfig:
     if not header_name:
         msg = "JWT_HEADER_NAME cannot be empty"
         raise SettingError(msg)
-
-    leeway = get("JWT_DECODE_LEEWAY")
-    if isinstance(leeway, timedelta):
-        leeway = leeway.total_seconds()
+    header_name = _text(get, "JWT_HEADER_NAME")
+    identity_claim, user_claims_key = _claim_names(get)
 
     locations = _locations(get("JWT_TOKEN_LOCATION"))
     csrf_protect = "cookies" in locations and bool(get("JWT_COOKIE_CSRF_PROTECT"))
@@ -309,20 +303,20 @@ def build_config(raw: Mapping[str, Any]) -> JWTConfig:
         denylist_checks=_name_set(checks, TOKEN_TYPES, "JWT_BLACKLIST_TOKEN_CHECKS"),
         token_locations=locations,
         header_name=header_name,
-        header_type=get("JWT_HEADER_TYPE") or "",
-        identity_claim=get("JWT_IDENTITY_CLAIM"),
-        user_claims_key=get("JWT_USER_CLAIMS"),
+        header_type=_optional_text(get, "JWT_HEADER_TYPE") or "",
+        identity_claim=identity_claim,
+        user_claims_key=user_claims_key,
         claims_in_refresh_token=bool(get("JWT_CLAIMS_IN_REFRESH_TOKEN")),
-        audience=get("JWT_DECODE_AUDIENCE"),
-        encode_issuer=get("JWT_ENCODE_ISSUER"),
-        decode_issuer=get("JWT_DECODE_ISSUER"),
-        leeway=float(leeway),
-        error_msg_key=get("JWT_ERROR_MESSAGE_KEY"),
+        audience=_expected_values(get, "JWT_DECODE_AUDIENCE"),
+        encode_issuer=_optional_text(get, "JWT_ENCODE_ISSUER"),
+        decode_issuer=_expected_values(get, "JWT_DECODE_ISSUER"),
+        leeway=_leeway(get("JWT_DECODE_LEEWAY")),
+        error_msg_key=_text(get, "JWT_ERROR_MESSAGE_KEY"),
         query_string_name=_text(get, "JWT_QUERY_STRING_NAME"),
         access_places=access_places,
         refresh_places=refresh_places,
         cookie_secure=bool(get("JWT_COOKIE_SECURE")),
-        cookie_domain=get("JWT_COOKIE_DOMAIN") or None,
+        cookie_domain=_optional_text(get, "JWT_COOKIE_DOMAIN") or None,
         cookie_max_age=None if get("JWT_SESSION_COOKIE") else COOKIE_MAX_AGE,
         cookie_samesite=_samesite(get("JWT_COOKIE_SAMESITE")),
         csrf_protect=csrf_protect,
@@ -451,6 +445,79 @@ def _locations(value: Any) -> tuple[str, ...]:
     if isinstance(value, Set):
         return tuple(name for name in KNOWN_LOCATIONS if name in value)
     return tuple(value)
+
+
+RESERVED_CLAIMS = ("exp", "iat", "nbf", "jti", "iss", "aud", "type", "fresh", "csrf")
+"""Claims this layer (or PyJWT) writes or interprets itself: neither the identity nor
+the user claims may be stored under one of them."""
+
+
+def _claim_names(get: Callable[[str], Any]) -> tuple[str, str]:
+    """``JWT_IDENTITY_CLAIM`` and ``JWT_USER_CLAIMS``: two different names, neither of
+    them a claim the layer writes itself (it would overwrite it, or be overwritten)."""
+    names = (_text(get, "JWT_IDENTITY_CLAIM"), _text(get, "JWT_USER_CLAIMS"))
+    for key, name in zip(("JWT_IDENTITY_CLAIM", "JWT_USER_CLAIMS"), names, strict=True):
+        if name in RESERVED_CLAIMS:
+            msg = (
+                f"{key} must not be {name!r}: tokens carry their own {name!r} claim "
+                f"(reserved: {', '.join(RESERVED_CLAIMS)})"
+            )
+            raise SettingError(msg)
+    if names[0] == names[1]:
+        msg = (
+            f"JWT_IDENTITY_CLAIM and JWT_USER_CLAIMS are both {names[0]!r}: "
+            "one would overwrite the other"
+        )
+        raise SettingError(msg)
+    return names
+
+
+def _decode_algorithms(value: Any, algorithm: str) -> tuple[str, ...]:
+    """``JWT_DECODE_ALGORITHMS`` (one name or several) with ``JWT_ALGORITHM`` added."""
+    names = _strings(value or (), "JWT_DECODE_ALGORITHMS")
+    for name in names:
+        if name == "none":
+            msg = "JWT_DECODE_ALGORITHMS must not contain 'none'"
+            raise SettingError(msg)
+        if name not in _ALGORITHMS:
+            msg = f"JWT_DECODE_ALGORITHMS contains {name!r}, not a supported algorithm"
+            raise SettingError(msg)
+    return names if algorithm in names else (*names, algorithm)
+
+
+def _leeway(value: Any) -> float:
+    """``JWT_DECODE_LEEWAY`` in seconds: a timedelta or a finite number, not negative."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if type(value) is bool or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        # nan or inf would accept every expired token; a negative one refuse every token.
+        msg = (
+            "JWT_DECODE_LEEWAY must be a timedelta or a finite number of seconds >= 0; "
+            f"got {value!r}"
+        )
+        raise SettingError(msg)
+    return float(value)
+
+
+def _expected_values(get: Callable[[str], Any], key: str) -> str | tuple[str, ...] | None:
+    """``JWT_DECODE_AUDIENCE`` / ``JWT_DECODE_ISSUER``: None, one string, or several
+    (PyJWT raises TypeError on every token for anything else)."""
+    value = get(key)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Sequence | Set) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    msg = f"{key} must be None, a string or a non-empty list of strings; got {value!r}"
+    raise SettingError(msg)
+
+
+def _optional_text(get: Callable[[str], Any], key: str) -> str | None:
+    """A setting that is None or a string."""
+    value = get(key)
+    if value is None or isinstance(value, str):
+        return value
+    msg = f"{key} must be None or a string; got {value!r}"
+    raise SettingError(msg)
 
 
 def _text(get: Callable[[str], Any], key: str) -> str:

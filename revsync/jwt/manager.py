@@ -36,6 +36,16 @@ logger = get_logger()
 MAX_JTI_CHARS = 512
 """The longest jti a revocation can name (``RevSync.revoke_jti`` refuses longer ones)."""
 
+MAX_EXP = 10**15
+"""The latest exp a revocation can record (year ~31 million: revsync's events refuse
+later times)."""
+
+NEVER_BOUNDED = (
+    "Token has no exp and no iat claim, so its revocation cannot be checked "
+    "(it never expires and tells no issue time)"
+)
+"""The 422 message for a token no revocation can bound, under a revocation check."""
+
 EXTENSION_KEY = "revsync.jwt"
 """``app.extensions`` key under which ``init_app`` registers the manager."""
 _WAITING_KEY = "revsync.jwt.on_manager"
@@ -48,9 +58,16 @@ C = TypeVar("C", bound=Callable[..., Any])
 
 _EXPIRED_NO_ARGUMENT = (
     "jwt.expired_token_loader callback now takes the expired token as an additional "
-    "paramter. Example: expired_callback(token)"
+    "parameter. Example: expired_callback(token)"
 )
-"""quart-jwt-extended's warning (its spelling) for an expired loader without argument."""
+"""quart-jwt-extended 0.1.0's warning for an expired loader without argument."""
+
+_DECODE_KEY_ONE_ARGUMENT = (
+    "The single-argument (unverified_claims) form of decode_key_callback is deprecated. "
+    "Update your code to use the two-argument form (unverified_claims, unverified_headers)."
+)
+"""quart-jwt-extended 0.1.0's warning for a decode key loader taking only the claims
+(its three parts joined: a stray comma there makes the original a tuple)."""
 
 
 def _positional_arity(fn: Callable[..., Any]) -> int | None:
@@ -142,6 +159,8 @@ class JWTManager:
         }
         for exception, handler in handlers.items():
             app.register_error_handler(exception, handler)
+        if _check_settings not in app.before_serving_funcs:
+            app.before_serving(_check_settings)
         app.extensions[EXTENSION_KEY] = self
         # Kept, not consumed: a second manager registered on the app is wired too.
         for callback in app.extensions.get(_WAITING_KEY, ()):
@@ -253,7 +272,11 @@ class JWTManager:
         return callback
 
     def decode_key_loader(self, callback: C) -> C:
-        """Register ``callback(unverified_claims, unverified_header) -> key`` for decoding."""
+        """Register ``callback(unverified_claims, unverified_header) -> key`` for decoding.
+
+        A callback taking only the claims is still called with them alone, with a
+        DeprecationWarning at each call, as in quart-jwt-extended.
+        """
         self._decode_key_callback = callback
         self._decode_key_callback_takes_header = _positional_arity(callback) != 1
         return callback
@@ -315,6 +338,7 @@ class JWTManager:
             if self._decode_key_callback_takes_header:
                 key = yield callback(unverified_claims, unverified_header)
             else:
+                warnings.warn(_DECODE_KEY_ONE_ARGUMENT, DeprecationWarning, stacklevel=2)
                 key = yield callback(unverified_claims)
         try:
             claims, header = decode_complete(
@@ -348,16 +372,11 @@ class JWTManager:
             raise errors.RevocationNotConfiguredError(msg)
         if claims["type"] not in cfg.denylist_checks:
             return
-        jti = claims.get("jti")
-        if jti is None:
-            # A token minted elsewhere without a jti: it cannot be looked up, so it is
-            # refused (fail safe) with a clear answer rather than judged "not revoked".
-            msg = "Token has no jti claim, so its revocation cannot be checked"
-            raise errors.JWTDecodeError(msg)
-        if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_CHARS:
-            # A jti no revocation can name (revoke_jti refuses it) would never be refused.
-            msg = f"Token has an invalid jti claim (1 to {MAX_JTI_CHARS} characters)"
-            raise errors.JWTDecodeError(msg)
+        problem = _unrevocable(claims)
+        if problem is not None:
+            # Fail safe: a token no revocation could name or bound is refused with a
+            # clear answer rather than judged "not revoked" (docs/migration.md).
+            raise errors.JWTDecodeError(problem)
         if self._denylist_callback_takes_header:
             revoked = await settle(callback(header, claims))
         else:
@@ -419,6 +438,46 @@ class JWTManager:
     async def _handle_no_denylist_loader(self, error: Exception) -> Any:
         logger.error("revsync.no_denylist_loader", error=str(error))
         return {current_config().error_msg_key: "Internal server error"}, 500
+
+
+def _unrevocable(claims: dict[str, Any]) -> str | None:
+    """Why no revocation could name or bound the token of ``claims``, or None.
+
+    Its claims were type-checked on decoding (``tokens.py``): a present exp or iat is
+    a finite number.
+    """
+    jti = claims.get("jti")
+    if jti is None:  # minted elsewhere: nothing to look up
+        return "Token has no jti claim, so its revocation cannot be checked"
+    if not (isinstance(jti, str) and 0 < len(jti) <= MAX_JTI_CHARS and _utf8(jti)):
+        # revoke_jti refuses such a jti, so the token could never be refused.
+        return f"Token has an invalid jti claim (1 to {MAX_JTI_CHARS} characters of text)"
+    exp = claims.get("exp")
+    if exp is None and claims.get("iat") is None:
+        # Never expiring and undated: a revocation would have to be kept forever, and no
+        # "log out everywhere" cut-off can be compared with it once the cut-off is
+        # dropped (docs/design.md, "Long-lived tokens").  An iat keeps it checkable.
+        return NEVER_BOUNDED
+    if exp is not None and exp > MAX_EXP:
+        return f"Token has an exp claim later than a revocation can record ({MAX_EXP})"
+    return None
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (JSON may carry a lone surrogate, ``"\\ud800"``)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+async def _check_settings() -> None:
+    """Read every ``JWT_*`` setting once when the app starts serving, so a bad one
+    stops the start with the error naming its key, instead of failing each request."""
+    current_config()
 
 
 def on_manager(app: Quart, callback: Callable[[JWTManager], None]) -> None:

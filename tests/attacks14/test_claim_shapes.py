@@ -88,9 +88,10 @@ async def test_int_jti_not_a_way_around_its_string_revocation(
     node: tuple[Quart, RevSync],
 ) -> None:
     app, revsync = node
-    await revsync.revoke_jti("5", time.time() + 60)
-    assert await call(app, "/protected", minted(identity="alice", jti="5")) == REVOKED
-    status, _body = await call(app, "/protected", minted(identity="alice", jti=5))
+    exp = int(time.time()) + 60
+    await revsync.revoke_jti("5", exp)
+    assert await call(app, "/protected", minted(identity="alice", jti="5", exp=exp)) == REVOKED
+    status, _body = await call(app, "/protected", minted(identity="alice", jti=5, exp=exp))
     assert status in (401, 422)
 
 
@@ -139,7 +140,7 @@ async def test_nan_and_infinite_iat_refused(node: tuple[Quart, RevSync]) -> None
 @pytest.mark.parametrize("fresh", ["false", "true", "1", 1, 0, 1.0, [True], {"a": 1}, None])
 async def test_fresh_of_wrong_shape_is_not_fresh(node: tuple[Quart, RevSync], fresh: Any) -> None:
     app, _ = node
-    token = minted(identity="alice", jti="f-1", fresh=fresh)
+    token = minted(identity="alice", jti="f-1", fresh=fresh, exp=int(time.time()) + 60)
     assert await call(app, "/fresh", token) == (401, {"msg": "Fresh token required"})
 
 

@@ -83,7 +83,9 @@ async def test_with_the_apps_own_test_app() -> None:
 
     async with revsync.testing.running(app) as ext, app.test_app() as test_app:
         assert started == [True]  # the app's own start-up ran, revsync's did not twice
-        assert len(app.before_serving_funcs) == 2
+        # The app's own, revsync's once, and the JWT layer's settings check.
+        assert len(app.before_serving_funcs) == 3
+        assert app.before_serving_funcs.count(ext.start) == 1
         await login_logout(app, test_app.test_client())
         assert ext.status()["entries"]["jti"] == 1
 

@@ -195,7 +195,14 @@ ATTACKS: dict[str, tuple[Any, int, str]] = {
         422,
         "Signature verification failed",
     ),
-    # No exp or iat: accepted as in quart-jwt-extended (tests/jwt/test_jwt_foreign_tokens.py).
+    # No exp, or no iat: accepted as in quart-jwt-extended; neither, or no jti, cannot
+    # be checked for revocation (tests/jwt/test_jwt_foreign_tokens.py).
+    "neither exp nor iat": (
+        lambda _: pyjwt.encode(_claims(exp=None, iat=None), SECRET),
+        422,
+        "Token has no exp and no iat claim, so its revocation cannot be checked "
+        "(it never expires and tells no issue time)",
+    ),
     "missing jti": (
         lambda _: pyjwt.encode(_claims(jti=None), SECRET),
         422,

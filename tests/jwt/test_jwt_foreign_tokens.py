@@ -2,8 +2,9 @@
 
 quart-jwt-extended needs only the identity claim: a missing type reads as "access",
 a missing fresh as False, and jti, iat and exp are optional.  revsync does the same,
-except where a check it owes cannot be made: no jti under a revocation check, or no
-iat for an identity that was logged out everywhere, is refused (fail safe).
+except where a check it owes cannot be made (fail safe): under a revocation check, no
+jti, or neither exp nor iat, is refused; no iat for an identity that was logged out
+everywhere is refused.
 """
 
 from __future__ import annotations
@@ -19,9 +20,22 @@ import pytest
 from quart import Quart
 
 from revsync import RevSync
+from revsync.jwt import create_access_token, create_refresh_token
 from tests.jwt.conftest import SECRET, AppFactory, build_app, call
 
 NO_JTI = (422, {"msg": "Token has no jti claim, so its revocation cannot be checked"})
+NEVER_BOUNDED = (
+    422,
+    {
+        "msg": "Token has no exp and no iat claim, so its revocation cannot be checked "
+        "(it never expires and tells no issue time)"
+    },
+)
+
+
+def soon() -> int:
+    """An exp a minute from now."""
+    return int(time.time()) + 60
 
 
 def minted(**claims: Any) -> str:
@@ -109,7 +123,9 @@ async def test_without_jti_refused_by_a_denylist_check(make_app: AppFactory) -> 
     manager.token_in_blacklist_loader(seen.append)
     assert await call(app, "/protected", minted(identity="alice")) == NO_JTI
     assert seen == []  # refused before the loader: it could not have judged it
-    assert (await call(app, "/protected", minted(identity="alice", jti="j-1")))[0] == 200
+    assert (await call(app, "/protected", minted(identity="alice", jti="j-1", exp=soon())))[
+        0
+    ] == 200
     assert seen[0]["jti"] == "j-1"
 
 
@@ -191,11 +207,11 @@ async def test_revsync_refuses_a_token_without_jti(node: tuple[Quart, RevSync]) 
         await revsync.revoke({"identity": "alice", "exp": time.time() + 60})
 
 
-async def test_revsync_jti_without_iat_or_exp(node: tuple[Quart, RevSync]) -> None:
+async def test_revsync_jti_and_exp_without_iat(node: tuple[Quart, RevSync]) -> None:
     app, revsync = node
-    token = minted(identity="alice", jti="j-1")
+    token = minted(identity="alice", jti="j-1", exp=soon())
     assert await call(app, "/protected", token) == describe()
-    await revsync.revoke_jti("j-1", time.time() + 60)
+    await revsync.revoke(pyjwt.decode(token, SECRET, algorithms=["HS256"]))
     assert await call(app, "/protected", token) == (401, {"msg": "Token has been revoked"})
 
 
@@ -203,8 +219,8 @@ async def test_revsync_no_iat_refused_once_logged_out_everywhere(
     node: tuple[Quart, RevSync],
 ) -> None:
     app, revsync = node
-    no_iat = minted(identity="alice", jti="j-1")
-    other = minted(identity="bob", jti="j-2")
+    no_iat = minted(identity="alice", jti="j-1", exp=soon())
+    other = minted(identity="bob", jti="j-2", exp=soon())
     assert (await call(app, "/protected", no_iat))[0] == 200
     await revsync.revoke_identity("alice")
     # No iat: read as issued before any cut-off, so refused (fail safe).
@@ -226,5 +242,90 @@ async def test_revsync_cutoff_ttl_check_tolerates_no_iat(tmp_path: Path) -> None
     async with app.test_app():
         old = minted(identity="alice", jti="j-old", iat=int(time.time()) - 3600)
         assert await call(app, "/protected", old) == (401, {"msg": "Token has been revoked"})
-        assert await call(app, "/protected", minted(identity="alice", jti="j-1")) == describe()
+        no_iat = minted(identity="alice", jti="j-1", exp=soon())
+        assert await call(app, "/protected", no_iat) == describe()
         assert revsync.is_revoked({"identity": "alice", "jti": "j-1"}) is False
+
+
+# -- neither exp nor iat: no revocation can bound it ----------------------------------
+
+
+async def test_neither_exp_nor_iat_refused_under_a_revocation_check(
+    make_app: AppFactory,
+) -> None:
+    app, manager = make_app(JWT_BLACKLIST_ENABLED=True)
+    seen: list[Any] = []
+    manager.token_in_blacklist_loader(seen.append)
+    unbounded = minted(identity="alice", jti="j-1")
+    assert await call(app, "/protected", unbounded) == NEVER_BOUNDED
+    refresh = minted(identity="alice", jti="j-2", type="refresh")
+    assert await call(app, "/refresh", refresh) == NEVER_BOUNDED
+    assert seen == []  # refused before the loader
+    # Either claim makes it checkable again.
+    assert await call(app, "/protected", minted(identity="alice", jti="j-3", exp=soon())) == (
+        describe()
+    )
+    dated = minted(identity="alice", jti="j-4", iat=int(time.time()))
+    assert await call(app, "/protected", dated) == describe()
+    assert [claims["jti"] for claims in seen] == ["j-3", "j-4"]
+
+
+async def test_neither_exp_nor_iat_accepted_where_no_check_applies(
+    make_app: AppFactory,
+) -> None:
+    off, _ = make_app()
+    assert await call(off, "/protected", minted(identity="alice", jti="j-1")) == describe()
+    access_only, manager = make_app(
+        JWT_BLACKLIST_ENABLED=True, JWT_BLACKLIST_TOKEN_CHECKS=("access",)
+    )
+    manager.token_in_blacklist_loader(lambda claims: False)
+    refresh = minted(identity="alice", jti="j-2", type="refresh")
+    assert await call(access_only, "/refresh", refresh) == describe(kind="refresh")
+    assert await call(access_only, "/protected", minted(identity="a", jti="j-3")) == (NEVER_BOUNDED)
+
+
+async def test_non_expiring_tokens_of_the_app_itself_stay_accepted(tmp_path: Path) -> None:
+    # JWT_ACCESS_TOKEN_EXPIRES=False: quart-jwt-extended's tokens carry no exp but an
+    # iat, and so do revsync's; the cut-off still compares that iat.
+    app, _ = build_app(
+        JWT_BLACKLIST_ENABLED=True,
+        JWT_ACCESS_TOKEN_EXPIRES=False,
+        JWT_REFRESH_TOKEN_EXPIRES=False,
+    )
+    revsync = RevSync(app, redis_url="memory://", store_url=f"sqlite:///{tmp_path}/r.db")
+    async with app.test_app():
+        async with app.app_context():
+            access = create_access_token("alice")
+            refresh = create_refresh_token("alice")
+        claims = pyjwt.decode(access, SECRET, algorithms=["HS256"])
+        assert "exp" not in claims
+        assert isinstance(claims["iat"], float)
+        assert (await call(app, "/protected", access))[0] == 200
+        assert (await call(app, "/refresh", refresh))[0] == 200
+        await asyncio.sleep(0.01)
+        await revsync.revoke_identity("alice")
+        assert await call(app, "/protected", access) == (401, {"msg": "Token has been revoked"})
+        assert await call(app, "/refresh", refresh) == (401, {"msg": "Token has been revoked"})
+        # Nor does the rule touch a hand-made token that has an iat but no exp.
+        await asyncio.sleep(0.01)
+        later = minted(identity="alice", jti="j-9", iat=time.time())
+        assert (await call(app, "/protected", later))[0] == 200
+
+
+async def test_revsync_neither_exp_nor_iat_refused_before_and_after_a_cut_off(
+    tmp_path: Path,
+) -> None:
+    # Before this rule such a token was refused only while its identity's cut-off row
+    # was kept (REVSYNC_CUTOFF_TTL), and accepted again once it was pruned.
+    app, _ = build_app(JWT_BLACKLIST_ENABLED=True)
+    revsync = RevSync(
+        app, redis_url="memory://", store_url=f"sqlite:///{tmp_path}/r.db", cutoff_ttl=1
+    )
+    async with app.test_app():
+        unbounded = minted(identity="alice", jti="j-1")
+        assert await call(app, "/protected", unbounded) == NEVER_BOUNDED
+        await revsync.revoke_identity("alice")
+        assert await call(app, "/protected", unbounded) == NEVER_BOUNDED
+        revsync.revocations.sweep(time.time() + 3600)  # as an hour later
+        assert revsync.revocations.identity_count == 0  # the cut-off is gone
+        assert await call(app, "/protected", unbounded) == NEVER_BOUNDED

@@ -346,7 +346,8 @@ async def test_single_argument_decode_key_loader(make_app: AppFactory) -> None:
     manager.decode_key_loader(lambda claims: SECRET)
     async with app.app_context():
         token = create_access_token("alice")
-        assert decode_token(token)["identity"] == "alice"
+        with pytest.warns(DeprecationWarning, match="single-argument"):
+            assert decode_token(token)["identity"] == "alice"
 
 
 async def test_helpers_outside_a_protected_request(make_app: AppFactory) -> None:
