@@ -22,7 +22,7 @@ from revsync._stats import SyncStats
 from revsync._subscriber import Subscriber
 from revsync.changes import Change, ChangeRequest, Kind, canonical_identity
 from revsync.cli import quart_commands
-from revsync.config import KEYWORDS, NEVER_EXPIRES_TTL, Settings, resolve
+from revsync.config import KEYWORDS, NEVER_EXPIRES_TTL, SettingError, Settings, resolve
 from revsync.events import (
     ANNOUNCE_MARGIN,
     MAX_EVENT_BYTES,
@@ -33,8 +33,9 @@ from revsync.events import (
     check_announceable,
     encode_event,
 )
+from revsync.jwt.config import JWTConfig, check_each_config
 from revsync.jwt.exceptions import JWTDecodeError, RevocationStateUnavailable
-from revsync.jwt.manager import MAX_JTI_CHARS, JWTManager, on_manager
+from revsync.jwt.manager import INVALID_JTI, MAX_EXP, MAX_JTI_CHARS, JWTManager, on_manager
 from revsync.registry import Registry
 from revsync.stores import store_from_url
 from revsync.stores.base import Store, StoreError
@@ -53,6 +54,12 @@ UNRECORDABLE = (
     "is too long, or not valid text, for a revocation to record"
 )
 """The 422 message for a token whose identity no revocation or cut-off can name."""
+
+NULL_IDENTITY = (
+    "Token has a null identity claim, so its revocation cannot be checked: no "
+    '"log out everywhere" can name it'
+)
+"""The 422 message for a token whose identity claim is ``null``."""
 
 # revoke_many publishes each change up to this size; beyond it, only the last
 # one, whose sequence gap makes every node read the batch from the store in pages.
@@ -115,6 +122,7 @@ class RevSync:
 
         app.extensions["revsync"] = self
         on_manager(app, self.attach)
+        check_each_config(app, self._check_jwt_config)
         if not (app.config.get("JWT_BLACKLIST_ENABLED") or app.config.get("JWT_BLOCKLIST_ENABLED")):
             logger.warning(
                 "revsync.denylist_disabled",
@@ -145,6 +153,27 @@ class RevSync:
             self._registry.attach(manager)  # allowlist mode replaces the loader
         manager.add_payload_hook(self._check_lifetime)  # last: sees pinned claims
         manager.add_payload_hook(self._check_recordable)
+
+    def _check_jwt_config(self, cfg: JWTConfig) -> None:
+        """Refuse JWT settings changed since set-up in a way that would let a revoked
+        token in: the identity claim that cut-offs match, and a decode leeway longer
+        than revocations are kept (guarantee 8).  Runs whenever the JWT layer reads
+        changed settings (revsync.jwt.config.check_each_config), not per request."""
+        if cfg.identity_claim != self._identity_claim:
+            msg = (
+                f"JWT_IDENTITY_CLAIM is {cfg.identity_claim!r}, but RevSync was set up when "
+                f"it was {self._identity_claim!r}, the claim its 'log out everywhere' "
+                "cut-offs match: set the JWT_* keys before RevSync(app) or init_app(app)"
+            )
+            raise SettingError(msg)
+        if cfg.leeway > self.settings.leeway:
+            msg = (
+                f"JWT_DECODE_LEEWAY ({cfg.leeway:g}s) is above REVSYNC_LEEWAY "
+                f"({self.settings.leeway:g}s), which RevSync read when it was set up: "
+                "revocations would be dropped while their tokens are still accepted; set "
+                "the JWT_* keys before RevSync(app) or init_app(app), or raise REVSYNC_LEEWAY"
+            )
+            raise SettingError(msg)
 
     @property
     def registry(self) -> Registry:
@@ -190,19 +219,24 @@ class RevSync:
         :meth:`check_token` would refuse anyway."""
         problem = self._unrecordable(payload)
         if problem is not None:
-            msg = f"this {kind} token could never be revoked: {problem}"
+            msg = f"this {kind} token could never be revoked: {problem[1]}"
             raise ValueError(msg)
 
-    def _unrecordable(self, claims: Mapping[str, Any]) -> str | None:
+    def _unrecordable(self, claims: Mapping[str, Any]) -> tuple[str, str] | None:
         """Why revoking this token (by jti, or its identity's cut-off) could not be
-        written (``events.check_announceable``'s words), or None.
+        written, or None: the answer for its client, and ``events.check_announceable``'s
+        words.
 
         The usual token, whose jti and identity are printable text of a few hundred
         characters at most, is answered at once; others build the two events to see.
         """
         jti, identity = claims.get("jti"), claims.get(self._identity_claim)
-        if type(jti) is not str or identity is None:
+        if type(jti) is not str:
             return None  # the JWT layer refused what a jti revocation needs
+        if identity is None:
+            # revoke_identity(None) is refused: this token's user could never be
+            # logged out everywhere (its view sees get_jwt_identity() is None).
+            return NULL_IDENTITY, "its identity is null, which no cut-off can name"
         # canonical_identity, with its common cases inline (an int is its own digits).
         if type(identity) is str:
             key = identity
@@ -219,16 +253,17 @@ class RevSync:
                 return None
         now = time.time()
         exp = claims.get("exp")
-        expires = exp if isinstance(exp, int | float) and not isinstance(exp, bool) else now
+        expires = float(exp) if isinstance(exp, int | float) and 0 <= exp <= MAX_EXP else now
         changes = (
-            Change(0, Kind.JTI, jti, True, float(expires), key, None, now),
+            Change(0, Kind.JTI, jti, True, expires, key, None, now),
             Change(0, Kind.IDENTITY, key, True, now + self._cutoff_ttl, key, now, now),
         )
         try:
             for change in changes:
                 check_announceable(change, self.settings.node_id)
         except InvalidEvent as exc:
-            return exc.detail
+            # The JWT layer refused every other jti no store could hold.
+            return (INVALID_JTI if "\x00" in jti else UNRECORDABLE), exc.detail
         return None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -355,9 +390,10 @@ class RevSync:
         """
         if self._in_set(claims):
             return True
-        if self._unrecordable(claims) is not None:
+        problem = self._unrecordable(claims)
+        if problem is not None:
             # Fail safe: neither a logout nor "log out everywhere" could ever end it.
-            raise JWTDecodeError(UNRECORDABLE)
+            raise JWTDecodeError(problem[0])
         if self._ready and not (
             self._fail_closed and time.monotonic() - self._confirmed_at > self._max_staleness
         ):
@@ -399,7 +435,9 @@ class RevSync:
         issued before any cut-off of its identity (RevocationSet.is_revoked).
         """
         iat = claims.get("iat")
-        if (type(iat) is int or type(iat) is float) and time.time() - iat > self._cutoff_ttl:
+        # iat < now - ttl, not now - iat > ttl: an int iat too large for a float
+        # (-10**400) compares exactly instead of raising OverflowError.
+        if (type(iat) is int or type(iat) is float) and iat < time.time() - self._cutoff_ttl:
             return True
         revocations = self.revocations
         if revocations.identity_count:
@@ -415,18 +453,30 @@ class RevSync:
         if not isinstance(claims, Mapping):
             msg = f"revoke() takes decoded claims, got {type(claims).__name__}"  # type: ignore[unreachable]
             raise TypeError(msg)
-        jti, exp = claims.get("jti"), claims.get("exp")
+        jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             msg = "cannot revoke a token without a jti claim"
             raise ValueError(msg)
-        if not isinstance(exp, int | float) or isinstance(exp, bool):
+        exp = self._revocation_expiry(claims)
+        if exp is None:
             msg = (
-                f"cannot revoke token {jti!r}: it has no numeric exp claim, so its "
+                f"cannot revoke token {jti!r}: it has no numeric exp or iat claim, so its "
                 "revocation could never expire"
             )
             raise ValueError(msg)
         identity = claims.get(self._identity_claim)
         return await self.revoke_jti(jti, exp, identity=identity)
+
+    def _revocation_expiry(self, claims: Mapping[str, Any]) -> float | None:
+        """How long a revocation of this token must be kept: its ``exp``; for a token
+        that never expires (``JWT_ACCESS_TOKEN_EXPIRES = False``), ``iat`` plus
+        REVSYNC_CUTOFF_TTL, after which :meth:`is_revoked` refuses it for its age."""
+        exp, iat = claims.get("exp"), claims.get("iat")
+        if type(exp) is int or type(exp) is float:
+            return exp
+        if exp is None and (type(iat) is int or type(iat) is float):
+            return iat + self._cutoff_ttl
+        return None
 
     async def revoke_jti(
         self, jti: str, expires_at: float | datetime, *, identity: object = None
@@ -495,7 +545,7 @@ class RevSync:
         requests = []
         for item in tokens:
             if isinstance(item, Mapping):
-                jti, exp = item.get("jti"), item.get("exp")
+                jti, exp = item.get("jti"), self._revocation_expiry(item)
                 identity = item.get(self._identity_claim)
             else:
                 jti, exp = item

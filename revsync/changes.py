@@ -11,6 +11,7 @@ token it names would have expired anyway.
 from __future__ import annotations
 
 import json
+from contextlib import suppress
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -72,8 +73,46 @@ def canonical_identity(identity: object) -> str:
     Identities are whatever JSON the app put in the identity claim.  Strings are
     used as they are (the common case, and the cheap one on the request path);
     anything else is serialised canonically, so ``5`` and ``{"id": 5}`` each map
-    to one stable key.
+    to one stable key.  Numbers count by value, as Python compares them: ``1``,
+    ``1.0`` and ``True`` are one identity (``users[1.0]`` is ``users[1]``), so a
+    "log out everywhere" of one ends the tokens that carry another.
     """
     if type(identity) is str:
         return identity
-    return json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
+    if type(identity) is int:
+        return str(identity)  # its JSON form, without the detour
+    # Too deep to walk: its JSON is longer than any key a revocation can hold, so it
+    # is never stored, and serialised as it is.
+    with suppress(_TooDeep):
+        identity = _by_value(identity, _MAX_DEPTH)
+    return _CANONICAL_JSON.encode(identity)
+
+
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+"""One encoder for every call: ``json.dumps`` with options builds a new one each time,
+most of the cost of a small identity."""
+
+
+_MAX_DEPTH = 300
+"""Nesting beyond which an identity's JSON is longer than any stored key (2 characters
+a level, 512 at most): it is serialised as it is, without a walk that deep."""
+
+
+class _TooDeep(Exception):
+    """An identity nested deeper than :data:`_MAX_DEPTH`."""
+
+
+def _by_value(value: object, depth: int) -> object:
+    """``value`` with every bool and whole float as the int it equals, ``depth``
+    levels of lists and objects down (:class:`_TooDeep` beyond)."""
+    if type(value) is bool:
+        return int(value)
+    if type(value) is float:
+        return int(value) if value.is_integer() else value
+    if isinstance(value, dict | list | tuple):
+        if depth == 0:
+            raise _TooDeep
+        if isinstance(value, dict):
+            return {key: _by_value(item, depth - 1) for key, item in value.items()}
+        return [_by_value(item, depth - 1) for item in value]
+    return value

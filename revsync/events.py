@@ -338,6 +338,14 @@ def check_announceable(change: Change, origin: str) -> None:
         and all(0.0 <= t <= MAX_TIME for t in times)
     ):
         return
+    if "\x00" in key or "\x00" in identity:
+        # The format carries it, but PostgreSQL's text cannot: the write would fail on
+        # one store and not another, every time (docs/design.md, "Long-lived tokens").
+        what = "key" if "\x00" in key else "identity"
+        msg = (
+            f"the {change.kind} change's {what} contains a NUL character, which a store cannot hold"
+        )
+        raise InvalidEvent("bad_field", msg)
     try:
         event = RevocationEvent.from_change(change._replace(seq=MAX_SEQ), origin, change.created_at)
     except InvalidEvent as exc:

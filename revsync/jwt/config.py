@@ -88,6 +88,10 @@ COOKIE_MAX_AGE = 31540000
 
 SAMESITE_VALUES = ("Strict", "Lax", "None")
 
+MAX_LEEWAY_SECONDS = 365 * 24 * 3600.0
+"""The longest ``JWT_DECODE_LEEWAY``: a longer one accepts every expired token, in
+effect, and makes revocations be kept for as long (``REVSYNC_LEEWAY`` follows it)."""
+
 MIN_HMAC_KEY_BYTES = 32
 """An HS* secret shorter than this is weak (RFC 7518 §3.2: at least the hash size)."""
 
@@ -228,6 +232,8 @@ def config_for(app: Any) -> JWTConfig:
         if tuple(map(raw_config.get, keys)) == values:
             return built
     built = build_config(raw_config)
+    for check in getattr(app, "extensions", {}).get(_CHECKS_KEY, ()):
+        check(built)  # before caching: a refused config is refused on every call
     keys = _WATCHED + tuple(k for loc in built.token_locations for k in _LOCATION_KEYS.get(loc, ()))
     # Copy mutable values so that an in-place edit of a list still counts as a change.
     frozen = tuple(
@@ -235,6 +241,22 @@ def config_for(app: Any) -> JWTConfig:
     )
     _cache[app] = (keys, frozen, built)
     return built
+
+
+_CHECKS_KEY = "revsync.jwt.config_checks"
+"""``app.extensions`` key of the callables given to :func:`check_each_config`."""
+
+
+def check_each_config(app: Any, check: Callable[[JWTConfig], None]) -> None:
+    """Have ``check`` see every :class:`JWTConfig` built for ``app`` from now on, the
+    next one included (the one cached now is dropped).  ``check`` raises SettingError
+    to refuse one: the call that built it raises, at start-up or in the request that
+    first sees the changed settings.  Costs nothing while the settings stay the same.
+    """
+    checks: list[Callable[[JWTConfig], None]] = app.extensions.setdefault(_CHECKS_KEY, [])
+    if check not in checks:
+        checks.append(check)
+    _cache.pop(app, None)
 
 
 def build_config(raw: Mapping[str, Any]) -> JWTConfig:
@@ -256,9 +278,12 @@ def build_config(raw: Mapping[str, Any]) -> JWTConfig:
     encode_key = _prepare_key(algorithm, (algorithm,), encode_raw, "encode")
     decode_key = _prepare_key(algorithm, decode_algorithms, decode_raw, "decode")
 
-    enabled = bool(get("JWT_BLACKLIST_ENABLED")) or bool(raw.get("JWT_BLOCKLIST_ENABLED"))
+    enabled = _flag(get("JWT_BLACKLIST_ENABLED"), "JWT_BLACKLIST_ENABLED") or _flag(
+        raw.get("JWT_BLOCKLIST_ENABLED"), "JWT_BLOCKLIST_ENABLED"
+    )
     checks = raw.get("JWT_BLOCKLIST_TOKEN_CHECKS") or get("JWT_BLACKLIST_TOKEN_CHECKS")
 
+    _flag(get("JWT_REFUSE_WEAK_KEYS"), "JWT_REFUSE_WEAK_KEYS")  # used by init_app
     header_name = get("JWT_HEADER_NAME")
     if not header_name:
         msg = "JWT_HEADER_NAME cannot be empty"
@@ -267,8 +292,9 @@ def build_config(raw: Mapping[str, Any]) -> JWTConfig:
     identity_claim, user_claims_key = _claim_names(get)
 
     locations = _locations(get("JWT_TOKEN_LOCATION"))
-    csrf_protect = "cookies" in locations and bool(get("JWT_COOKIE_CSRF_PROTECT"))
-    csrf_in_cookies = bool(get("JWT_CSRF_IN_COOKIES"))
+    csrf_protect = _flag(get("JWT_COOKIE_CSRF_PROTECT"), "JWT_COOKIE_CSRF_PROTECT")
+    csrf_protect = csrf_protect and "cookies" in locations
+    csrf_in_cookies = _flag(get("JWT_CSRF_IN_COOKIES"), "JWT_CSRF_IN_COOKIES")
     old_csrf_header = raw.get("JWT_CSRF_HEADER_NAME")
     if old_csrf_header:
         warnings.warn(
@@ -306,7 +332,9 @@ def build_config(raw: Mapping[str, Any]) -> JWTConfig:
         header_type=_optional_text(get, "JWT_HEADER_TYPE") or "",
         identity_claim=identity_claim,
         user_claims_key=user_claims_key,
-        claims_in_refresh_token=bool(get("JWT_CLAIMS_IN_REFRESH_TOKEN")),
+        claims_in_refresh_token=_flag(
+            get("JWT_CLAIMS_IN_REFRESH_TOKEN"), "JWT_CLAIMS_IN_REFRESH_TOKEN"
+        ),
         audience=_expected_values(get, "JWT_DECODE_AUDIENCE"),
         encode_issuer=_optional_text(get, "JWT_ENCODE_ISSUER"),
         decode_issuer=_expected_values(get, "JWT_DECODE_ISSUER"),
@@ -315,16 +343,18 @@ def build_config(raw: Mapping[str, Any]) -> JWTConfig:
         query_string_name=_text(get, "JWT_QUERY_STRING_NAME"),
         access_places=access_places,
         refresh_places=refresh_places,
-        cookie_secure=bool(get("JWT_COOKIE_SECURE")),
+        cookie_secure=_flag(get("JWT_COOKIE_SECURE"), "JWT_COOKIE_SECURE"),
         cookie_domain=_optional_text(get, "JWT_COOKIE_DOMAIN") or None,
-        cookie_max_age=None if get("JWT_SESSION_COOKIE") else COOKIE_MAX_AGE,
+        cookie_max_age=(
+            None if _flag(get("JWT_SESSION_COOKIE"), "JWT_SESSION_COOKIE") else COOKIE_MAX_AGE
+        ),
         cookie_samesite=_samesite(get("JWT_COOKIE_SAMESITE")),
         csrf_protect=csrf_protect,
         csrf_methods=frozenset(
             m.upper() for m in _strings(get("JWT_CSRF_METHODS"), "JWT_CSRF_METHODS")
         ),
         csrf_in_cookies=csrf_in_cookies,
-        csrf_check_form=bool(get("JWT_CSRF_CHECK_FORM")),
+        csrf_check_form=_flag(get("JWT_CSRF_CHECK_FORM"), "JWT_CSRF_CHECK_FORM"),
         # sub is not ours to police: JWT_IDENTITY_CLAIM="sub" may hold any JSON value.
         # No claim is required of PyJWT: tokens minted elsewhere may carry only the
         # identity (tokens.py fills in quart-jwt-extended's defaults).
@@ -337,7 +367,11 @@ def parse_expiry(value: Any, name: str) -> Expiry:
     if value is False:
         return False
     if type(value) is int:
-        return timedelta(seconds=value)
+        try:
+            return timedelta(seconds=value)
+        except OverflowError:
+            msg = f"{name} is {value} seconds, beyond what a datetime.timedelta can hold"
+            raise SettingError(msg) from None
     if isinstance(value, timedelta):
         return value
     if is_calendar_delta(value):
@@ -352,13 +386,17 @@ def parse_expiry(value: Any, name: str) -> Expiry:
 def check_secret_strength(raw: Mapping[str, Any]) -> None:
     """Warn about (or, with ``JWT_REFUSE_WEAK_KEYS``, refuse) a short HS* secret."""
     algorithm = raw.get("JWT_ALGORITHM", DEFAULTS["JWT_ALGORITHM"])
-    secret = raw.get("JWT_SECRET_KEY") or raw.get("SECRET_KEY")
+    key = "JWT_SECRET_KEY" if raw.get("JWT_SECRET_KEY") else "SECRET_KEY"
+    secret = raw.get(key)
     if algorithm in requires_cryptography or not secret:
         return
+    if not isinstance(secret, str | bytes):
+        msg = f"{key} must be a string or bytes; got a {type(secret).__name__}"
+        raise SettingError(msg)
     size = len(secret.encode() if isinstance(secret, str) else secret)
     if size >= MIN_HMAC_KEY_BYTES:
         return
-    if raw.get("JWT_REFUSE_WEAK_KEYS"):
+    if _flag(raw.get("JWT_REFUSE_WEAK_KEYS"), "JWT_REFUSE_WEAK_KEYS"):
         msg = (
             f"JWT_SECRET_KEY is {size} bytes long; {algorithm} needs at least "
             f"{MIN_HMAC_KEY_BYTES} random bytes (JWT_REFUSE_WEAK_KEYS is set)"
@@ -489,10 +527,16 @@ def _leeway(value: Any) -> float:
     """``JWT_DECODE_LEEWAY`` in seconds: a timedelta or a finite number, not negative."""
     if isinstance(value, timedelta):
         value = value.total_seconds()
-    if type(value) is bool or not isinstance(value, int | float) or not 0 <= value < math.inf:
+    if (
+        type(value) is bool
+        or not isinstance(value, int | float)
+        or not 0 <= value < math.inf
+        or value > MAX_LEEWAY_SECONDS
+    ):
         # nan or inf would accept every expired token; a negative one refuse every token.
         msg = (
-            "JWT_DECODE_LEEWAY must be a timedelta or a finite number of seconds >= 0; "
+            "JWT_DECODE_LEEWAY must be a timedelta or a number of seconds from 0 to "
+            f"{MAX_LEEWAY_SECONDS:g} (a year); "
             f"got {value!r}"
         )
         raise SettingError(msg)
@@ -509,6 +553,22 @@ def _expected_values(get: Callable[[str], Any], key: str) -> str | tuple[str, ..
         return tuple(value)
     msg = f"{key} must be None, a string or a non-empty list of strings; got {value!r}"
     raise SettingError(msg)
+
+
+def _flag(value: Any, key: str) -> bool:
+    """An on/off setting: any value but a string, read for its truth as before.
+
+    A string is refused: ``"false"`` or ``"0"`` from an environment variable would
+    read as on, and quart-jwt-extended read it so (``JWT_COOKIE_SECURE = "False"``
+    made secure cookies); parsing it now would silently turn such a setting around.
+    """
+    if isinstance(value, str | bytes):
+        msg = (
+            f"{key} must be True or False, not the string {value!r} (any non-empty "
+            "string reads as True): parse it first, e.g. app.config.from_prefixed_env()"
+        )
+        raise SettingError(msg)
+    return bool(value)
 
 
 def _optional_text(get: Callable[[str], Any], key: str) -> str | None:

@@ -40,6 +40,9 @@ MAX_EXP = 10**15
 """The latest exp a revocation can record (year ~31 million: revsync's events refuse
 later times)."""
 
+INVALID_JTI = f"Token has an invalid jti claim (1 to {MAX_JTI_CHARS} characters of text)"
+"""The 422 message for a jti no revocation can name, under a revocation check."""
+
 NEVER_BOUNDED = (
     "Token has no exp and no iat claim, so its revocation cannot be checked "
     "(it never expires and tells no issue time)"
@@ -451,7 +454,7 @@ def _unrevocable(claims: dict[str, Any]) -> str | None:
         return "Token has no jti claim, so its revocation cannot be checked"
     if not (isinstance(jti, str) and 0 < len(jti) <= MAX_JTI_CHARS and _utf8(jti)):
         # revoke_jti refuses such a jti, so the token could never be refused.
-        return f"Token has an invalid jti claim (1 to {MAX_JTI_CHARS} characters of text)"
+        return INVALID_JTI
     exp = claims.get("exp")
     if exp is None and claims.get("iat") is None:
         # Never expiring and undated: a revocation would have to be kept forever, and no

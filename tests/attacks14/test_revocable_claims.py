@@ -41,6 +41,7 @@ UNRECORDABLE = (
         "claim is too long, or not valid text, for a revocation to record"
     },
 )
+INVALID_JTI = (422, {"msg": "Token has an invalid jti claim (1 to 512 characters of text)"})
 
 
 def signed_json(payload: str) -> str:
@@ -174,7 +175,8 @@ async def test_accepted_only_if_both_revocations_can_end_it(
     token = pyjwt.encode({"jti": "o-1", "exp": soon(), **claims}, SECRET)
     status, body = await call(app, "/protected", token)
     if status != 200:
-        assert (status, body) == UNRECORDABLE
+        # A jti with a NUL (no PostgreSQL text holds one) is refused on every store.
+        assert (status, body) in (UNRECORDABLE, INVALID_JTI)
         return
     decoded = pyjwt.decode(token, SECRET, algorithms=["HS256"])
     await revsync.revoke(decoded)
