@@ -10,37 +10,60 @@ live jti revocations), the store is filled in bulk, never through ``revoke()``:
   sorted sets), 20,000 rows per call, in the bench's private redis-server.
 
 Then one api node (``hypercorn services.api.app:app``, one worker) is started and
-timed from process start to the first 200 of /readyz (polled every 10 ms);
-its resident memory (the whole process group) is read 0.5 s later.  The delta is
-against the same store empty.  Each point is the median of ``repeat`` starts.
+timed from process start to the first 200 of /readyz (polled every 10 ms); the
+backfill itself (from the start of the catch-up that made the node backfilled to its
+end: the store's snapshot, the pages after it, the set built) is what the node reports
+as ``revsync_backfill_seconds`` on /metrics; its resident memory (the whole process
+group) is read 0.5 s later.  The delta is against the same store empty.  Each point is
+the median of ``repeat`` starts.
 """
 
 from __future__ import annotations
 
+import re
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bench import common
 from services.processes import Server, running
 
-TARGET_SECONDS = 3.0
+TARGET_BACKFILL_SECONDS = 1.0
+"""The backfill itself, from its start to backfilled (issue 17)."""
+TARGET_SECONDS = 2.0
+"""Ready (/readyz 200) from process start."""
 TARGET_MB = 250.0
+_BACKFILL = re.compile(r"^revsync_backfill_seconds ([0-9.e+-]+)$", re.MULTILINE)
+
+
+def backfill_seconds(url: str) -> float:
+    """What a ready node reports as its start-up backfill's duration (/metrics)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    found = _BACKFILL.search(text)
+    if found is None:
+        msg = f"{url}/metrics has no revsync_backfill_seconds"
+        raise RuntimeError(msg)
+    return float(found.group(1))
 
 
 def _measure(name: str, env: dict[str, str], work: Path, repeat: int) -> dict[str, Any]:
-    times, rss = [], []
+    times, backfills, rss = [], [], []
     for i in range(repeat):
         node = Server(f"{name}-{i}", "services.api.app:app", env, work)
         with running(node):
             times.append(node.wait_ready(timeout=180, interval=0.01))
+            backfills.append(backfill_seconds(node.url))
             time.sleep(0.5)
             rss.append(node.rss_bytes())
     return {
         "ready_s": statistics.median(times),
         "ready_samples_s": times,
+        "backfill_s": statistics.median(backfills),
+        "backfill_samples_s": backfills,
         "rss_mb": statistics.median(rss) / 2**20,
     }
 
@@ -85,8 +108,9 @@ def run(*, quick: bool) -> dict[str, Any]:
                     point = {"entries": n, "populate_s": populate_s, **point}
                     rows.append(point)
                     print(
-                        f"  {store:8} {n:>9,} entries: ready in {point['ready_s']:.2f} s, "
-                        f"{point['rss_mb']:.0f} MB (filled in {populate_s:.1f} s)"
+                        f"  {store:8} {n:>9,} entries: backfill {point['backfill_s']:.2f} s, "
+                        f"ready in {point['ready_s']:.2f} s, {point['rss_mb']:.0f} MB "
+                        f"(filled in {populate_s:.1f} s)"
                     )
                 base = rows[0]["rss_mb"]
                 for row in rows:
@@ -99,11 +123,14 @@ def run(*, quick: bool) -> dict[str, Any]:
                     "points": rows,
                     "target": {
                         "entries": largest["entries"],
+                        "backfill_s": largest["backfill_s"],
+                        "backfill_target_s": TARGET_BACKFILL_SECONDS,
                         "ready_s": largest["ready_s"],
                         "ready_target_s": TARGET_SECONDS,
                         "rss_delta_mb": largest["rss_delta_mb"],
                         "rss_target_mb": TARGET_MB,
-                        "met": largest["ready_s"] < TARGET_SECONDS
+                        "met": largest["backfill_s"] < TARGET_BACKFILL_SECONDS
+                        and largest["ready_s"] < TARGET_SECONDS
                         and largest["rss_delta_mb"] < TARGET_MB,
                     },
                 }
@@ -111,10 +138,11 @@ def run(*, quick: bool) -> dict[str, Any]:
                 common.pg_populate(common.pg_url(), 0)
     return {
         "method": (
-            "store filled in bulk (see bench/startup.py), then one api node started: seconds "
-            "from process start to the first /readyz 200 (10 ms polls), resident memory of "
-            f"its process group 0.5 s later; median of {repeat} start(s); delta against the "
-            "same store empty"
+            "store filled in bulk (see bench/startup.py), then one api node started: the "
+            "backfill as the node reports it (revsync_backfill_seconds: start of the catch-up "
+            "that made it backfilled to its end), seconds from process start to the first "
+            "/readyz 200 (10 ms polls), resident memory of its process group 0.5 s later; "
+            f"median of {repeat} start(s); delta against the same store empty"
         ),
         "sizes": list(sizes),
         "repeat": repeat,

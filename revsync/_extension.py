@@ -593,6 +593,7 @@ class RevSync:
             "ready": self._ready and not (stale and self._fail_closed),
             "synced": self._ready and not stale,
             "backfilled": sub.ready.is_set(),
+            "backfill": {"seconds": self.stats.backfill_seconds, "rows": self.stats.backfill_rows},
             "stale": stale,
             "reason": reason,
             "fail_mode": self.settings.fail_mode,

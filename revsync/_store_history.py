@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable, Sequence
 
 from revsync.changes import Change
-from revsync.stores.base import HistoryEntry, Store, StorePosition
+from revsync.stores.base import ANCHORS, HistoryEntry, Store, StorePosition
 
-ANCHORS = 2
-"""Rows of the last catch-up re-read by the next one when the ring has turned over."""
+# ANCHORS (revsync.stores.base): rows of the last catch-up that the next one re-reads
+# when the ring has turned over.
 PRUNE_MARGIN = 300.0
 """A row missing from the store means lost history only if it had this many seconds
 left to live: a row near its expiry may have been pruned by a node whose clock runs

@@ -111,6 +111,13 @@ class RevSyncCollector(Collector):
             "1 once the start-up snapshot is applied.",
             value=1.0 if status["backfilled"] else 0.0,
         )
+        backfill = status["backfill"]["seconds"]
+        if backfill is not None:
+            yield GaugeMetricFamily(
+                "revsync_backfill_seconds",
+                "How long the start-up backfill took (snapshot and catch-up, to backfilled).",
+                value=backfill,
+            )
         yield GaugeMetricFamily(
             "revsync_store_epoch",
             "Generation of the store's history this node follows (0: not read yet).",

@@ -40,14 +40,25 @@ from revsync.stores._common import (
     translate,
 )
 from revsync.stores._layout import RedisKeys, lua_keys
+from revsync.stores._snapshot import SnapshotParts
 from revsync.stores._tokens import TokenRecord, registrations_for
-from revsync.stores.base import PAGE_SIZE, HistoryEntry, StoreError, StorePosition
+from revsync.stores.base import (
+    ANCHORS,
+    PAGE_SIZE,
+    HistoryEntry,
+    Snapshot,
+    StoreError,
+    StorePosition,
+)
 
 __all__ = ["RedisStore", "from_url", "lua_script"]
 
 _ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
 """What the driver raises; RedisClusterException ("cannot be connected") is no RedisError."""
 _PRUNE_BATCH = 1_000
+SNAPSHOT_CHUNK = PAGE_SIZE
+"""Targets one run of lua/snapshot.lua reads: it looks up each row, so this bounds how
+long one run blocks Redis (and the bus on it)."""
 
 
 class _ChangeArgs(NamedTuple):
@@ -100,6 +111,7 @@ _SCRIPTS = {  # each script in lua/, with the libraries (lua/ too) it is built o
     "prune_families": (),
     "position": (),
     "range": (),
+    "snapshot": (),
     "prune": (),
 }
 
@@ -326,6 +338,32 @@ class RedisStore(WriteMany):
     async def since(self, seq: int, limit: int = PAGE_SIZE) -> list[Change]:
         """Rows with seq greater than ``seq``, ascending, at most ``limit``."""
         return await self._range(self._keys.log, f"({int(seq)}", int(limit))
+
+    async def snapshot(self, live_after: float) -> Snapshot:
+        """Every live row up to the head (see ``SnapshotReader``), SNAPSHOT_CHUNK
+        targets per script run (lua/snapshot.lua), so that no run blocks Redis long.
+
+        Chunks follow the log by seq up to the head read first: a row rewritten while
+        they are read moves past that head (the catch-up after reads it), a pruned row
+        was expired anyway.  Each chunk returns its keys and expiries as two strings.
+        """
+        head = await self.head()
+        parts = SnapshotParts(self.url)
+        others: list[Change] = []
+        anchors: list[Change] = []
+        after, live = "0", repr(float(live_after))
+        while True:
+            args = [self._keys.base, after, head, SNAPSHOT_CHUNK, live]
+            reply = await self._call("read", "snapshot", [self._keys.log], args)
+            count, last, revoked, revoked_exp, registered, registered_exp, rest, tail = reply
+            parts.add((revoked, revoked_exp), (registered, registered_exp))
+            others += changes_from_rows(json.loads(rest))
+            if count:
+                anchors = [*anchors, *changes_from_rows(json.loads(tail))][-ANCHORS:]
+            if count < SNAPSHOT_CHUNK:
+                break
+            after = last.decode() if isinstance(last, bytes) else str(last)
+        return parts.snapshot(head, others, anchors)
 
     async def head(self) -> int:
         """The highest seq handed out so far."""
