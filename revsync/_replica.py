@@ -48,8 +48,10 @@ import gc
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
+from revsync import _checkpoint
 from revsync._logging import get_logger
 from revsync._revocation_set import RevocationSet
 from revsync._stats import SyncStats
@@ -144,8 +146,13 @@ class Replica:
         *,
         monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], float] = time.time,
+        checkpoint: Path | None = None,
     ) -> None:
         self.store = store
+        self.checkpoint = checkpoint
+        """The node's checkpoint file (REVSYNC_CHECKPOINT_PATH), or None."""
+        self._checkpointed: tuple[int, int] | None = None
+        """(resets, store_seq) of the last checkpoint read or written."""
         self.revocations = revocations
         self.stats = stats
         self.lock = asyncio.Lock()
@@ -240,11 +247,41 @@ class Replica:
         async with self.lock:
             if self.store_seq or self._ahead or self._overlays:
                 return 0
+            if self.checkpoint is not None and await self._resume(self.checkpoint):
+                return 0  # read nothing from the store yet: the pages from its seq follow
             snapshot = await self.store.snapshot(self._live_after())
             rows = self.revocations.load_snapshot(snapshot)
             self.store_seq = snapshot.seq
             self.history.read(snapshot.anchors)
         return rows
+
+    async def _resume(self, path: Path) -> bool:
+        """Load the checkpoint in ``path`` if the store confirms it; say whether it did."""
+        checkpoint = await _checkpoint.load(path, self.store, self._clock)
+        if checkpoint is None:
+            return False
+        self.revocations.load_snapshot(checkpoint.snapshot)
+        self.store_seq = checkpoint.position.head
+        self.history.resume(checkpoint.position, checkpoint.frontier, checkpoint.anchors)
+        self._checkpointed = (self.resets, self.store_seq)
+        return True
+
+    async def save_checkpoint(self) -> None:
+        """Write the checkpoint file, if there is one to keep and the node's state is the
+        store's at ``store_seq`` (nothing held from beyond it) and has moved since."""
+        position = self.history.position
+        if self.checkpoint is None or position is None:
+            return
+        async with self.lock:
+            if self._ahead or self._overlays or self._lost_own_write:
+                return
+            if self._checkpointed == (self.resets, self.store_seq):
+                return
+            frontier, anchors = self.history.state()
+            at = StorePosition(position.store_id, position.epoch, self.store_seq, None)
+            checkpoint = _checkpoint.capture(self.revocations, at, frontier, anchors)
+            self._checkpointed = (self.resets, self.store_seq)
+        await _checkpoint.save(self.checkpoint, checkpoint)
 
     def _live_after(self) -> float:
         return self._clock() - self.revocations.leeway - LIVE_MARGIN

@@ -85,6 +85,22 @@ class HistoryWatch:
                 self._frontier = (position.head, position.stamp)
                 return
 
+    def state(self) -> tuple[tuple[int, float] | None, list[Change]]:
+        """The newest write verified, as (seq, stamp), and the anchors (a checkpoint's)."""
+        return self._frontier, list(self._anchors)
+
+    def resume(
+        self,
+        position: StorePosition,
+        frontier: tuple[int, float] | None,
+        anchors: Sequence[Change],
+    ) -> None:
+        """Take up what a node had verified before (a checkpoint): the next
+        :meth:`lost` checks the store against it."""
+        self.position = position
+        self._frontier = frontier
+        self._anchors = list(anchors[-ANCHORS:])
+
     def restart(self, anchors: Sequence[Change]) -> None:
         """The node re-read the whole store: what it verified before no longer counts."""
         self._frontier = None

@@ -120,7 +120,8 @@ async def test_a_node_loading_the_snapshot_holds_what_paging_gives(
     assert bulk.revocations.cutoff("bob") == NOW - 1
     assert bulk.revocations.cutoff("eve") is None
     assert bulk.revocations.cutoff("old") is None
-    assert bulk.revocations.is_allowed("reg-live") and not bulk.revocations.is_allowed("reg-gone")
+    assert bulk.revocations.is_allowed("reg-live")
+    assert not bulk.revocations.is_allowed("reg-gone")
     for key in ODD_KEYS:
         assert bulk.revocations.is_revoked(key, None, 0)
 
@@ -150,5 +151,3 @@ async def test_a_re_read_uses_the_snapshot_too(store: Store) -> None:
         identities,
         allowed,
     )
-
-
