@@ -233,6 +233,25 @@ def markdown(data: dict[str, dict[str, Any]], charts: dict[str, str], *, quick: 
                     f"{p['ready_s']:.2f} | {p['rss_mb']:.0f} | {p['rss_delta_mb']:+.0f} | {bpe} |"
                 )
         out.append("")
+        restarted = {store: r["restarts"] for store, r in st["stores"].items() if "restarts" in r}
+        if restarted:
+            out += [
+                "Restarted at once at the largest size, reading the store or taking up a "
+                "checkpoint (`REVSYNC_CHECKPOINT_PATH`):",
+                "",
+                "| store | nodes | checkpoint | all ready s | slowest backfill s | rows read "
+                "| store's work |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for store, r in restarted.items():
+                for key, label in (("without_checkpoint", "no"), ("with_checkpoint", "yes")):
+                    x = r[key]
+                    out.append(
+                        f"| {store} | {x['nodes']} | {label} | {x['all_ready_s']:.2f} | "
+                        f"{x['slowest_backfill_s']:.2f} | {x['rows_read']:,} | "
+                        f"{x['store_work']:,.0f} {r['store_work_unit']} |"
+                    )
+            out.append("")
         if "startup" in charts:
             out += [f"![start-up]({charts['startup']})", ""]
     mr = data.get("mass_revocation")
