@@ -42,13 +42,25 @@ def _keys(value: object) -> list[str]:
 
 
 def _numbers(value: object, number: type[float] | type[int]) -> list[Any]:
-    """Numbers from comma-separated text or a driver's list; None or "" for none."""
+    """Numbers from comma-separated text or a driver's list; None or "" for none.
+
+    Text is read as a JSON array: ``json.loads`` makes each number from a substring it
+    drops at once, where ``split`` would hold a string per number until the end,
+    scattering short-lived objects among the set's long-lived ones (measured: tens of
+    MB of resident memory at a million rows).  Text JSON cannot read ("Inf") is split.
+    """
     if not value:
         return []
     if isinstance(value, bytes):
         value = value.decode("ascii")
     if isinstance(value, str):
-        return list(map(number, value.split(",")))
+        try:
+            numbers: list[Any] = json.loads(f"[{value}]")
+        except ValueError:
+            return list(map(number, value.split(",")))
+        # float() of a float is that float: only a whole number written without a point
+        # makes a new object.
+        return list(map(float, numbers)) if number is float else numbers
     return list(cast("Iterable[Any]", value))
 
 

@@ -16,7 +16,7 @@ from revsync.changes import Change, ChangeRequest, Kind
 
 PAGE_SIZE = 10_000
 """Rows in one page of ``Store.since``: what catch-ups and ``check`` read at a time."""
-SNAPSHOT_SPAN = 250_000
+SNAPSHOT_SPAN = 65_536
 """Seqs one query of ``SnapshotReader.snapshot`` covers: bounds what one aggregate holds."""
 ANCHORS = 2
 """Rows a node keeps of the last it read (``HistoryWatch``'s anchors; a snapshot's)."""

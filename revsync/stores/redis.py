@@ -345,7 +345,9 @@ class RedisStore(WriteMany):
 
         Chunks follow the log by seq up to the head read first: a row rewritten while
         they are read moves past that head (the catch-up after reads it), a pruned row
-        was expired anyway.  Each chunk returns its keys and expiries as two strings.
+        was expired anyway.  Each chunk returns its keys one a line and their expiries
+        comma-separated, split in C; a chunk with a key holding a newline is read again
+        with its keys as JSON.
         """
         head = await self.head()
         parts = SnapshotParts(self.url)
@@ -354,9 +356,13 @@ class RedisStore(WriteMany):
         after, live = "0", repr(float(live_after))
         while True:
             args = [self._keys.base, after, head, SNAPSHOT_CHUNK, live]
-            reply = await self._call("read", "snapshot", [self._keys.log], args)
-            count, last, revoked, revoked_exp, registered, registered_exp, rest, tail = reply
-            parts.add((revoked, revoked_exp), (registered, registered_exp))
+            reply = await self._call("read", "snapshot", [self._keys.log], [*args, "lines"])
+            columns = _chunk_columns(reply)
+            if columns is None:  # a key with a newline: this chunk again, as JSON
+                reply = await self._call("read", "snapshot", [self._keys.log], [*args, "json"])
+                columns = reply[2], reply[3], reply[4], reply[5]
+            count, last, rest, tail = reply[0], reply[1], reply[6], reply[7]
+            parts.add((columns[0], columns[1]), (columns[2], columns[3]))
             others += changes_from_rows(json.loads(rest))
             if count:
                 anchors = [*anchors, *changes_from_rows(json.loads(tail))][-ANCHORS:]
@@ -488,6 +494,24 @@ class RedisStore(WriteMany):
             msg = f"Redis store {self.url}: {listed} in the log, {expiring} by expiry, {rows} rows"
             raise StoreError(msg)
         return check_figures(head, rows, last, self.url)
+
+
+def _chunk_columns(reply: list[Any]) -> tuple[list[str], bytes, list[str], bytes] | None:
+    """A snapshot chunk's keys, their "kind:" taken off, and expiries as sent; None if
+    a key holds a newline (the lines do not add up)."""
+    revoked = _targets(reply[2], "jti:", int(reply[8]))
+    registered = _targets(reply[4], "issued:", int(reply[9]))
+    if revoked is None or registered is None:
+        return None
+    return revoked, reply[3], registered, reply[5]
+
+
+def _targets(text: bytes, prefix: str, count: int) -> list[str] | None:
+    """Keys from targets ("kind:key") one a line, or None if there are not ``count``."""
+    if not count:
+        return []
+    keys = text.decode()[len(prefix) :].replace("\n" + prefix, "\n").split("\n")
+    return keys if len(keys) == count else None
 
 
 def _flat(args: Iterable[tuple[str, ...]]) -> list[str]:
