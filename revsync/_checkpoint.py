@@ -40,7 +40,7 @@ from revsync.changes import Change, Kind
 from revsync.stores._common import changes_from_rows
 from revsync.stores.base import Snapshot, Store, StorePosition
 
-__all__ = ["Checkpoint", "CheckpointError", "capture", "load", "read", "save", "write"]
+__all__ = ["Checkpoint", "capture", "load", "read", "save", "write"]
 
 logger = get_logger()
 
@@ -51,8 +51,9 @@ paging them would take longer than the store's snapshot."""
 _SECTIONS = ("revoked_keys", "revoked_expiries", "registered_keys", "registered_expiries")
 
 
-class CheckpointError(Exception):
-    """A checkpoint file that cannot be used; the message says why."""
+class _Unusable(Exception):
+    """A checkpoint file that cannot be used; the message says why.  Never leaves this
+    module: the node reads the store instead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,10 @@ async def load(
     except FileNotFoundError:
         logger.info("revsync.checkpoint_missing", path=str(path))
         return None
-    except (CheckpointError, OSError) as exc:
+    except _Unusable as exc:
+        _refused(path, str(exc))
+        return None
+    except OSError as exc:
         _refused(path, f"{type(exc).__name__}: {exc}")
         return None
     watch = HistoryWatch(store, clock=clock)
@@ -116,7 +120,7 @@ async def save(path: Path, checkpoint: Checkpoint) -> None:
     state is in the store: a checkpoint only saves reading it)."""
     try:
         size = await asyncio.to_thread(write, path, checkpoint)
-    except (CheckpointError, OSError) as exc:
+    except OSError as exc:
         logger.warning(
             "revsync.checkpoint_not_written", path=str(path), error=f"{type(exc).__name__}: {exc}"
         )
@@ -193,16 +197,16 @@ def write(path: Path, checkpoint: Checkpoint) -> int:
 
 def read(path: Path) -> Checkpoint:
     """The checkpoint in ``path``.  Blocking: run it in a thread.  Raises
-    FileNotFoundError when there is none and CheckpointError when it cannot be used."""
+    FileNotFoundError when there is none and _Unusable when it cannot be used."""
     data = path.read_bytes()
     if not data.startswith(MAGIC):
         msg = "not a revsync checkpoint of this format"
-        raise CheckpointError(msg)
+        raise _Unusable(msg)
     digest_end = data.find(b"\n", len(MAGIC))
     checked = memoryview(data)[digest_end + 1 :]
     if hashlib.sha256(checked).hexdigest().encode() != data[len(MAGIC) : digest_end]:
         msg = "its checksum does not match its content"
-        raise CheckpointError(msg)
+        raise _Unusable(msg)
     end = data.find(b"\n", digest_end + 1)
     try:
         header = json.loads(data[digest_end + 1 : end])
@@ -213,7 +217,7 @@ def read(path: Path) -> Checkpoint:
             start += size
         if start != len(body) or len(parts) != len(_SECTIONS):
             msg = "its sections do not add up"
-            raise CheckpointError(msg)
+            raise _Unusable(msg)
         (revoked_count, registered_count), (revoked_keys, registered_keys) = (
             header["counts"],
             header["keys"],
@@ -231,7 +235,7 @@ def read(path: Path) -> Checkpoint:
         )
     except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
         msg = f"it cannot be parsed ({type(exc).__name__}: {exc})"
-        raise CheckpointError(msg) from exc
+        raise _Unusable(msg) from exc
     return Checkpoint(
         position,
         None if frontier is None else (int(frontier[0]), float(frontier[1])),
@@ -264,14 +268,14 @@ def _parse(
         names = text.split("\n") if count else []
     else:
         msg = f"its keys are written as {encoding!r}, which this version does not read"
-        raise CheckpointError(msg)
+        raise _Unusable(msg)
     values = array.array("d")
     values.frombytes(expiries)
     if sys.byteorder != "little":
         values.byteswap()
     if not len(names) == len(values) == count:
         msg = f"it lists {len(names)} keys and {len(values)} expiries, not {count}"
-        raise CheckpointError(msg)
+        raise _Unusable(msg)
     return names, values.tolist()
 
 

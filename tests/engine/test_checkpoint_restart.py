@@ -21,7 +21,7 @@ async def test_a_restarted_node_reads_only_what_changed_while_it_was_down(
     node = await make_node(store_url, checkpoint_path=str(path))
     assert node.is_revoked(first)
     await node.stop()
-    assert path.is_file()  # noqa: ASYNC240 - a test's local file
+    assert path.is_file()
 
     await writer.unrevoke(str(gone["jti"]))  # while the node is down
     await writer.revoke(later)
