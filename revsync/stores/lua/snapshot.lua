@@ -15,7 +15,10 @@ for i = 1, #members, 2 do
   local target = members[i]
   local row = key_of('row', target)
   local fields = redis.call('HMGET', row, 'revoked', 'expires_at')
-  if i >= #members - 3 then tail[#tail + 1] = redis.call('HGET', row, 'json') end
+  if i >= #members - 3 then
+    local doc = redis.call('HGET', row, 'json')
+    if doc then tail[#tail + 1] = doc end  -- a target listed without its row: none to keep
+  end
   if fields[2] and tonumber(fields[2]) >= live then
     local kind = string.byte(target, 1)
     if kind == JTI and fields[1] == '1' then
@@ -25,7 +28,8 @@ for i = 1, #members, 2 do
       registered[#registered + 1] = json and string.sub(target, 8) or target
       registered_exp[#registered_exp + 1] = fields[2]
     else
-      others[#others + 1] = redis.call('HGET', row, 'json')
+      local doc = redis.call('HGET', row, 'json')
+      if doc then others[#others + 1] = doc end
     end
   end
 end
