@@ -36,7 +36,7 @@ from typing import Any
 from revsync._logging import get_logger
 from revsync._revocation_set import RevocationSet
 from revsync._store_history import HistoryWatch
-from revsync.changes import Change, Kind
+from revsync.changes import Change
 from revsync.stores._common import changes_from_rows
 from revsync.stores.base import Snapshot, Store, StorePosition
 
@@ -142,18 +142,8 @@ def capture(
 ) -> Checkpoint:
     """What ``revocations`` holds, taken at once (no await): call it when the node's
     state is exactly the store's at ``position.head``."""
-    jtis, allowed = revocations.snapshot_jtis(), revocations.snapshot_allowed()
-    others = [
-        Change(0, Kind.IDENTITY, key, True, expires_at, None, cutoff, 0.0)
-        for key, (cutoff, expires_at) in revocations.snapshot_identities().items()
-    ]
-    snapshot = Snapshot(
-        position.head,
-        (list(jtis), list(jtis.values())),
-        (list(allowed), list(allowed.values())),
-        others,
-        list(anchors),
-    )
+    held = revocations.columns()
+    snapshot = held._replace(seq=position.head, anchors=list(anchors))
     return Checkpoint(position, frontier, list(anchors), snapshot)
 
 

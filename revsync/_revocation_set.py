@@ -558,6 +558,24 @@ class RevocationSet:
         """A copy of ``jti -> expires_at``, for comparing a node's set with the store."""
         return dict(self._jtis)
 
+    def columns(self) -> Snapshot:
+        """What the set holds, as a store's snapshot gives it (seq 0): revoked jtis and
+        registrations as key and expiry lists, cut-offs as Changes.  No copy of a map is
+        made on the way (a checkpoint takes it, revsync._checkpoint)."""
+        expiries = self._identity_index.expiries
+        cutoffs = [
+            Change(0, _IDENTITY, key, True, expiries[key], None, cutoff, 0.0)
+            for key, cutoff in self._cutoffs.items()
+        ]
+        jtis, allowed = self._jtis, self._allowed
+        return Snapshot(
+            0,
+            (list(jtis), list(jtis.values())),
+            (list(allowed), list(allowed.values())),
+            cutoffs,
+            [],
+        )
+
     def snapshot_allowed(self) -> dict[str, float]:
         """A copy of the registered ``jti -> expires_at`` (allowlist mode)."""
         return dict(self._allowed)
