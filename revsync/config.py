@@ -145,10 +145,11 @@ def file_path(key: str, value: object) -> str | None:
     itself.  Unset or empty: none."""
     if value is None or value == "":
         return None
-    if not isinstance(value, str | os.PathLike) or "\0" in os.fspath(value):
+    text = os.fspath(value) if isinstance(value, str | os.PathLike) else None
+    if not isinstance(text, str) or not text.strip() or "\0" in text:
         msg = f"{key} must be a file path, got {value!r}"
         raise SettingError(msg)
-    path = Path(value)
+    path = Path(text)
     if path.is_dir() or not path.parent.is_dir():
         what = "is a folder" if path.is_dir() else f"is in {str(path.parent)!r}, no folder"
         msg = f"{key}={str(path)!r} {what}: name a file in an existing folder"
