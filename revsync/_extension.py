@@ -10,6 +10,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from revsync._bus import SINGLE_PROCESS_HINT, bus_from_url
@@ -110,7 +111,13 @@ class RevSync:
         self.store: Store = self._given_store or store_from_url(self.settings.store_url)
         self.bus = bus_from_url(self.settings.redis_url, self.settings.channel)
         self.revocations = RevocationSet(leeway=self.settings.leeway)
-        self.replica = Replica(self.store, self.revocations, self.stats)
+        checkpoint = self.settings.checkpoint_path
+        self.replica = Replica(
+            self.store,
+            self.revocations,
+            self.stats,
+            checkpoint=None if checkpoint is None else Path(checkpoint),
+        )
         self.subscriber = Subscriber(self.settings, self.bus, self.replica, self.stats)
         self._identity_claim = self.settings.identity_claim
         self._cutoff_ttl = self.settings.cutoff_ttl
@@ -350,6 +357,7 @@ class RevSync:
                 await self._writes.drain()
         try:
             await self.subscriber.stop()
+            await self.replica.save_checkpoint()  # a restart reads only what changes now
         finally:
             await self.bus.close()
             await self.store.close()
@@ -713,6 +721,7 @@ class RevSync:
             "ready": self._ready and not (stale and self._fail_closed),
             "synced": self._ready and not stale,
             "backfilled": sub.ready.is_set(),
+            "backfill": {"seconds": self.stats.backfill_seconds, "rows": self.stats.backfill_rows},
             "stale": stale,
             "reason": reason,
             "fail_mode": self.settings.fail_mode,

@@ -30,6 +30,10 @@ The state model (docs/design.md, "The state model"):
   passed.  If not (a failover that lost writes, a restore from a backup), the node
   re-reads everything into a fresh set and swaps it in.
 
+The first catch-up of a node reads the store's snapshot (``SnapshotReader.snapshot``:
+every live row up to a seq, in columns) into the set in bulk, then pages on from its
+seq; a re-read does the same into its fresh set.  docs/design.md, "The start-up snapshot".
+
 Cursors: ``store_seq`` moves only on store reads; ``bus_seq`` also on contiguous bus
 events, and says where the next event is expected (an event beyond ``bus_seq + 1``
 is a gap).  All changes to the set happen under ``lock``.
@@ -44,15 +48,17 @@ import gc
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
+from revsync import _checkpoint
 from revsync._logging import get_logger
 from revsync._revocation_set import RevocationSet
 from revsync._stats import SyncStats
-from revsync._store_history import ANCHORS, PRUNE_MARGIN, HistoryWatch, changed_while_reading
+from revsync._store_history import PRUNE_MARGIN, HistoryWatch, changed_while_reading
 from revsync.changes import Change, Kind
 from revsync.events import Op, RevocationEvent
-from revsync.stores.base import PAGE_SIZE, Store, StorePosition
+from revsync.stores.base import ANCHORS, PAGE_SIZE, SnapshotReader, Store, StorePosition
 
 logger = get_logger()
 
@@ -60,6 +66,10 @@ REREAD_ATTEMPTS = 3
 """Times a re-read starts over when the store's history changes while it reads."""
 PENDING_LIMIT = 10_000
 """Overlays held before the node asks for a catch-up to confirm or shed them."""
+LIVE_MARGIN = 1.0
+"""Seconds before "expired" that a snapshot starts reading: ``expires_at + leeway < now``
+and ``expires_at < now - leeway`` may round apart, and a live row must never be left out
+(one that expired less than this ago is swept later)."""
 
 DOORBELLS = frozenset((Op.UNREVOKE, Op.UNREVOKE_IDENTITY, Op.ISSUE))
 """Messages that could let a token in: re-read from the store, never obeyed as sent."""
@@ -136,8 +146,13 @@ class Replica:
         *,
         monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], float] = time.time,
+        checkpoint: Path | None = None,
     ) -> None:
         self.store = store
+        self.checkpoint = checkpoint
+        """The node's checkpoint file (REVSYNC_CHECKPOINT_PATH), or None."""
+        self._checkpointed: tuple[int, int] | None = None
+        """(resets, store_seq) of the last checkpoint read or written."""
         self.revocations = revocations
         self.stats = stats
         self.lock = asyncio.Lock()
@@ -180,9 +195,9 @@ class Replica:
         reason = self._lost_own_write or await self.history.lost(before, seen)
         total = 0
         if reason is None:
-            # A snapshot builds a tuple per row, a million at a time: the cyclic garbage
-            # collector would rescan them all over and over (measured: 4.2 s instead
-            # of 2.6 s for 1M rows from SQLite).  None of them forms a cycle.
+            # A backfill makes objects by the million: the cyclic garbage collector
+            # would rescan them all over and over (measured: 4.2 s instead of 2.6 s for
+            # 1M rows from SQLite, paged).  None of them forms a cycle.
             with _collector_paused(self.store_seq == 0):
                 total, reason = await self._read_pages()
         after = await self.store.position()
@@ -200,22 +215,76 @@ class Replica:
         return total
 
     async def _read_pages(self) -> tuple[int, str | None]:
-        """Read and apply pages up to the head; return (rows read, lost history or None)."""
-        total = 0
+        """Read and apply pages up to the head; return (rows read, lost history or None).
+
+        A node that has read nothing yet starts from the store's snapshot.
+        """
+        total = await self._read_snapshot()
         seen: dict[Target, int] = {}
-        while True:
-            async with self.lock:
-                rows = await self.store.since(self.store_seq, PAGE_SIZE)
-                if not rows:
+        with contextlib.ExitStack() as paused:
+            while True:
+                async with self.lock:
+                    rows = await self.store.since(self.store_seq, PAGE_SIZE)
+                    if not rows:
+                        break
+                    self._load(rows, seen)
+                    self.store_seq = rows[-1].seq
+                    self.history.read(rows)
+                    total += len(rows)
+                if len(rows) < PAGE_SIZE:
                     break
-                self._load(rows, seen)
-                self.store_seq = rows[-1].seq
-                self.history.read(rows)
-                total += len(rows)
-            if len(rows) < PAGE_SIZE:
-                break
+                if total == len(rows):
+                    # A long catch-up (a mass revocation read back): as for a snapshot.
+                    paused.enter_context(_collector_paused(True))
         async with self.lock:
             return total, self._pass_ahead(seen)
+
+    async def _read_snapshot(self) -> int:
+        """Load the store's snapshot if this node has read nothing and holds no explicit
+        version (then no per-row seq is needed to order what it holds); return its rows."""
+        if not isinstance(self.store, SnapshotReader):
+            return 0  # a store of the application's own: paged from 0
+        async with self.lock:
+            if self.store_seq or self._ahead or self._overlays:
+                return 0
+            if self.checkpoint is not None and await self._resume(self.checkpoint):
+                return 0  # read nothing from the store yet: the pages from its seq follow
+            snapshot = await self.store.snapshot(self._live_after())
+            rows = self.revocations.load_snapshot(snapshot)
+            self.store_seq = snapshot.seq
+            self.history.read(snapshot.anchors)
+        return rows
+
+    async def _resume(self, path: Path) -> bool:
+        """Load the checkpoint in ``path`` if the store confirms it; say whether it did."""
+        checkpoint = await _checkpoint.load(path, self.store, self._clock)
+        if checkpoint is None:
+            return False
+        self.revocations.load_snapshot(checkpoint.snapshot)
+        self.store_seq = checkpoint.position.head
+        self.history.resume(checkpoint.position, checkpoint.frontier, checkpoint.anchors)
+        self._checkpointed = (self.resets, self.store_seq)
+        return True
+
+    async def save_checkpoint(self) -> None:
+        """Write the checkpoint file, if there is one to keep and the node's state is the
+        store's at ``store_seq`` (nothing held from beyond it) and has moved since."""
+        position = self.history.position
+        if self.checkpoint is None or position is None:
+            return
+        async with self.lock:
+            if self._ahead or self._overlays or self._lost_own_write:
+                return
+            if self._checkpointed == (self.resets, self.store_seq):
+                return
+            frontier, anchors = self.history.state()
+            at = StorePosition(position.store_id, position.epoch, self.store_seq, None)
+            checkpoint = _checkpoint.capture(self.revocations, at, frontier, anchors)
+            self._checkpointed = (self.resets, self.store_seq)
+        await _checkpoint.save(self.checkpoint, checkpoint)
+
+    def _live_after(self) -> float:
+        return self._clock() - self.revocations.leeway - LIVE_MARGIN
 
     def _load(self, rows: list[Change], seen: dict[Target, int]) -> None:
         """Apply one page of store rows (each a different target, all past store_seq)."""
@@ -300,6 +369,11 @@ class Replica:
         total, last = 0, 0
         anchors: list[Change] = []
         with _collector_paused(True):
+            if isinstance(self.store, SnapshotReader):
+                snapshot = await self.store.snapshot(self._live_after())
+                total, last = fresh.load_snapshot(snapshot), snapshot.seq
+                anchors = list(snapshot.anchors)
+                del snapshot  # its columns are the set's now; nothing else holds them
             while rows := await self.store.since(last, PAGE_SIZE):
                 fresh.load(rows)
                 last = rows[-1].seq

@@ -14,7 +14,9 @@ key is also filed in a coarse *expiry bucket* (``expires_at // bucket_seconds``)
 and a prune visits only the buckets that can hold expired entries, re-checking each
 key's current expiry before deleting it.  A key re-revoked with an expiry in another
 bucket is filed there too; its stale copy in the old bucket is skipped when that
-bucket comes due.
+bucket comes due.  Keys loaded in bulk into an empty index (a start-up snapshot) are
+filed later, a slice at a time (:meth:`RevocationSet.file_pending`), so that filing a
+million keys does not delay readiness; a sweep files whatever is left first.
 
 An entry whose ``expires_at`` is not finite (NaN, +inf) never expires: failing
 closed beats forgetting.
@@ -28,6 +30,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from revsync.changes import Change, Kind
+from revsync.stores.base import Snapshot
 
 COMPACT_AFTER = 1024
 """Stale bucket copies always tolerated before a rebuild is considered."""
@@ -42,6 +45,18 @@ _ISSUED = Kind.ISSUED
 _INF = math.inf
 
 
+def _finite(expiries: list[float]) -> bool:
+    """Whether every expiry is finite, in one C-level pass (unix times cannot overflow
+    a sum of a few billion of them)."""
+    return math.isfinite(sum(expiries))
+
+
+def _changes(kind: Kind, revoked: bool, keys: list[str], expiries: list[float]) -> list[Change]:
+    return [
+        Change(0, kind, k, revoked, e, None, None, 0.0) for k, e in zip(keys, expiries, strict=True)
+    ]
+
+
 class _ExpiryIndex:
     """``key -> expires_at`` plus the expiry buckets that make pruning cheap.
 
@@ -50,7 +65,7 @@ class _ExpiryIndex:
     another bucket); :meth:`prune` skips those.  Every bucket id is in ``heap`` once.
     """
 
-    __slots__ = ("buckets", "expiries", "heap", "stale", "width")
+    __slots__ = ("buckets", "expiries", "heap", "pending", "stale", "width")
 
     def __init__(self, width: float) -> None:
         self.width = width
@@ -61,6 +76,11 @@ class _ExpiryIndex:
         """Stale copies filed in buckets: past as many as there are live keys, the
         buckets are rebuilt, so removed keys never pile up (a flood of forged far-future
         revocations, each shed at the next catch-up, would otherwise stay filed)."""
+        self.pending: list[tuple[list[str], list[float], int]] = []
+        """Keys loaded in bulk and not filed yet: (keys, their expiries as loaded, how
+        many of them are filed).  The invariant above holds for the keys filed; a key
+        changed or removed since its load counts as stale from then (see :meth:`set`),
+        and its filing makes the stale copy it counted."""
 
     def set(self, key: str, expires_at: float) -> None:
         """Record ``key`` as expiring at ``expires_at`` (replacing any earlier value)."""
@@ -91,8 +111,43 @@ class _ExpiryIndex:
         if self.stale > COMPACT_AFTER and self.stale > len(self.expiries):
             self._rebuild()
 
+    def load_empty(self, keys: list[str], expiries: list[float]) -> None:
+        """Load finite, distinct ``keys`` into this empty index, to be filed later."""
+        self.expiries.update(zip(keys, expiries, strict=True))
+        if keys:
+            self.pending.append((keys, expiries, 0))
+
+    def file_pending(self, limit: int | None = None) -> int:
+        """File up to ``limit`` (None: all) keys loaded in bulk; return how many are left."""
+        budget = -1 if limit is None else limit
+        buckets, heap, width = self.buckets, self.heap, self.width
+        while self.pending and budget != 0:
+            keys, expiries, done = self.pending[0]
+            end = len(keys) if budget < 0 else min(len(keys), done + budget)
+            for key, expires_at in zip(keys[done:end], expiries[done:end], strict=True):
+                bucket = expires_at // width
+                filed = buckets.get(bucket)
+                if filed is None:
+                    buckets[bucket] = [key]
+                    heapq.heappush(heap, bucket)
+                else:
+                    filed.append(key)
+            if budget > 0:
+                budget -= end - done
+            if end == len(keys):
+                self.pending.pop(0)
+            else:
+                self.pending[0] = (keys, expiries, end)
+        return self.unfiled
+
+    @property
+    def unfiled(self) -> int:
+        """Keys loaded in bulk and not filed yet."""
+        return sum(len(keys) - done for keys, _, done in self.pending)
+
     def _rebuild(self) -> None:
         """File every live key again, dropping every stale copy: O(live keys)."""
+        self.pending.clear()  # filed below with the rest
         width = self.width
         buckets: dict[float, list[str]] = {}
         for key, expires_at in self.expiries.items():
@@ -105,6 +160,8 @@ class _ExpiryIndex:
 
     def sweep(self, now: float, leeway: float) -> list[str]:
         """Remove and return the keys whose ``expires_at + leeway < now``."""
+        if self.pending:
+            self.file_pending()
         limit = (now - leeway) // self.width
         expiries, buckets, heap, width = self.expiries, self.buckets, self.heap, self.width
         removed: list[str] = []
@@ -136,6 +193,7 @@ class _ExpiryIndex:
         self.expiries.clear()
         self.buckets.clear()
         self.heap.clear()
+        self.pending.clear()
         self.stale = 0
 
 
@@ -260,6 +318,40 @@ class RevocationSet:
             self._insert_jtis(keys, expiries)
         return count
 
+    def load_snapshot(self, snapshot: Snapshot) -> int:
+        """Apply a store's snapshot (``SnapshotReader.snapshot``); return its rows.
+
+        Holds what :meth:`load` of the same rows would (the snapshot leaves out rows
+        that had expired), built in bulk: into an empty index, revoked jtis and
+        registrations go in with two C-level updates each and are filed in expiry
+        buckets later (:meth:`file_pending`).
+        """
+        keys, expiries = snapshot.revoked
+        if _finite(expiries) and not self._jtis:
+            self._jti_index.load_empty(keys, expiries)
+            self._revoked.update(keys)
+        else:
+            self.load(_changes(Kind.JTI, True, keys, expiries))
+        keys, expiries = snapshot.registered
+        if _finite(expiries) and not self._allowed:
+            self._allowed_index.load_empty(keys, expiries)
+        else:
+            self.load(_changes(Kind.ISSUED, False, keys, expiries))
+        self.load(snapshot.others)
+        return snapshot.rows
+
+    def file_pending(self, limit: int | None = None) -> int:
+        """File up to ``limit`` (None: all) keys of a snapshot in their expiry buckets,
+        a slice at a time off the start-up path; return how many are left."""
+        for index in (self._jti_index, self._allowed_index):
+            unfiled = index.unfiled
+            left = index.file_pending(limit)
+            if limit is not None:
+                limit -= unfiled - left
+                if limit <= 0:
+                    break
+        return self.pending
+
     def _insert_jtis(self, keys: list[str], expiries: list[float]) -> None:
         """Insert live, finite jti revocations, the later of duplicates winning."""
         index = self._jti_index
@@ -374,6 +466,11 @@ class RevocationSet:
             return Change(0, kind, key, True, 0.0, None, None, 0.0)
         return Change(0, kind, key, False, 0.0, None, None, 0.0)
 
+    @property
+    def pending(self) -> int:
+        """Keys of a snapshot not yet filed in expiry buckets (:meth:`file_pending`)."""
+        return self._jti_index.unfiled + self._allowed_index.unfiled
+
     def adopt(self, other: RevocationSet) -> None:
         """Take over every entry of ``other`` at once, dropping this set's own.
 
@@ -460,6 +557,28 @@ class RevocationSet:
     def snapshot_jtis(self) -> dict[str, float]:
         """A copy of ``jti -> expires_at``, for comparing a node's set with the store."""
         return dict(self._jtis)
+
+    def columns(self) -> Snapshot:
+        """What the set holds, as a store's snapshot gives it (seq 0): revoked jtis and
+        registrations as key and expiry lists, cut-offs as Changes.  No copy of a map is
+        made on the way (a checkpoint takes it, revsync._checkpoint)."""
+        expiries = self._identity_index.expiries
+        cutoffs = [
+            Change(0, _IDENTITY, key, True, expiries[key], None, cutoff, 0.0)
+            for key, cutoff in self._cutoffs.items()
+        ]
+        jtis, allowed = self._jtis, self._allowed
+        return Snapshot(
+            0,
+            (list(jtis), list(jtis.values())),
+            (list(allowed), list(allowed.values())),
+            cutoffs,
+            [],
+        )
+
+    def snapshot_allowed(self) -> dict[str, float]:
+        """A copy of the registered ``jti -> expires_at`` (allowlist mode)."""
+        return dict(self._allowed)
 
     def snapshot_identities(self) -> dict[str, tuple[float, float]]:
         """A copy of ``identity -> (cutoff, expires_at)``."""

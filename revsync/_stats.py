@@ -30,6 +30,11 @@ class SyncStats:
     """Doorbells answered by a catch-up instead of a store read each (a backlog)."""
     queue_overflows: int = 0
     """Messages dropped because the subscriber's queue was full (a catch-up follows)."""
+    backfill_seconds: float | None = None
+    """How long the start-up backfill took: from the start of the catch-up that made
+    the node backfilled to its end (``status()["backfill"]``; not a counter)."""
+    backfill_rows: int | None = None
+    """Rows that backfill read (snapshot and pages)."""
     rejected: Counter[str] = field(default_factory=Counter)
     # Called with the propagation lag in seconds of every event applied from the
     # bus (revsync.prometheus feeds a histogram from it).

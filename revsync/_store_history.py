@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable, Sequence
 
 from revsync.changes import Change
-from revsync.stores.base import HistoryEntry, Store, StorePosition
+from revsync.stores.base import ANCHORS, HistoryEntry, Store, StorePosition
 
-ANCHORS = 2
-"""Rows of the last catch-up re-read by the next one when the ring has turned over."""
+# ANCHORS (revsync.stores.base): rows of the last catch-up that the next one re-reads
+# when the ring has turned over.
 PRUNE_MARGIN = 300.0
 """A row missing from the store means lost history only if it had this many seconds
 left to live: a row near its expiry may have been pruned by a node whose clock runs
@@ -84,6 +84,22 @@ class HistoryWatch:
             if position.stamp is not None and position.head <= store_seq:
                 self._frontier = (position.head, position.stamp)
                 return
+
+    def state(self) -> tuple[tuple[int, float] | None, list[Change]]:
+        """The newest write verified, as (seq, stamp), and the anchors (a checkpoint's)."""
+        return self._frontier, list(self._anchors)
+
+    def resume(
+        self,
+        position: StorePosition,
+        frontier: tuple[int, float] | None,
+        anchors: Sequence[Change],
+    ) -> None:
+        """Take up what a node had verified before (a checkpoint): the next
+        :meth:`lost` checks the store against it."""
+        self.position = position
+        self._frontier = frontier
+        self._anchors = list(anchors[-ANCHORS:])
 
     def restart(self, anchors: Sequence[Change]) -> None:
         """The node re-read the whole store: what it verified before no longer counts."""

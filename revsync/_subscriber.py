@@ -49,6 +49,11 @@ TICK: Final = 0.1
 BACKOFF_BASE: Final = 0.1
 BACKOFF_CAP: Final = 5.0
 SWEEP_INTERVAL: Final = 10.0
+CHECKPOINT_INTERVAL: Final = 300.0
+"""Seconds between two checkpoints (REVSYNC_CHECKPOINT_PATH); one more at shutdown."""
+FILE_SLICE: Final = 20_000
+"""Keys of a start-up snapshot filed in expiry buckets per tick (about 10 ms of work),
+so that filing a million keys neither delays readiness nor blocks the loop for long."""
 
 
 class _Signal:
@@ -101,6 +106,7 @@ class Subscriber:
         self._on_confirmed: Callable[[], None] = lambda: None
         self._heartbeat: asyncio.Task[None] | None = None
         self._store_prune: asyncio.Task[None] | None = None
+        self._checkpoint: asyncio.Task[None] | None = None
         # Without a heartbeat for this long the connection is presumed hung.
         self.heartbeat_timeout = max(3 * settings.heartbeat_interval, 1.0)
 
@@ -119,10 +125,10 @@ class Subscriber:
 
     async def stop(self) -> None:
         """Cancel the tasks, wait for them, and re-raise any real error they died of."""
-        for extra in (self._heartbeat, self._store_prune):
+        for extra in (self._heartbeat, self._store_prune, self._checkpoint):
             if extra is not None:
                 self._tasks.append(extra)
-        self._heartbeat = self._store_prune = None
+        self._heartbeat = self._store_prune = self._checkpoint = None
         # Cancel until every task has ended: on Python 3.11 a cancellation that lands
         # as an ``asyncio.timeout`` expires comes out as TimeoutError, which the reader
         # treats as a dropped connection and retries, so one cancel() can be lost.
@@ -362,6 +368,8 @@ class Subscriber:
         )
         if first:
             self.last_error = None
+            self.stats.backfill_seconds = time.monotonic() - started
+            self.stats.backfill_rows = count
             logger.info(
                 "revsync.ready",
                 node=self.settings.node_id,
@@ -380,6 +388,7 @@ class Subscriber:
         next_sweep = now + SWEEP_INTERVAL
         # Jittered, so that nodes started together do not all prune the store at once.
         next_store_prune = now + random.uniform(0.5, 1.0) * self.settings.prune_interval
+        next_checkpoint = now + CHECKPOINT_INTERVAL
         while True:
             now = time.monotonic()
             if now >= self._next_ping:
@@ -400,6 +409,8 @@ class Subscriber:
             if self.replica.wants_catch_up:
                 self.replica.wants_catch_up = False
                 self.request_catch_up()
+            if self.replica.revocations.pending:
+                self.replica.revocations.file_pending(FILE_SLICE)
             if now >= next_sweep:
                 next_sweep = now + SWEEP_INTERVAL
                 async with self.replica.lock:
@@ -409,6 +420,12 @@ class Subscriber:
                 if self._store_prune is None or self._store_prune.done():
                     self._store_prune = asyncio.create_task(
                         self._prune_store(), name="revsync-store-prune"
+                    )
+            if self.ready.is_set() and now >= next_checkpoint:
+                next_checkpoint = now + CHECKPOINT_INTERVAL
+                if self._checkpoint is None or self._checkpoint.done():
+                    self._checkpoint = asyncio.create_task(
+                        self.replica.save_checkpoint(), name="revsync-checkpoint"
                     )
             await asyncio.sleep(TICK)
 

@@ -21,6 +21,7 @@ import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
@@ -137,6 +138,23 @@ def name(key: str, value: object) -> str:
 def node_name(key: str, value: object) -> str | None:
     """A node's name; unset or empty means the default (hostname-pid)."""
     return None if value is None or value == "" else name(key, value)
+
+
+def file_path(key: str, value: object) -> str | None:
+    """A file a node may create and replace: its folder exists, and it is no folder
+    itself.  Unset or empty: none."""
+    if value is None or value == "":
+        return None
+    text = os.fspath(value) if isinstance(value, str | os.PathLike) else None
+    if not isinstance(text, str) or not text.strip() or "\0" in text:
+        msg = f"{key} must be a file path, got {value!r}"
+        raise SettingError(msg)
+    path = Path(text)
+    if path.is_dir() or not path.parent.is_dir():
+        what = "is a folder" if path.is_dir() else f"is in {str(path.parent)!r}, no folder"
+        msg = f"{key}={str(path)!r} {what}: name a file in an existing folder"
+        raise SettingError(msg)
+    return str(path)
 
 
 def event_key(key: str, value: object) -> bytes | None:
@@ -391,6 +409,14 @@ class Settings:
         600.0,
         seconds,
         "each node deletes store rows of expired tokens about this often (jittered)",
+    )
+    checkpoint_path: str | None = setting(
+        None,
+        file_path,
+        "a file where the node keeps a checkpoint of its set (the store's id, epoch and "
+        "seq, checksummed), written every few minutes and at shutdown, so that a restart "
+        "reads only what changed since; refused (the whole store is read) if the store "
+        "does not confirm it",
     )
     log_identities: bool = setting(
         False,

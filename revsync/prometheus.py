@@ -111,6 +111,18 @@ class RevSyncCollector(Collector):
             "1 once the start-up snapshot is applied.",
             value=1.0 if status["backfilled"] else 0.0,
         )
+        backfill = status["backfill"]
+        if backfill["seconds"] is not None:
+            yield GaugeMetricFamily(
+                "revsync_backfill_seconds",
+                "How long the start-up backfill took (snapshot and catch-up, to backfilled).",
+                value=backfill["seconds"],
+            )
+            yield GaugeMetricFamily(
+                "revsync_backfill_rows",
+                "Rows the start-up backfill read from the store (a checkpoint's delta only).",
+                value=float(backfill["rows"] or 0),
+            )
         yield GaugeMetricFamily(
             "revsync_store_epoch",
             "Generation of the store's history this node follows (0: not read yet).",

@@ -85,8 +85,21 @@ def test_startup_fields(quick_run: Path) -> None:
             assert result["status"].startswith("not run")
             continue
         for point in result["points"]:
-            assert set(point) >= {"entries", "ready_s", "rss_mb", "rss_delta_mb", "populate_s"}
-        assert set(result["target"]) >= {"ready_s", "rss_delta_mb", "met"}
+            assert set(point) >= {
+                "entries",
+                "backfill_s",
+                "ready_s",
+                "rss_mb",
+                "rss_delta_mb",
+                "populate_s",
+            }
+            assert 0 <= point["backfill_s"] <= point["ready_s"]
+        assert set(result["target"]) >= {"backfill_s", "ready_s", "rss_delta_mb", "met"}
+        # Nodes restarted at once: with a checkpoint they read nothing from the store.
+        restarts = result["restarts"]
+        assert restarts["without_checkpoint"]["rows_read"] > 0
+        assert restarts["with_checkpoint"]["rows_read"] == 0
+        assert restarts["checkpoint_bytes"] > 0
 
 
 def test_mass_revocation_fields(quick_run: Path) -> None:

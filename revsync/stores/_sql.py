@@ -40,9 +40,19 @@ from revsync.stores._layout import (
     sql_schema,
 )
 from revsync.stores._tokens import TokenRecord, records_from_rows, row_for
-from revsync.stores.base import PAGE_SIZE, HistoryEntry, StoreError, StorePosition
+from revsync.stores.base import ANCHORS, PAGE_SIZE, HistoryEntry, StoreError, StorePosition
 
-__all__ = ["Connection", "Dialect", "SqlStore", "Work", "missing_tables"]
+__all__ = [
+    "POSITION",
+    "SNAPSHOT_ANCHORS",
+    "Connection",
+    "Dialect",
+    "SqlStore",
+    "Work",
+    "missing_tables",
+    "position_of",
+    "snapshot_span",
+]
 
 _T = TypeVar("_T")
 
@@ -55,7 +65,7 @@ _CHECK = (
     " {duplicates} FROM revsync_changes"
 )
 
-_POSITION = (
+POSITION = (
     "SELECT s.store_id, s.epoch, m.seq, (SELECT h.stamp FROM revsync_history h"
     " WHERE h.slot = m.seq % ? AND h.seq = m.seq)"
     " FROM revsync_store s, revsync_meta m WHERE s.id = 1 AND m.id = 1"
@@ -73,6 +83,25 @@ _PRUNE = (
     "DELETE FROM revsync_families WHERE expires_at < ?",
 )
 """Rows, then registry records and families (the rows' count is what prune returns)."""
+
+# The start-up snapshot (SnapshotReader.snapshot, revsync.stores._snapshot): one scan
+# per span of seqs aggregates the keys and expiries of revoked jtis and registrations,
+# and the seqs of the other live rows, read afterwards by seq.
+_JTIS = "kind = 'jti' AND revoked"
+_REGISTRATIONS = "kind = 'issued' AND NOT revoked"
+SNAPSHOT_ANCHORS = f"{SELECT_CHANGES} WHERE seq <= ? ORDER BY seq DESC LIMIT {ANCHORS}"
+
+
+def snapshot_span(keys: str, expiries: str, seqs: str) -> str:
+    """The statement that reads one span (parameters: live_after, after, upto), with the
+    dialect's aggregates of keys, expiries and seqs."""
+    columns = (
+        f"{keys} FILTER (WHERE {_JTIS}), {expiries} FILTER (WHERE {_JTIS}),"
+        f" {keys} FILTER (WHERE {_REGISTRATIONS}), {expiries} FILTER (WHERE {_REGISTRATIONS}),"
+        f" {seqs} FILTER (WHERE NOT ({_JTIS}) AND NOT ({_REGISTRATIONS}))"
+    )
+    return f"SELECT {columns} FROM {CHANGES} WHERE expires_at >= ? AND seq > ? AND seq <= ?"  # noqa: S608 - no value goes in
+
 
 _SELECT_RECORDS = select(TOKENS, TOKEN_COLUMNS)
 _RECORD = f"{_SELECT_RECORDS} WHERE jti = ?"
@@ -117,6 +146,18 @@ class Connection(Protocol):
 
 Work = Callable[[Connection], Awaitable[_T]]
 """What runs inside a write transaction."""
+
+
+def position_of(rows: Sequence[Sequence[Any]], store: SqlStore) -> StorePosition:
+    """The position from the rows of ``POSITION`` (run with ``HISTORY_SLOTS``)."""
+    if not rows:
+        msg = (
+            f"{store.dialect.name} store {store.url} has no identity row; "
+            "was its schema created by revsync?"
+        )
+        raise StoreError(msg)
+    store_id, epoch, head, stamp = rows[0]
+    return StorePosition(str(store_id), int(epoch), int(head), stamp)
 
 
 def missing_tables(found: Iterable[object]) -> list[str]:
@@ -241,15 +282,7 @@ class SqlStore(WriteMany):
 
     async def position(self) -> StorePosition:
         """The store's identity, epoch and head, read in one statement."""
-        rows = await self._read(_POSITION, HISTORY_SLOTS)
-        if not rows:
-            msg = (
-                f"{self.dialect.name} store {self.url} has no identity row; "
-                "was its schema created by revsync?"
-            )
-            raise StoreError(msg)
-        store_id, epoch, head, stamp = rows[0]
-        return StorePosition(str(store_id), int(epoch), int(head), stamp)
+        return position_of(await self._read(POSITION, HISTORY_SLOTS), self)
 
     async def history(self, seq: int) -> HistoryEntry | None:
         """The history ring's entry in the slot of ``seq`` (see ``Store.history``)."""

@@ -15,7 +15,11 @@ from typing import NamedTuple, Protocol, runtime_checkable
 from revsync.changes import Change, ChangeRequest, Kind
 
 PAGE_SIZE = 10_000
-"""Rows in one page of ``Store.since``: what catch-ups, snapshots and ``check`` read at a time."""
+"""Rows in one page of ``Store.since``: what catch-ups and ``check`` read at a time."""
+SNAPSHOT_SPAN = 65_536
+"""Seqs one query of ``SnapshotReader.snapshot`` covers: bounds what one aggregate holds."""
+ANCHORS = 2
+"""Rows a node keeps of the last it read (``HistoryWatch``'s anchors; a snapshot's)."""
 
 
 class StoreError(Exception):
@@ -48,6 +52,50 @@ class StorePosition(NamedTuple):
     stamp: float | None
     """When the write that handed out ``head`` happened (its rows' ``created_at``), from
     the store's history ring; None if the ring has no entry for it."""
+
+
+class Snapshot(NamedTuple):
+    """Every live row of a store up to ``seq``, in columns (``SnapshotReader.snapshot``).
+
+    The bulk of a store, revoked jtis and token registrations, comes as two parallel
+    lists each (keys, expiries): no object per row but the key and its expiry.  Every
+    other live row (identity cut-offs, tombstones) comes as a Change.
+    """
+
+    seq: int
+    """The seq it covers: every change up to it is in (or superseded by a later one)."""
+    revoked: tuple[list[str], list[float]]
+    """Revoked jtis (``Kind.JTI``, ``revoked``): keys, and their ``expires_at`` in order."""
+    registered: tuple[list[str], list[float]]
+    """Token registrations (``Kind.ISSUED``, not ``revoked``): keys and expiries."""
+    others: list[Change]
+    """Every other row not expired (identity cut-offs, tombstones), in no set order."""
+    anchors: list[Change]
+    """The newest rows up to ``seq`` (at most ``ANCHORS``, ascending), expired or not:
+    what a node reading pages would have kept as anchors (``HistoryWatch.read``)."""
+
+    @property
+    def rows(self) -> int:
+        """How many rows it holds."""
+        return len(self.revoked[0]) + len(self.registered[0]) + len(self.others)
+
+
+@runtime_checkable
+class SnapshotReader(Protocol):
+    """A store that can read all its live rows at once (every store revsync ships).
+
+    A start-up backfill reads it instead of paging ``Store.since`` from 0; a store
+    without it is paged.  docs/design.md, "The start-up snapshot".
+    """
+
+    async def snapshot(self, live_after: float) -> Snapshot:
+        """Every row whose ``expires_at`` is at or after ``live_after``, up to the head.
+
+        The rows are those ``since(0)`` pages would return, minus the expired ones:
+        a reader that applies them, then pages ``since(snapshot.seq)``, holds what the
+        pages alone would have given it.  A row written while the snapshot is read is
+        either in it or numbered past ``seq``.
+        """
 
 
 @runtime_checkable

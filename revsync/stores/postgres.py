@@ -30,18 +30,23 @@ import asyncpg
 
 from revsync._urls import mask_url
 from revsync.changes import Change, ChangeRequest, Kind
-from revsync.stores._common import changes_from_rows, translate
+from revsync.stores._common import HISTORY_SLOTS, changes_from_rows, translate
 from revsync.stores._layout import TABLES, TOKEN_COLUMNS, TOKENS, insert
+from revsync.stores._snapshot import SnapshotParts, seqs_of, spans
 from revsync.stores._sql import (
+    POSITION,
     SELECT_CHANGES,
+    SNAPSHOT_ANCHORS,
     Connection,
     Dialect,
     SqlStore,
     Work,
     missing_tables,
+    position_of,
+    snapshot_span,
 )
 from revsync.stores._tokens import TokenRecord, family_expiry, registrations_for
-from revsync.stores.base import StoreError
+from revsync.stores.base import Snapshot, StoreError
 
 __all__ = ["PostgresStore", "from_url", "numbered"]
 
@@ -79,6 +84,9 @@ ON CONFLICT (kind, key) DO UPDATE SET
     seq = EXCLUDED.seq, revoked = EXCLUDED.revoked, expires_at = EXCLUDED.expires_at,
     identity = EXCLUDED.identity, cutoff = EXCLUDED.cutoff, created_at = EXCLUDED.created_at
 """
+# Arrays, which asyncpg decodes in C into lists of str, float and int.
+_SNAPSHOT_SPAN = snapshot_span("array_agg(key)", "array_agg(expires_at)", "array_agg(seq)")
+_BY_SEQS = f"{SELECT_CHANGES} WHERE seq = ANY(?::bigint[])"
 _CURRENT = "SELECT family, expires_at FROM revsync_tokens WHERE jti = ?"
 _ROTATE = "UPDATE revsync_tokens SET rotated = true WHERE jti = ? AND NOT rotated"
 # Creates or extends (a family row lives as long as its longest-lived member) and
@@ -259,6 +267,27 @@ class PostgresStore(SqlStore):
                 if attempt or not isinstance(exc.__cause__, _LOST):
                     raise
         raise AssertionError  # pragma: no cover - the loop returns or raises
+
+    async def snapshot(self, live_after: float) -> Snapshot:
+        """Every live row up to the head (see ``SnapshotReader``), in one read-only
+        REPEATABLE READ transaction: every statement sees the same committed state."""
+        live_after = float(live_after)
+        async with (
+            self._errors("snapshot of"),
+            self._acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            head = position_of(await conn.fetch(numbered(POSITION), HISTORY_SLOTS), self).head
+            parts = SnapshotParts(self.url)
+            for after, upto in spans(head):
+                row = await conn.fetchrow(numbered(_SNAPSHOT_SPAN), live_after, after, upto)
+                parts.add((row[0], row[1]), (row[2], row[3]))
+                parts.others.extend(seqs_of(row[4]))
+            others = []
+            if parts.others:
+                others = changes_from_rows(await conn.fetch(numbered(_BY_SEQS), parts.others))
+            anchors = changes_from_rows(await conn.fetch(numbered(SNAPSHOT_ANCHORS), head))
+        return parts.snapshot(head, others, anchors[::-1])
 
     async def _transaction(self, what: str, work: Work[_T], isolation: str | None = None) -> _T:
         async with (

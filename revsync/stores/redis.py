@@ -41,14 +41,25 @@ from revsync.stores._common import (
 )
 from revsync.stores._layout import RedisKeys, lua_keys
 from revsync.stores._replicated import write_and_wait
+from revsync.stores._snapshot import SnapshotParts
 from revsync.stores._tokens import TokenRecord, registrations_for
-from revsync.stores.base import PAGE_SIZE, HistoryEntry, StoreError, StorePosition
+from revsync.stores.base import (
+    ANCHORS,
+    PAGE_SIZE,
+    HistoryEntry,
+    Snapshot,
+    StoreError,
+    StorePosition,
+)
 
 __all__ = ["RedisStore", "from_url", "lua_script"]
 
 _ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
 """What the driver raises; RedisClusterException ("cannot be connected") is no RedisError."""
 _PRUNE_BATCH = 1_000
+SNAPSHOT_CHUNK = PAGE_SIZE
+"""Targets one run of lua/snapshot.lua reads: it looks up each row, so this bounds how
+long one run blocks Redis (and the bus on it)."""
 
 
 class _ChangeArgs(NamedTuple):
@@ -101,6 +112,7 @@ _SCRIPTS = {  # each script in lua/, with the libraries (lua/ too) it is built o
     "prune_families": (),
     "position": (),
     "range": (),
+    "snapshot": (),
     "prune": (),
 }
 
@@ -322,6 +334,38 @@ class RedisStore(WriteMany):
         """Rows with seq greater than ``seq``, ascending, at most ``limit``."""
         return await self._range(self._keys.log, f"({int(seq)}", int(limit))
 
+    async def snapshot(self, live_after: float) -> Snapshot:
+        """Every live row up to the head (see ``SnapshotReader``), SNAPSHOT_CHUNK
+        targets per script run (lua/snapshot.lua), so that no run blocks Redis long.
+
+        Chunks follow the log by seq up to the head read first: a row rewritten while
+        they are read moves past that head (the catch-up after reads it), a pruned row
+        was expired anyway.  Each chunk returns its keys one a line and their expiries
+        comma-separated, split in C; a chunk with a key holding a newline is read again
+        with its keys as JSON.
+        """
+        head = await self.head()
+        parts = SnapshotParts(self.url)
+        others: list[Change] = []
+        anchors: list[Change] = []
+        after, live = "0", repr(float(live_after))
+        while True:
+            args = [self._keys.base, after, head, SNAPSHOT_CHUNK, live]
+            reply = await self._call("read", "snapshot", [self._keys.log], [*args, "lines"])
+            columns = _chunk_columns(reply)
+            if columns is None:  # a key with a newline: this chunk again, as JSON
+                reply = await self._call("read", "snapshot", [self._keys.log], [*args, "json"])
+                columns = reply[2], reply[3], reply[4], reply[5]
+            count, last, rest, tail = reply[0], reply[1], reply[6], reply[7]
+            parts.add((columns[0], columns[1]), (columns[2], columns[3]))
+            others += changes_from_rows(json.loads(rest))
+            if count:
+                anchors = [*anchors, *changes_from_rows(json.loads(tail))][-ANCHORS:]
+            if count < SNAPSHOT_CHUNK:
+                break
+            after = last.decode() if isinstance(last, bytes) else str(last)
+        return parts.snapshot(head, others, anchors)
+
     async def head(self) -> int:
         """The highest seq handed out so far."""
         client = self._connected()
@@ -445,6 +489,24 @@ class RedisStore(WriteMany):
             msg = f"Redis store {self.url}: {listed} in the log, {expiring} by expiry, {rows} rows"
             raise StoreError(msg)
         return check_figures(head, rows, last, self.url)
+
+
+def _chunk_columns(reply: list[Any]) -> tuple[list[str], bytes, list[str], bytes] | None:
+    """A snapshot chunk's keys, their "kind:" taken off, and expiries as sent; None if
+    a key holds a newline (the lines do not add up)."""
+    revoked = _targets(reply[2], "jti:", int(reply[8]))
+    registered = _targets(reply[4], "issued:", int(reply[9]))
+    if revoked is None or registered is None:
+        return None
+    return revoked, reply[3], registered, reply[5]
+
+
+def _targets(text: bytes, prefix: str, count: int) -> list[str] | None:
+    """Keys from targets ("kind:key") one a line, or None if there are not ``count``."""
+    if not count:
+        return []
+    keys = text.decode()[len(prefix) :].replace("\n" + prefix, "\n").split("\n")
+    return keys if len(keys) == count else None
 
 
 def _flat(args: Iterable[tuple[str, ...]]) -> list[str]:

@@ -30,18 +30,23 @@ from urllib.parse import unquote, urlsplit
 import aiosqlite
 
 from revsync.changes import Change, Kind
-from revsync.stores._common import changes_from_rows, translate
+from revsync.stores._common import HISTORY_SLOTS, changes_from_rows, translate
 from revsync.stores._layout import CHANGE_COLUMNS, CHANGES, HEAD, TOKEN_COLUMNS, TOKENS, insert
+from revsync.stores._snapshot import SnapshotParts, seqs_of, spans
 from revsync.stores._sql import (
+    POSITION,
     SELECT_CHANGES,
+    SNAPSHOT_ANCHORS,
     Connection,
     Dialect,
     SqlStore,
     Work,
     missing_tables,
+    position_of,
+    snapshot_span,
 )
 from revsync.stores._tokens import TokenRecord, family_expiry, registrations_for
-from revsync.stores.base import StoreError
+from revsync.stores.base import Snapshot, StoreError
 
 __all__ = ["SqliteStore", "from_url"]
 
@@ -52,6 +57,11 @@ _TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
 _KEYS_PER_QUERY = 500
 
 _REPLACE = insert(CHANGES, CHANGE_COLUMNS, "INSERT OR REPLACE")
+# Keys as one JSON array, expiries as text with 17 significant digits ("%!.17g": every
+# double reads back as itself), seqs as text: parsed in C by revsync.stores._snapshot.
+_SNAPSHOT_SPAN = snapshot_span(
+    "json_group_array(key)", "group_concat(printf('%!.17g', expires_at))", "group_concat(seq)"
+)
 # The compare-and-set of a rotation: known, not yet rotated, and its family not revoked.
 _ROTATE = (
     "UPDATE revsync_tokens SET rotated = 1 WHERE jti = ? AND rotated = 0 AND NOT EXISTS"
@@ -219,6 +229,36 @@ class SqliteStore(SqlStore):
         conn = self._conn(self._reader)
         with translate(_ERRORS, lambda: f"read from SQLite store {self.url} failed"):
             return cast("list[Any]", await conn.execute_fetchall(sql, args))
+
+    async def snapshot(self, live_after: float) -> Snapshot:
+        """Every live row up to the head (see ``SnapshotReader``), in one read transaction
+        on a connection of its own, in a worker thread: SQLite scans without the GIL,
+        and the serving connections stay free meanwhile."""
+        self._conn(self._reader)
+        with translate(_ERRORS, lambda: f"snapshot of SQLite store {self.url} failed"):
+            return await asyncio.to_thread(self._read_snapshot, float(live_after))
+
+    def _read_snapshot(self, live_after: float) -> Snapshot:
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+        try:
+            conn.execute("PRAGMA query_only = 1")
+            conn.execute("BEGIN")  # one WAL snapshot for every statement below
+            head = position_of(conn.execute(POSITION, (HISTORY_SLOTS,)).fetchall(), self).head
+            parts = SnapshotParts(self.url)
+            for after, upto in spans(head):
+                row = conn.execute(_SNAPSHOT_SPAN, (live_after, after, upto)).fetchone()
+                parts.add((row[0], row[1]), (row[2], row[3]))
+                parts.others.extend(seqs_of(row[4]))
+            others = []
+            for start in range(0, len(parts.others), _KEYS_PER_QUERY):
+                chunk = parts.others[start : start + _KEYS_PER_QUERY]
+                sql = f"{SELECT_CHANGES} WHERE seq IN ({', '.join('?' * len(chunk))})"
+                others += changes_from_rows(conn.execute(sql, chunk).fetchall())
+            anchors = changes_from_rows(conn.execute(SNAPSHOT_ANCHORS, (head,)).fetchall())
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        return parts.snapshot(head, others, anchors[::-1])
 
     async def _bump(self, conn: Connection, count: int) -> int:
         await conn.execute("UPDATE revsync_meta SET seq = seq + ? WHERE id = 1", count)

@@ -38,6 +38,7 @@ BOOL_KEYS = [
 ]
 WORD_KEYS = ["REVSYNC_FAIL_MODE", "REVSYNC_MODE"]
 URL_KEYS = ["REVSYNC_REDIS_URL", "REVSYNC_STORE_URL"]
+PATH_KEYS = ["REVSYNC_CHECKPOINT_PATH"]
 NUMBER_JUNK: list[object] = [
     "",
     "   ",
@@ -62,7 +63,7 @@ NUMBER_JUNK: list[object] = [
 
 
 def test_declarations_cover_every_key_checked_here() -> None:
-    named = {*SECONDS_KEYS, *BOOL_KEYS, *WORD_KEYS, *URL_KEYS}
+    named = {*SECONDS_KEYS, *BOOL_KEYS, *WORD_KEYS, *URL_KEYS, *PATH_KEYS}
     rest = {"REVSYNC_CHANNEL", "REVSYNC_EVENT_KEY", "REVSYNC_NODE_ID"}
     assert set(DEFAULTS) == named | rest
 
@@ -97,6 +98,19 @@ def test_junk_seconds_are_refused_naming_the_key(key: str, value: object, via: s
 def test_a_huge_integer_is_a_setting_error(key: str, via: str) -> None:
     # float(10**400) raises OverflowError, which seconds() does not catch.
     _refused(key, 10**400, overrides=via == "keyword")
+
+
+@pytest.mark.parametrize("key", PATH_KEYS)
+@pytest.mark.parametrize(
+    "value", ["   ", "\0", "a\0b", "{folder}", "{folder}/missing/file", 5, True, [5], b"x"]
+)
+@pytest.mark.parametrize("via", ["config", "keyword"])
+def test_junk_paths_are_refused_naming_the_key(
+    key: str, value: object, via: str, tmp_path: Path
+) -> None:
+    if isinstance(value, str):
+        value = value.format(folder=tmp_path)
+    _refused(key, value, overrides=via == "keyword")
 
 
 @pytest.mark.parametrize("key", BOOL_KEYS)

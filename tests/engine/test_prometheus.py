@@ -65,3 +65,19 @@ async def test_store_writes_timed_and_failures_counted(
     values = _values(registry)
     assert values["revsync_store_write_failures_total"] == 1
     assert values["revsync_store_write_duration_seconds_count"] == 2
+
+
+async def test_the_backfill_is_reported_once_it_is_done(
+    make_node: NodeFactory, sqlite_url: str
+) -> None:
+    writer = await make_node(sqlite_url)
+    for _ in range(3):
+        await writer.revoke(claims())
+    node = await make_node(sqlite_url, start=False)
+    registry = registry_for(node)
+    assert "revsync_backfill_seconds" not in _values(registry)  # not backfilled yet
+    await node.start()
+    values = _values(registry)
+    assert 0 < values["revsync_backfill_seconds"] < 30
+    assert values["revsync_backfill_rows"] == 3
+    assert node.status()["backfill"]["rows"] == 3

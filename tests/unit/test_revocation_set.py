@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from revsync import _revocation_set as revsync_set
 from revsync._revocation_set import RevocationSet
 from revsync.changes import Change, Kind
+from revsync.stores.base import Snapshot
 
 NOW = 1_000_000.0
 
@@ -671,3 +672,95 @@ def test_sweep_counts_registrations_too(revocations: RevocationSet, clock: Clock
     revocations.apply(Change(3, Kind.ISSUED, "u", False, NOW + 10, "alice", None, NOW))
     clock.now = NOW + 20
     assert revocations.sweep() == 1
+
+
+# -- a snapshot loaded in bulk ----------------------------------------------------------
+
+
+def _bucketed(revocations: RevocationSet) -> bool:
+    """Whether every live, finite jti is filed in the bucket of its expiry."""
+    index = revocations._jti_index
+    return all(
+        key in index.buckets.get(expires_at // index.width, [])
+        for key, expires_at in index.expiries.items()
+        if math.isfinite(expires_at)
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.dictionaries(
+        st.sampled_from("abcdefgh"), st.floats(min_value=0, max_value=200), max_size=8
+    ),
+    steps=STEPS,
+    slices=st.lists(st.sampled_from([None, 0, 1, 2, 5]), max_size=60),
+    width=st.sampled_from([1.0, 10.0, 7.5]),
+)
+def test_a_snapshot_loaded_in_bulk_is_load_of_its_rows(
+    rows: dict[str, float],
+    steps: list[tuple[str, str, float]],
+    slices: list[int | None],
+    width: float,
+) -> None:
+    """Keys loaded in bulk and filed later, a slice at a time, while changes and sweeps
+    go on: the set holds what loading the same rows one by one gives, at every step."""
+    clock = Clock(0.0)
+    bulk = RevocationSet(clock=clock, bucket_seconds=width)
+    model = RevocationSet(clock=clock, bucket_seconds=width)
+    keys = list(rows)
+    bulk.load_snapshot(Snapshot(9, (keys, [rows[k] for k in keys]), ([], []), [], []))
+    model.load([jti(k, e) for k, e in rows.items()])
+    assert bulk.pending == len(rows)
+    for n, step in enumerate(steps):
+        if n < len(slices):
+            bulk.file_pending(slices[n])
+        change = _change(step, 10 + n)
+        if change is not None:
+            bulk.apply(change)
+            model.apply(change)
+        elif step[0] == "advance":
+            clock.now += step[2]
+        else:
+            assert bulk.sweep() == model.sweep()
+        assert _same(bulk.snapshot_jtis(), model.snapshot_jtis())
+        assert _same(bulk.snapshot_identities(), model.snapshot_identities())
+    bulk.file_pending()
+    assert bulk.pending == 0
+    assert _bucketed(bulk)
+    for now in (clock.now + 50, clock.now + 1000):
+        assert bulk.sweep(now) == model.sweep(now)
+        assert _same(bulk.snapshot_jtis(), model.snapshot_jtis())
+
+
+def test_a_snapshot_with_a_non_finite_expiry_takes_the_general_path(
+    revocations: RevocationSet, clock: Clock
+) -> None:
+    keys, expiries = ["a", "b", "c"], [NOW + 5, math.inf, math.nan]
+    revocations.load_snapshot(Snapshot(3, (keys, expiries), ([], []), [], []))
+    assert revocations.pending == 0  # filed at once, one by one
+    assert revocations.sweep(NOW + 100) == 1
+    assert set(revocations.snapshot_jtis()) == {"b", "c"}  # never expire: fail closed
+
+
+def test_a_snapshot_onto_a_set_that_holds_entries_replaces_them(
+    revocations: RevocationSet,
+) -> None:
+    revocations.apply(jti("a", NOW + 5))
+    revocations.load_snapshot(Snapshot(3, (["a", "b"], [NOW + 500, NOW + 6]), ([], []), [], []))
+    assert revocations.pending == 0
+    assert revocations.snapshot_jtis() == {"a": NOW + 500, "b": NOW + 6}
+    assert _bucketed(revocations)
+    assert revocations.sweep(NOW + 100) == 1
+
+
+def test_a_snapshot_fills_every_map(revocations: RevocationSet) -> None:
+    cut = identity_change("bob", NOW - 1, NOW + 50)
+    snapshot = Snapshot(9, (["a"], [NOW + 5]), (["r"], [NOW + 7]), [cut], [])
+    assert revocations.load_snapshot(snapshot) == 3
+    assert revocations.is_revoked("a", None, None)
+    assert revocations.is_allowed("r")
+    assert revocations.cutoff("bob") == NOW - 1
+    assert revocations.pending == 2
+    assert revocations.file_pending(1) == 1
+    assert revocations.file_pending() == 0
+    assert revocations.sweep(NOW + 10) == 2

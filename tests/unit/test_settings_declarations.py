@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ def test_every_keyword_reaches_its_setting() -> None:
         "mode": "allowlist",
         "allowlist_wait": 0.5,
         "rotate_refresh": True,
+        "checkpoint_path": str(Path(tempfile.gettempdir()) / "node.checkpoint"),
     }
     assert set(values) == set(KEYWORDS)
     settings = resolve({"REVSYNC_CHANNEL": "from-config"}, values)
