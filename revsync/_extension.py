@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from revsync._bus import SINGLE_PROCESS_HINT, bus_from_url
 from revsync._logging import get_logger
 from revsync._memory_bus import MemoryBus
-from revsync._replica import Replica
+from revsync._replica import Replica, WriteMark
 from revsync._revocation_set import RevocationSet
 from revsync._shielded import ShieldedWork
 from revsync._stats import SyncStats
@@ -28,7 +28,7 @@ from revsync.jwt.exceptions import RevocationStateUnavailable
 from revsync.jwt.manager import MAX_JTI_CHARS, JWTManager, on_manager
 from revsync.registry import Registry
 from revsync.stores import store_from_url
-from revsync.stores.base import Store, StoreError
+from revsync.stores.base import PartialWriteError, Store, StoreError
 
 if TYPE_CHECKING:
     from quart import Quart
@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 logger = get_logger()
 T = TypeVar("T")
 
-# revoke_many publishes each change up to this size; beyond it, only the last
-# one, whose sequence gap makes every node read the batch from the store in pages.
+# revoke_many publishes each change up to this size; beyond it, only the last one of
+# each part the store commits (docs/design.md, "Mass revocations"), whose sequence gap
+# makes every node read the part from the store in pages.
 PUBLISH_EACH_LIMIT = 100
 
 
@@ -481,9 +482,49 @@ class RevSync:
     async def _commit(self, requests: list[ChangeRequest]) -> list[Change]:
         if len(requests) == 1:
             changes = await self._write_and_announce(lambda: _listed(self.store.write(requests[0])))
-        else:
+        elif len(requests) <= PUBLISH_EACH_LIMIT:
             changes = await self._write_and_announce(lambda: self.store.write_many(requests))
+        else:
+            changes = await self._write_batch(requests)
         assert changes is not None  # these writes always return their changes
+        return changes
+
+    async def _write_batch(self, requests: list[ChangeRequest]) -> list[Change]:
+        """Write a large batch, announcing each part the store commits as soon as it
+        is durable, then apply the whole batch here.
+
+        Only the last change of a part is published: its sequence gap makes every node
+        read the part from the store, while the rest is still being written (the Redis
+        store writes a batch in parts; a SQL store commits it whole, and the other nodes
+        start reading before this node has applied it).  If a later part fails, the
+        parts already durable are applied here too before the error is raised.
+        docs/design.md, "Mass revocations".
+        """
+        mark = self.replica.write_mark()
+        durable: list[Change] = []
+
+        async def announce(part: list[Change]) -> None:
+            durable.extend(part)
+            await self._publish(part[-1])
+
+        async def write() -> list[Change]:
+            try:
+                return await self.store.write_many(requests, on_commit=announce)
+            except PartialWriteError as exc:
+                # The parts written are durable: held here like any write of this node.
+                await self.replica.apply_local(*durable, mark=mark)
+                logger.warning(
+                    "revsync.write_partly_failed",
+                    written=len(durable),
+                    requested=len(requests),
+                    first_seq=durable[0].seq if durable else None,
+                    last_seq=durable[-1].seq if durable else None,
+                    error=f"{type(exc.__cause__ or exc).__name__}: {exc.__cause__ or exc}",
+                )
+                raise
+
+        changes = await self._write_and_announce(write, mark=mark, announced=True)
+        assert changes is not None  # write() always returns its changes
         return changes
 
     async def write_changes(
@@ -498,11 +539,18 @@ class RevSync:
         return await self._writes.run(self._write_and_announce(write))
 
     async def _write_and_announce(
-        self, write: Callable[[], Awaitable[list[Change] | None]]
+        self,
+        write: Callable[[], Awaitable[list[Change] | None]],
+        *,
+        mark: WriteMark | None = None,
+        announced: bool = False,
     ) -> list[Change] | None:
+        """Run ``write``, apply what it wrote here, then announce it (unless ``write``
+        has ``announced`` it already)."""
         # The mark taken before the write lets the replica tell a late own write from a
         # newer change it applied meanwhile (Replica.apply_local).
-        mark = self.replica.write_mark()
+        if mark is None:
+            mark = self.replica.write_mark()
         started = time.perf_counter()
         try:
             changes = await write()
@@ -516,11 +564,12 @@ class RevSync:
                 observe(elapsed)
         if changes is not None:
             await self.replica.apply_local(*changes, mark=mark)
-            # Past PUBLISH_EACH_LIMIT only the last is published: its sequence gap
-            # makes every node read the batch from the store.
-            to_publish = changes if len(changes) <= PUBLISH_EACH_LIMIT else changes[-1:]
-            for change in to_publish:
-                await self._publish(change)
+            if not announced:
+                # Past PUBLISH_EACH_LIMIT only the last is published: its sequence gap
+                # makes every node read the write from the store.
+                to_publish = changes if len(changes) <= PUBLISH_EACH_LIMIT else changes[-1:]
+                for change in to_publish:
+                    await self._publish(change)
         return changes
 
     async def shielded(self, work: Coroutine[Any, Any, T]) -> T:
