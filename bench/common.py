@@ -30,7 +30,8 @@ from services.processes import RedisServer, clean_env, free_port, running
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(os.environ.get("REVSYNC_BENCH_RESULTS") or ROOT / "bench" / "results")
 PG_ADMIN_URL = os.environ.get("REVSYNC_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
-PG_DB = "revsync_bench"
+PG_DB = os.environ.get("REVSYNC_BENCH_PG_DB", "revsync_bench")
+"""The bench's own database (another name keeps two benchmark runs apart)."""
 SECRET = "bench-" + "s" * 40  # JWT_SECRET_KEY of every bench node (>= 32 bytes)
 ADMIN_TOKEN = "bench-admin-token-0123456789"
 

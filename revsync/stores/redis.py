@@ -55,7 +55,7 @@ __all__ = ["RedisStore", "from_url", "lua_script"]
 _ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
 """What the driver raises; RedisClusterException ("cannot be connected") is no RedisError."""
 _PRUNE_BATCH = 1_000
-WRITE_CHUNK = 2_000
+WRITE_CHUNK = 1_000
 """Changes written per script run by ``write_many``: a script blocks every other client
 of that Redis (the bus too, when it shares the server) while it runs, so a batch of
 100,000 is written in parts of a few milliseconds each (bench/mass_revocation.py
