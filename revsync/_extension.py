@@ -420,9 +420,12 @@ class RevSync:
     async def revoke_many(
         self, tokens: Iterable[Mapping[str, Any] | tuple[str, float]]
     ) -> list[Change]:
-        """Revoke many tokens in one store transaction.
+        """Revoke many tokens in one store write.
 
-        Each item is either decoded claims or a ``(jti, exp)`` pair.
+        Each item is either decoded claims or a ``(jti, exp)`` pair.  The SQL stores
+        write the batch in one transaction; the Redis store in parts, and if a part
+        fails after others were written it raises ``PartialWriteError`` holding them
+        (applied here and announced all the same).  docs/design.md, "Mass revocations".
         """
         requests = []
         for item in tokens:
