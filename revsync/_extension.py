@@ -507,6 +507,7 @@ class RevSync:
         mark = self.replica.write_mark()
         durable: list[Change] = []
         announced = 0
+        applying: list[asyncio.Task[None]] = []
 
         async def commit(part: list[Change]) -> None:
             nonlocal announced
@@ -514,10 +515,10 @@ class RevSync:
             if len(durable) - announced >= ANNOUNCE_EVERY or len(durable) == len(requests):
                 announced = len(durable)
                 await self._publish(durable[-1])
-            # Applied right after the announcement, before this node's own subscriber
-            # (a task that must wait for this one) hears it: it then finds the change
-            # held already instead of catching up to it.
-            await self.replica.apply_local(*part, mark=mark)
+            # Applied while the store writes the next part, and usually before this
+            # node's own subscriber hears the announcement (it then finds the changes
+            # held instead of catching up to them).  Never raises.
+            applying.append(asyncio.create_task(self.replica.apply_local(*part, mark=mark)))
 
         async def write() -> list[Change]:
             try:
@@ -534,6 +535,8 @@ class RevSync:
                     error=f"{type(exc.__cause__ or exc).__name__}: {exc.__cause__ or exc}",
                 )
                 raise
+            finally:
+                await asyncio.gather(*applying)
 
         changes = await self._write_and_announce(write, mark=mark, done_by_write=True)
         assert changes is not None  # write() always returns its changes
