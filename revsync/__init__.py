@@ -20,7 +20,7 @@ from revsync.registry import (
     UnknownToken,
 )
 from revsync.stores import store_from_url
-from revsync.stores.base import Store, StoreError, StorePosition
+from revsync.stores.base import PartialWriteError, Store, StoreError, StorePosition
 
 __all__ = [
     "Change",
@@ -29,6 +29,7 @@ __all__ = [
     "IssuedTokens",
     "Kind",
     "Op",
+    "PartialWriteError",
     "RefreshTokenReused",
     "Registry",
     "RevSync",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from revsync._bus import SINGLE_PROCESS_HINT, bus_from_url
 from revsync._logging import get_logger
 from revsync._memory_bus import MemoryBus
-from revsync._replica import Replica
+from revsync._replica import Replica, WriteMark
 from revsync._revocation_set import RevocationSet
 from revsync._shielded import ShieldedWork
 from revsync._stats import SyncStats
@@ -32,6 +32,7 @@ from revsync.events import (
     InvalidEvent,
     RevocationEvent,
     check_announceable,
+    check_announceable_many,
     encode_event,
 )
 from revsync.jwt.config import JWTConfig, check_each_config
@@ -39,7 +40,7 @@ from revsync.jwt.exceptions import JWTDecodeError, RevocationStateUnavailable
 from revsync.jwt.manager import INVALID_JTI, MAX_EXP, MAX_JTI_CHARS, JWTManager, on_manager
 from revsync.registry import Registry
 from revsync.stores import store_from_url
-from revsync.stores.base import Store, StoreError
+from revsync.stores.base import PAGE_SIZE, PartialWriteError, Store, StoreError
 
 if TYPE_CHECKING:
     from quart import Quart
@@ -62,9 +63,11 @@ NULL_IDENTITY = (
 )
 """The 422 message for a token whose identity claim is ``null``."""
 
-# revoke_many publishes each change up to this size; beyond it, only the last
-# one, whose sequence gap makes every node read the batch from the store in pages.
+# revoke_many publishes each change up to this size; beyond it, only the last one as
+# each ANNOUNCE_EVERY changes become durable, and at the end (docs/design.md, "Mass
+# revocations"): its sequence gap makes every node read them from the store in pages.
 PUBLISH_EACH_LIMIT = 100
+ANNOUNCE_EVERY = PAGE_SIZE
 
 
 class RevSync:
@@ -546,12 +549,19 @@ class RevSync:
     async def revoke_many(
         self, tokens: Iterable[Mapping[str, Any] | tuple[str, float]]
     ) -> list[Change]:
-        """Revoke many tokens in one store transaction.
+        """Revoke many tokens in one store write.
 
-        Each item is either decoded claims or a ``(jti, exp)`` pair.
+        Each item is either decoded claims or a ``(jti, exp)`` pair.  The SQL stores
+        write the batch in one transaction; the Redis store in parts, and if a part
+        fails after others were written it raises ``PartialWriteError`` holding them
+        (applied here and announced all the same).  docs/design.md, "Mass revocations".
         """
         requests = []
         for item in tokens:
+            plain = _plain_pair(item)
+            if plain is not None:
+                requests.append(plain)
+                continue
             if isinstance(item, Mapping):
                 jti, exp = item.get("jti"), self._revocation_expiry(item)
                 identity = item.get(self._identity_claim)
@@ -600,18 +610,65 @@ class RevSync:
         once the store has committed, nothing else becomes the caller's error.  The
         whole runs to completion even if the caller is cancelled (revsync._shielded).
         """
-        now = time.time()
-        origin = self.settings.node_id
-        for request in requests:
-            check_announceable(Change(0, *request, now), origin)
+        check_announceable_many(requests, self.settings.node_id, time.time())
         return await self._writes.run(self._commit(requests))
 
     async def _commit(self, requests: list[ChangeRequest]) -> list[Change]:
         if len(requests) == 1:
             changes = await self._write_and_announce(lambda: _listed(self.store.write(requests[0])))
-        else:
+        elif len(requests) <= PUBLISH_EACH_LIMIT:
             changes = await self._write_and_announce(lambda: self.store.write_many(requests))
+        else:
+            changes = await self._write_batch(requests)
         assert changes is not None  # these writes always return their changes
+        return changes
+
+    async def _write_batch(self, requests: list[ChangeRequest]) -> list[Change]:
+        """Write a large batch; as each part the store commits becomes durable, announce
+        it (every ANNOUNCE_EVERY changes and at the end) and apply it here.
+
+        Only the last change of an announcement is published: its sequence gap makes
+        every node read what came before it from the store, while the rest is still
+        being written (the Redis store writes a batch in parts).  If a later part
+        fails, what is durable is announced and applied all the same, and the error
+        (PartialWriteError) raised.  docs/design.md, "Mass revocations".
+        """
+        mark = self.replica.write_mark()
+        durable: list[Change] = []
+        announced = 0
+        applying: list[asyncio.Task[None]] = []
+
+        async def commit(part: list[Change]) -> None:
+            nonlocal announced
+            durable.extend(part)
+            if len(durable) - announced >= ANNOUNCE_EVERY or len(durable) == len(requests):
+                announced = len(durable)
+                await self._publish(durable[-1])
+            # Applied while the store writes the next part, and usually before this
+            # node's own subscriber hears the announcement (it then finds the changes
+            # held instead of catching up to them).  Never raises.
+            applying.append(asyncio.create_task(self.replica.apply_local(*part, mark=mark)))
+
+        async def write() -> list[Change]:
+            try:
+                return await self.store.write_many(requests, on_commit=commit)
+            except PartialWriteError as exc:
+                if len(durable) > announced:
+                    await self._publish(durable[-1])
+                logger.warning(
+                    "revsync.write_partly_failed",
+                    written=len(durable),
+                    requested=len(requests),
+                    first_seq=durable[0].seq,
+                    last_seq=durable[-1].seq,
+                    error=f"{type(exc.__cause__ or exc).__name__}: {exc.__cause__ or exc}",
+                )
+                raise
+            finally:
+                await asyncio.gather(*applying)
+
+        changes = await self._write_and_announce(write, mark=mark, done_by_write=True)
+        assert changes is not None  # write() always returns its changes
         return changes
 
     async def write_changes(
@@ -626,11 +683,18 @@ class RevSync:
         return await self._writes.run(self._write_and_announce(write))
 
     async def _write_and_announce(
-        self, write: Callable[[], Awaitable[list[Change] | None]]
+        self,
+        write: Callable[[], Awaitable[list[Change] | None]],
+        *,
+        mark: WriteMark | None = None,
+        done_by_write: bool = False,
     ) -> list[Change] | None:
+        """Run ``write``, apply what it wrote here, then announce it (unless ``write``
+        applied and announced it itself: ``done_by_write``)."""
         # The mark taken before the write lets the replica tell a late own write from a
         # newer change it applied meanwhile (Replica.apply_local).
-        mark = self.replica.write_mark()
+        if mark is None:
+            mark = self.replica.write_mark()
         started = time.perf_counter()
         try:
             changes = await write()
@@ -642,10 +706,10 @@ class RevSync:
             elapsed = time.perf_counter() - started
             for observe in self.stats.write_observers:
                 observe(elapsed)
-        if changes is not None:
+        if changes is not None and not done_by_write:
             await self.replica.apply_local(*changes, mark=mark)
             # Past PUBLISH_EACH_LIMIT only the last is published: its sequence gap
-            # makes every node read the batch from the store.
+            # makes every node read the write from the store.
             to_publish = changes if len(changes) <= PUBLISH_EACH_LIMIT else changes[-1:]
             for change in to_publish:
                 await self._publish(change)
@@ -760,6 +824,25 @@ def _check_jti(jti: object) -> str:
         msg = f"a jti must be a non-empty string of at most {MAX_JTI_CHARS} characters, got {jti!r}"
         raise ValueError(msg)
     return jti
+
+
+def _plain_pair(item: object) -> ChangeRequest | None:
+    """The request of a ``(jti, exp)`` pair of a str and a finite int or float (the usual
+    item of a batch of 100,000), as ``revoke_many`` makes it without its checks' calls;
+    None for any other item (checked the long way)."""
+    if not isinstance(item, tuple) or item.__class__ is not tuple or len(item) != 2:
+        return None
+    jti, exp = item
+    if (
+        jti.__class__ is str
+        and 0 < len(jti) <= MAX_JTI_CHARS
+        and (exp.__class__ is float or exp.__class__ is int)
+        and exp - exp == 0  # finite
+    ):
+        fields = (Kind.JTI, jti, True, float(exp), None, None)
+        request: ChangeRequest = tuple.__new__(ChangeRequest, fields)
+        return request
+    return None
 
 
 def _unix_time(value: object, name: str) -> float:

@@ -40,11 +40,12 @@ import hashlib
 import hmac
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from revsync.changes import Change, Kind
+from revsync.changes import Change, ChangeRequest, Kind
 
 SCHEMA_VERSION = 1
 MAX_EVENT_BYTES = 2048
@@ -310,20 +311,12 @@ _FIXED_BYTES = 400
 """More than every part of a message but its strings: names, seq, three times, sig."""
 
 
-def check_announceable(change: Change, origin: str) -> None:
-    """Raise ValueError if the event announcing ``change`` could not be sent.
-
-    Called *before* a change is written, so that nothing durable can fail to be
-    announced afterwards: every field must be within the format's limits and the
-    message within ``MAX_EVENT_BYTES`` with ``ANNOUNCE_MARGIN`` to spare.
-    ``change.seq`` may be 0 (not yet numbered).  Raises :class:`InvalidEvent`.
-    """
+def _plainly_announceable(change: Change | ChangeRequest, origin: str) -> bool:
+    """The common case (a token revoked, perhaps one of a batch of 100,000), told
+    without building the message: a jti change, short printable ASCII strings (JSON
+    escapes at most double them).  Its times are the caller's to check."""
     key, identity = change.key, change.identity or ""
-    times = (change.expires_at, change.created_at, change.cutoff or 0.0)
-    if (
-        # The common case (a token revoked, perhaps one of a batch of 100,000), without
-        # building the message: short printable ASCII strings (JSON escapes at most
-        # double them) and times in range.  Anything else takes the exact way below.
+    return bool(
         change.kind == Kind.JTI
         and change.cutoff is None
         and key
@@ -335,8 +328,33 @@ def check_announceable(change: Change, origin: str) -> None:
         and identity.isprintable()
         and 2 * (len(key) + len(identity) + len(origin)) + _FIXED_BYTES
         <= MAX_EVENT_BYTES - ANNOUNCE_MARGIN
-        and all(0.0 <= t <= MAX_TIME for t in times)
-    ):
+    )
+
+
+def check_announceable_many(requests: Iterable[ChangeRequest], origin: str, now: float) -> None:
+    """``check_announceable`` of each request as the change it makes at ``now`` (seq 0):
+    the common case per request without building the change."""
+    now_in_range = 0.0 <= now <= MAX_TIME
+    for request in requests:
+        if not (
+            now_in_range
+            and _plainly_announceable(request, origin)
+            and 0.0 <= request.expires_at <= MAX_TIME
+        ):
+            check_announceable(Change(0, *request, now), origin)
+
+
+def check_announceable(change: Change, origin: str) -> None:
+    """Raise ValueError if the event announcing ``change`` could not be sent.
+
+    Called *before* a change is written, so that nothing durable can fail to be
+    announced afterwards: every field must be within the format's limits and the
+    message within ``MAX_EVENT_BYTES`` with ``ANNOUNCE_MARGIN`` to spare.
+    ``change.seq`` may be 0 (not yet numbered).  Raises :class:`InvalidEvent`.
+    """
+    key, identity = change.key, change.identity or ""
+    times = (change.expires_at, change.created_at, change.cutoff or 0.0)
+    if _plainly_announceable(change, origin) and all(0.0 <= t <= MAX_TIME for t in times):
         return
     if "\x00" in key or "\x00" in identity:
         # The format carries it, but PostgreSQL's text cannot: the write would fail on

@@ -137,7 +137,7 @@ class RevocationEngine(Protocol):
     async def revoke_many(
         self, tokens: Iterable[Mapping[str, Any] | tuple[str, float]]
     ) -> list[Change]:
-        """Revoke many tokens in one store transaction (see RevSync.revoke_many)."""
+        """Revoke many tokens in one store write (see RevSync.revoke_many)."""
 
     async def list_revocations(self, identity: object) -> list[Change]:
         """The store's live revocations of one identity."""

@@ -25,9 +25,10 @@ from revsync.changes import Change, ChangeRequest, Kind
 from revsync.stores._common import (
     HISTORY_SLOTS,
     WriteMany,
-    apply_all,
     changes_from_rows,
     check_figures,
+    merge_conflicts,
+    plan_new,
 )
 from revsync.stores._layout import (
     CHANGE_COLUMNS,
@@ -40,7 +41,14 @@ from revsync.stores._layout import (
     sql_schema,
 )
 from revsync.stores._tokens import TokenRecord, records_from_rows, row_for
-from revsync.stores.base import ANCHORS, PAGE_SIZE, HistoryEntry, StoreError, StorePosition
+from revsync.stores.base import (
+    ANCHORS,
+    PAGE_SIZE,
+    Committed,
+    HistoryEntry,
+    StoreError,
+    StorePosition,
+)
 
 __all__ = [
     "POSITION",
@@ -60,6 +68,7 @@ SELECT_CHANGES = select(CHANGES, CHANGE_COLUMNS)
 _GET = f"{SELECT_CHANGES} WHERE kind = ? AND key = ?"
 _SINCE = f"{SELECT_CHANGES} WHERE seq > ? ORDER BY seq LIMIT ?"
 _BY_IDENTITY = f"{SELECT_CHANGES} WHERE identity = ? ORDER BY seq"
+_SEQS_BETWEEN = "SELECT seq FROM revsync_changes WHERE seq BETWEEN ? AND ?"
 _CHECK = (
     "SELECT (SELECT seq FROM revsync_meta WHERE id = 1), count(*), coalesce(max(seq), 0),"
     " {duplicates} FROM revsync_changes"
@@ -198,24 +207,46 @@ class SqlStore(WriteMany):
     async def _store(self, conn: Connection, rows: list[Change]) -> None:
         """Insert or replace ``rows`` (one per target)."""
 
+    @abstractmethod
+    async def _insert_new(self, conn: Connection, rows: list[Change]) -> int:
+        """Insert ``rows`` (one per target), skipping every target that already has a
+        row (and no other error); return how many were inserted."""
+
     # -- writes -----------------------------------------------------------------------
 
     def _schema(self) -> str:
         """Every CREATE ... IF NOT EXISTS of this dialect, with a fresh store id."""
         return sql_schema(self.dialect.schema, uuid.uuid4().hex)
 
-    async def _write_checked(self, requests: list[ChangeRequest]) -> list[Change]:
-        return await self._transaction("write to", lambda conn: self._apply(conn, requests))
+    async def _write_checked(
+        self, requests: list[ChangeRequest], on_commit: Committed | None = None
+    ) -> list[Change]:
+        changes = await self._transaction("write to", lambda conn: self._apply(conn, requests))
+        if on_commit is not None:
+            await on_commit(changes)
+        return changes
 
     async def _apply(self, conn: Connection, requests: list[ChangeRequest]) -> list[Change]:
-        """Number and merge ``requests`` inside the caller's transaction."""
+        """Number and merge ``requests`` inside the caller's transaction.
+
+        Insert first, merge only the conflicts: most targets of a batch (a mass
+        revocation) have no row yet, so every final row is inserted as if none had, the
+        store skipping the targets it has; only those are then read, merged over their
+        rows (``common.merge``) and written.  The rows and changes are those of merging
+        every request over what the store held (``common.apply_all``).
+        """
         count = len(requests)
         head = await self._bump(conn, count)
         first = head - count + 1
-        old = await self._load(conn, {(request.kind, request.key) for request in requests})
         now = time.time()
-        changes, final = apply_all(old, requests, first, now)
-        await self._store(conn, final)
+        changes, final = plan_new(requests, first, now)
+        if await self._insert_new(conn, final) < len(final):
+            # A skipped target's row does not carry the seq planned for it.
+            present = {row[0] for row in await conn.fetch(_SEQS_BETWEEN, first, head)}
+            skipped = {(c.kind, c.key) for c in final if c.seq not in present}
+            found = await self._load(conn, skipped)
+            old = {target: found.get(target) for target in skipped}
+            await self._store(conn, merge_conflicts(changes, requests, old, first, now))
         await conn.execute(_RECORD_HISTORY, head % HISTORY_SLOTS, first, head, now)
         return changes
 

@@ -9,7 +9,7 @@ change up to N.  See docs/design.md, "Sequence numbers".
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from revsync.changes import Change, ChangeRequest, Kind
@@ -24,6 +24,26 @@ ANCHORS = 2
 
 class StoreError(Exception):
     """The store could not be reached or refused an operation."""
+
+
+class PartialWriteError(StoreError):
+    """A write made in parts (the Redis store's ``write_many`` of more than
+    ``WRITE_CHUNK`` changes) failed after some of its parts had committed.
+
+    ``written`` holds the changes of the parts that committed, each part whole and
+    numbered consecutively.  Nothing of the part that failed was written, unless its
+    answer was lost after the server had run it: then that part is whole in the store
+    too, and catch-ups read it like any other write.
+    """
+
+    def __init__(self, message: str, written: list[Change]) -> None:
+        super().__init__(message)
+        self.written = written
+
+
+Committed = Callable[[list[Change]], Awaitable[None]]
+"""Told the changes of each part of a write as soon as that part is durable
+(``Store.write_many``'s ``on_commit``)."""
 
 
 class HistoryEntry(NamedTuple):
@@ -138,8 +158,22 @@ class Store(Protocol):
         non-finite time raises ValueError before anything is written.
         """
 
-    async def write_many(self, requests: Sequence[ChangeRequest]) -> list[Change]:
-        """Write several changes in one transaction, numbered consecutively in order."""
+    async def write_many(
+        self, requests: Sequence[ChangeRequest], *, on_commit: Committed | None = None
+    ) -> list[Change]:
+        """Write several changes, numbered in order, and return them.
+
+        The SQL stores write them in one transaction, numbered consecutively: all or
+        nothing.  The Redis store writes them in parts of at most ``WRITE_CHUNK``
+        changes, each one script run (whole, numbered consecutively, with its own entry
+        in the history ring), so that no single run blocks Redis for long; a reader may
+        see the first parts before the rest is written.  When a part fails after others
+        committed it raises :class:`PartialWriteError`, which holds the committed ones.
+
+        ``on_commit`` is awaited with the changes of each part as soon as that part is
+        durable (the SQL stores: once, with all of them), to announce them while the
+        rest is written.  It must not raise: what it is given is durable already.
+        """
 
     async def get(self, kind: Kind, key: str) -> Change | None:
         """The current row for one target, or None if the store has none."""

@@ -87,6 +87,8 @@ ON CONFLICT (kind, key) DO UPDATE SET
 # Arrays, which asyncpg decodes in C into lists of str, float and int.
 _SNAPSHOT_SPAN = snapshot_span("array_agg(key)", "array_agg(expires_at)", "array_agg(seq)")
 _BY_SEQS = f"{SELECT_CHANGES} WHERE seq = ANY(?::bigint[])"
+# The same, skipping every target that has a row already (insert first: _sql._apply).
+_INSERT_NEW = _UPSERT.partition("ON CONFLICT")[0] + "ON CONFLICT (kind, key) DO NOTHING"
 _CURRENT = "SELECT family, expires_at FROM revsync_tokens WHERE jti = ?"
 _ROTATE = "UPDATE revsync_tokens SET rotated = true WHERE jti = ? AND NOT rotated"
 # Creates or extends (a family row lives as long as its longest-lived member) and
@@ -312,9 +314,10 @@ class PostgresStore(SqlStore):
         return {(c.kind, c.key): c for c in changes_from_rows(await conn.fetch(_LOAD, kinds, keys))}
 
     async def _store(self, conn: Connection, rows: list[Change]) -> None:
-        columns = list(zip(*rows, strict=True))
-        columns[1] = tuple(kind.value for kind in columns[1])
-        await conn.execute(_UPSERT, *columns)
+        await conn.execute(_UPSERT, *_columns(rows))
+
+    async def _insert_new(self, conn: Connection, rows: list[Change]) -> int:
+        return await conn.execute(_INSERT_NEW, *_columns(rows))
 
     # -- the token registry (revsync.registry) ------------------------------------------
 
@@ -366,3 +369,10 @@ class PostgresStore(SqlStore):
         if rotate is not None and (family in revoked or await conn.execute(_ROTATE, rotate) != 1):
             raise _Refused
         return await self._add_records(conn, records, requests)
+
+
+def _columns(rows: list[Change]) -> list[tuple[Any, ...]]:
+    """``rows`` as one tuple per column, kinds as their strings (for unnest)."""
+    columns = list(zip(*rows, strict=True))
+    columns[1] = tuple(kind.value for kind in columns[1])
+    return columns

@@ -46,7 +46,9 @@ from revsync.stores._tokens import TokenRecord, registrations_for
 from revsync.stores.base import (
     ANCHORS,
     PAGE_SIZE,
+    Committed,
     HistoryEntry,
+    PartialWriteError,
     Snapshot,
     StoreError,
     StorePosition,
@@ -60,6 +62,12 @@ _PRUNE_BATCH = 1_000
 SNAPSHOT_CHUNK = PAGE_SIZE
 """Targets one run of lua/snapshot.lua reads: it looks up each row, so this bounds how
 long one run blocks Redis (and the bus on it)."""
+
+WRITE_CHUNK = 1_000
+"""Changes written per script run by ``write_many``: a script blocks every other client
+of that Redis (the bus too, when it shares the server) while it runs, so a batch of
+100,000 is written in parts of a few milliseconds each (bench/mass_revocation.py
+measures the longest)."""
 
 
 class _ChangeArgs(NamedTuple):
@@ -202,6 +210,7 @@ class RedisStore(WriteMany):
         client_name: str | None = None,
         min_replicas: int = 0,
         replica_timeout: float = 1.0,
+        write_chunk: int = WRITE_CHUNK,
     ) -> None:
         if not prefix or "{" in prefix or "}" in prefix:
             msg = f"the Redis key prefix must be non-empty without braces, not {prefix!r}"
@@ -214,6 +223,10 @@ class RedisStore(WriteMany):
         self._client_name = client_name
         self._client: aioredis.Redis | RedisCluster | None = None
         self._wait = (min_replicas, int(replica_timeout * 1000))
+        if write_chunk < 1:
+            msg = f"write_chunk must be at least 1, not {write_chunk!r}"
+            raise ValueError(msg)
+        self._write_chunk = write_chunk
         self._scripts: dict[str, Any] = {}
 
     async def connect(self) -> None:
@@ -289,13 +302,45 @@ class RedisStore(WriteMany):
         with self._failed(what):
             return await self._scripts[script](keys=keys, args=args)
 
-    async def _write_checked(self, requests: list[ChangeRequest]) -> list[Change]:
-        """Write several changes in one script run, numbered consecutively."""
+    async def _write_checked(
+        self, requests: list[ChangeRequest], on_commit: Committed | None = None
+    ) -> list[Change]:
+        """Write ``requests`` a part of at most ``write_chunk`` at a time, each part one
+        script run (see ``Store.write_many``)."""
+        written: list[Change] = []
+        for start in range(0, len(requests), self._write_chunk):
+            try:
+                part = await self._write_part(requests[start : start + self._write_chunk])
+            except StoreError as exc:
+                if not written:
+                    raise
+                msg = (
+                    f"{exc}; {len(written)} of the {len(requests)} changes were written "
+                    f"before it (seq {written[0].seq} to {written[-1].seq}, in whole parts)"
+                )
+                raise PartialWriteError(msg, written) from exc
+            written += part
+            if on_commit is not None:
+                await on_commit(part)
+        return written
+
+    async def _write_part(self, requests: list[ChangeRequest]) -> list[Change]:
+        """Write ``requests`` in one script run, numbered consecutively."""
         k = self._keys
-        changes = _flat(map(_ChangeArgs.of, requests))
-        args: list[Any] = [k.base, repr(time.time()), len(requests), *changes]
+        now = time.time()
+        changes = json.dumps(
+            _flat(map(_ChangeArgs.of, requests)), ensure_ascii=False, separators=(",", ":")
+        )
+        args: list[Any] = [k.base, repr(now), changes]
         doc = await self._run_write("write", [k.counter, k.log, k.expiry, k.history], args)
-        return changes_from_rows(json.loads(doc))
+        first, merged = json.loads(doc)
+        # The script returns only the changes merged over a row; every other one is its
+        # request, numbered, as common.merge makes it.
+        new = tuple.__new__
+        written = [new(Change, (first + i, *r, now)) for i, r in enumerate(requests)]
+        for change in changes_from_rows(merged):
+            written[change.seq - first] = change
+        return written
 
     async def _run_write(self, script: str, keys: list[str], args: list[Any]) -> Any:
         if self._wait[0]:

@@ -62,6 +62,8 @@ _REPLACE = insert(CHANGES, CHANGE_COLUMNS, "INSERT OR REPLACE")
 _SNAPSHOT_SPAN = snapshot_span(
     "json_group_array(key)", "group_concat(printf('%!.17g', expires_at))", "group_concat(seq)"
 )
+_INSERT_NEW = insert(CHANGES, CHANGE_COLUMNS) + " ON CONFLICT (kind, key) DO NOTHING"
+_TOTAL_CHANGES = "SELECT total_changes()"
 # The compare-and-set of a rotation: known, not yet rotated, and its family not revoked.
 _ROTATE = (
     "UPDATE revsync_tokens SET rotated = 1 WHERE jti = ? AND rotated = 0 AND NOT EXISTS"
@@ -283,6 +285,15 @@ class SqliteStore(SqlStore):
 
     async def _store(self, conn: Connection, rows: list[Change]) -> None:
         await conn.executemany(_REPLACE, [(c.seq, c.kind.value, *c[2:]) for c in rows])
+
+    async def _insert_new(self, conn: Connection, rows: list[Change]) -> int:
+        # executemany's own count is the cursor's; total_changes() counts every
+        # statement of the connection (not the targets skipped).
+        ((before,),) = await conn.fetch(_TOTAL_CHANGES)
+        # A Change binds as it is: its kind is a str, its revoked flag an int.
+        await conn.executemany(_INSERT_NEW, rows)
+        ((after,),) = await conn.fetch(_TOTAL_CHANGES)
+        return int(after) - int(before)
 
     # -- the token registry (revsync.registry) ------------------------------------------
 

@@ -23,6 +23,7 @@ from quart import Quart
 from revsync import RevSync
 from revsync.changes import Change, ChangeRequest, Kind
 from revsync.stores import store_from_url
+from revsync.stores.base import Committed
 from tests.engine.conftest import make_node, store_url  # noqa: F401 - fixtures used here
 
 AppNodeFactory = Callable[..., Awaitable[RevSync]]
@@ -120,10 +121,12 @@ class GatedStore:
         result: Change = await self._call("write", request.key, lambda: self.real.write(request))
         return result
 
-    async def write_many(self, requests: Sequence[ChangeRequest]) -> list[Change]:
+    async def write_many(
+        self, requests: Sequence[ChangeRequest], *, on_commit: Committed | None = None
+    ) -> list[Change]:
         key = requests[0].key if requests else None
         result: list[Change] = await self._call(
-            "write_many", key, lambda: self.real.write_many(requests)
+            "write_many", key, lambda: self.real.write_many(requests, on_commit=on_commit)
         )
         return result
 

@@ -16,7 +16,7 @@ if rotate ~= '' then
   redis.call('HSET', row, 'rotated', '1')
 end
 if count == 0 then return '[]' end
-local out, first = write_changes(now, count, 5)
+local out, first = write_changes(now, count, ARGV, 5)
 for i = 0, count - 1 do
   local a = 5 + count * CHANGE_ARGS + i * RECORD_ARGS
   local jti, identity, family = ARGV[a], ARGV[a + 1], ARGV[a + 2]

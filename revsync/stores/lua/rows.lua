@@ -2,6 +2,10 @@
 -- KEYS[1..4]: counter, log, exp, hist.  Times travel as Python repr strings and are
 -- compared here but never re-formatted, so a float read back is the float written.
 
+-- Members added to a sorted set per ZADD call: a call takes its arguments on Lua's
+-- C stack, which holds 8,000.
+local ZADD_BATCH = 1000
+
 -- A row as JSON, the array of Change's fields; identity and cutoff may be false.
 local function row_doc(seq, kind, key, revoked, expires, identity, cutoff, now)
   return '[' .. seq .. ',' .. cjson.encode(kind) .. ',' .. cjson.encode(key) .. ','
@@ -10,41 +14,67 @@ local function row_doc(seq, kind, key, revoked, expires, identity, cutoff, now)
     .. now .. ']'
 end
 
--- Store the row of one target with its JSON doc, and list it in the indexes.
-local function put_row(target, seq, revoked, expires, identity, cutoff, doc)
+-- Store the row of one target with its JSON doc, and list it by identity (the log and
+-- expiry indexes are written by the caller, a batch at a time).  A row that did not
+-- exist has no field to delete.
+local function put_row(target, seq, revoked, expires, identity, cutoff, doc, existed)
   local row = key_of('row', target)
-  redis.call('HSET', row, 'seq', seq, 'revoked', revoked, 'expires_at', expires, 'json', doc)
+  local fields = {'seq', seq, 'revoked', revoked, 'expires_at', expires, 'json', doc}
+  local absent = {}
   if identity then
-    redis.call('HSET', row, 'identity', identity)
+    fields[#fields + 1], fields[#fields + 2] = 'identity', identity
     redis.call('ZADD', key_of('identity', identity), seq, target)
   else
-    redis.call('HDEL', row, 'identity')
+    absent[#absent + 1] = 'identity'
   end
   if cutoff then
-    redis.call('HSET', row, 'cutoff', cutoff)
+    fields[#fields + 1], fields[#fields + 2] = 'cutoff', cutoff
   else
-    redis.call('HDEL', row, 'cutoff')
+    absent[#absent + 1] = 'cutoff'
   end
-  redis.call('ZADD', KEYS[2], seq, target)
-  redis.call('ZADD', KEYS[3], expires, target)
+  redis.call('HSET', row, unpack(fields))
+  if existed and #absent > 0 then
+    redis.call('HDEL', row, unpack(absent))
+  end
 end
 
--- Number and write `count` changes whose arguments start at ARGV[first], CHANGE_ARGS
+-- ZADD score, member pairs (a flat list), ZADD_BATCH members per call; for a member
+-- listed twice the later score wins.
+local function zadd_all(key, pairs)
+  for i = 1, #pairs, 2 * ZADD_BATCH do
+    redis.call('ZADD', key, unpack(pairs, i, math.min(i + 2 * ZADD_BATCH - 1, #pairs)))
+  end
+end
+
+-- Number and write `count` changes whose arguments start at args[first], CHANGE_ARGS
 -- each (_ChangeArgs in revsync/stores/redis.py: kind, key, revoked, expires_at,
--- identity, cutoff).  Mirrors revsync.stores._common.merge.  Records the write in the
--- history ring.  Returns the JSON docs of the changes and the first seq.
-local function write_changes(now, count, first)
-  local last = redis.call('INCRBY', KEYS[1], count)
-  local out = {}
+-- identity, cutoff).  Mirrors revsync.stores._common.merge.  Every row is read before
+-- anything is written, so a row that cannot be read (a key of another type) fails the
+-- script with nothing written.  Records the write in the history ring.  Returns the
+-- JSON docs of the changes, the first seq, and the docs of the changes merged over a
+-- row that existed (the others are exactly their request, numbered).
+local function write_changes(now, count, args, first)
+  local targets, state = {}, {}
   for i = 0, count - 1 do
     local a = first + i * CHANGE_ARGS
-    local kind, key, revoked = ARGV[a], ARGV[a + 1], ARGV[a + 2]
-    local expires, identity, cutoff = ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
-    local target = member_of(kind, key)
-    local old = redis.call('HMGET', key_of('row', target), 'revoked', 'expires_at', 'identity', 'cutoff')
-    if identity == '' then identity = old[3] else identity = string.sub(identity, 2) end
+    local target = member_of(args[a], args[a + 1])
+    targets[i] = target
+    if state[target] == nil then
+      local old = redis.call('HMGET', key_of('row', target), 'revoked', 'expires_at', 'identity', 'cutoff')
+      state[target] = old[1] and old or false
+    end
+  end
+  local last = redis.call('INCRBY', KEYS[1], count)
+  local out, merged, by_seq, by_expiry = {}, {}, {}, {}
+  for i = 0, count - 1 do
+    local a = first + i * CHANGE_ARGS
+    local kind, key, revoked = args[a], args[a + 1], args[a + 2]
+    local expires, identity, cutoff = args[a + 3], args[a + 4], args[a + 5]
+    local target = targets[i]
+    local old = state[target]
+    if identity == '' then identity = old and old[3] else identity = string.sub(identity, 2) end
     if cutoff == '' then cutoff = false end
-    if old[1] then
+    if old then
       if revoked == '0' then
         expires = old[2]
         if not cutoff then cutoff = old[4] end
@@ -58,10 +88,16 @@ local function write_changes(now, count, first)
     end
     local seq = string.format('%d', last - count + 1 + i)
     local doc = row_doc(seq, kind, key, revoked, expires, identity, cutoff, now)
-    put_row(target, seq, revoked, expires, identity, cutoff, doc)
+    put_row(target, seq, revoked, expires, identity, cutoff, doc, old)
+    state[target] = {revoked, expires, identity, cutoff}
     out[#out + 1] = doc
+    if old then merged[#merged + 1] = doc end
+    by_seq[#by_seq + 1], by_seq[#by_seq + 2] = seq, target
+    by_expiry[#by_expiry + 1], by_expiry[#by_expiry + 2] = expires, target
   end
+  zadd_all(KEYS[2], by_seq)
+  zadd_all(KEYS[3], by_expiry)
   redis.call('HSET', KEYS[4], string.format('%d', last % HISTORY_SLOTS),
     string.format('%d', last - count + 1) .. ' ' .. string.format('%d', last) .. ' ' .. now)
-  return out, last - count + 1
+  return out, last - count + 1, merged
 end
