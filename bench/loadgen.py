@@ -43,25 +43,36 @@ def generator() -> str:
 
 def run(url: str, headers: dict[str, str], seconds: float, connections: int) -> dict[str, Any]:
     """Load ``url`` for ``seconds``; requests/s, latency percentiles (ms) and errors."""
+    return finish(start(url, headers, seconds, connections), seconds)
+
+
+def start(
+    url: str, headers: dict[str, str], seconds: float, connections: int
+) -> subprocess.Popen[str]:
+    """Start loading ``url`` for ``seconds`` in the background; :func:`finish` reads it."""
     if generator() == "wrk":
         args = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
         args += ["--timeout", "5s", "-s", str(LUA)]
         for name, value in headers.items():
             args += ["-H", f"{name}: {value}"]
-        out = subprocess.run(
-            [*args, url], capture_output=True, text=True, check=True, timeout=seconds + 30
-        ).stdout
+        args.append(url)
     else:
         args = [sys.executable, "-m", "bench.loadgen", url, str(seconds), str(connections)]
         args += [f"{k}: {v}" for k, v in headers.items()]
-        out = subprocess.run(
-            args,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=seconds + 30,
-            cwd=Path(__file__).resolve().parents[1],
-        ).stdout
+    return subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+
+
+def finish(proc: subprocess.Popen[str], seconds: float) -> dict[str, Any]:
+    """Wait for a load started by :func:`start`; its summary (see :func:`run`)."""
+    out, err = proc.communicate(timeout=seconds + 30)
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args, out, err)
     line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
     raw = json.loads(line.removeprefix("WRKJSON "))
     errors = raw["errors"]
