@@ -83,7 +83,10 @@ async def subscriber_pass(
     One after another, ``spacing`` apart; ``paced``: one every ``spacing`` seconds
     whether the previous one has been answered or not (a loaded node answers slowly).
     """
-    async with httpx.AsyncClient(timeout=30) as client:
+    # Idle connections are dropped before hypercorn's 5 s keep-alive ends them: a
+    # request sent on one it is closing would fail.
+    limits = httpx.Limits(keepalive_expiry=1.0)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         for url in subscribers:
             await _lags(client, url)  # forget what came before
         pending = []
