@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -68,6 +69,14 @@ def start(
     )
 
 
+def interrupt(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """End a load started by :func:`start` now (SIGINT: wrk, like the fallback, stops
+    and reports what it did so far); its summary (see :func:`run`)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    return finish(proc, 0)
+
+
 def finish(proc: subprocess.Popen[str], seconds: float) -> dict[str, Any]:
     """Wait for a load started by :func:`start`; its summary (see :func:`run`)."""
     out, err = proc.communicate(timeout=seconds + 30)
@@ -92,11 +101,16 @@ def finish(proc: subprocess.Popen[str], seconds: float) -> dict[str, Any]:
 
 
 async def _connection(
-    host: str, port: int, request: bytes, stop: float, latencies: list[float], errors: list[int]
+    host: str,
+    port: int,
+    request: bytes,
+    stop: list[float],
+    latencies: list[float],
+    errors: list[int],
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
-        while time.perf_counter() < stop:
+        while time.perf_counter() < stop[0]:
             started = time.perf_counter()
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
@@ -121,7 +135,9 @@ async def _load(url: str, seconds: float, connections: int, headers: list[str]) 
     latencies: list[float] = []
     errors = [0]
     started = time.perf_counter()
-    stop = started + seconds
+    stop = [started + seconds]
+    # SIGINT ends the load early and still reports, as it does wrk's (see interrupt()).
+    signal.signal(signal.SIGINT, lambda _signum, _frame: stop.__setitem__(0, 0.0))
     await asyncio.gather(
         *(_connection(host, port, request, stop, latencies, errors) for _ in range(connections))
     )
