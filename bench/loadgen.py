@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -43,25 +44,44 @@ def generator() -> str:
 
 def run(url: str, headers: dict[str, str], seconds: float, connections: int) -> dict[str, Any]:
     """Load ``url`` for ``seconds``; requests/s, latency percentiles (ms) and errors."""
+    return finish(start(url, headers, seconds, connections), seconds)
+
+
+def start(
+    url: str, headers: dict[str, str], seconds: float, connections: int
+) -> subprocess.Popen[str]:
+    """Start loading ``url`` for ``seconds`` in the background; :func:`finish` reads it."""
     if generator() == "wrk":
         args = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
         args += ["--timeout", "5s", "-s", str(LUA)]
         for name, value in headers.items():
             args += ["-H", f"{name}: {value}"]
-        out = subprocess.run(
-            [*args, url], capture_output=True, text=True, check=True, timeout=seconds + 30
-        ).stdout
+        args.append(url)
     else:
         args = [sys.executable, "-m", "bench.loadgen", url, str(seconds), str(connections)]
         args += [f"{k}: {v}" for k, v in headers.items()]
-        out = subprocess.run(
-            args,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=seconds + 30,
-            cwd=Path(__file__).resolve().parents[1],
-        ).stdout
+    return subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+
+
+def interrupt(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """End a load started by :func:`start` now (SIGINT: wrk, like the fallback, stops
+    and reports what it did so far); its summary (see :func:`run`)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    return finish(proc, 0)
+
+
+def finish(proc: subprocess.Popen[str], seconds: float) -> dict[str, Any]:
+    """Wait for a load started by :func:`start`; its summary (see :func:`run`)."""
+    out, err = proc.communicate(timeout=seconds + 30)
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args, out, err)
     line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
     raw = json.loads(line.removeprefix("WRKJSON "))
     errors = raw["errors"]
@@ -81,11 +101,16 @@ def run(url: str, headers: dict[str, str], seconds: float, connections: int) -> 
 
 
 async def _connection(
-    host: str, port: int, request: bytes, stop: float, latencies: list[float], errors: list[int]
+    host: str,
+    port: int,
+    request: bytes,
+    stop: list[float],
+    latencies: list[float],
+    errors: list[int],
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
-        while time.perf_counter() < stop:
+        while time.perf_counter() < stop[0]:
             started = time.perf_counter()
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
@@ -110,7 +135,9 @@ async def _load(url: str, seconds: float, connections: int, headers: list[str]) 
     latencies: list[float] = []
     errors = [0]
     started = time.perf_counter()
-    stop = started + seconds
+    stop = [started + seconds]
+    # SIGINT ends the load early and still reports, as it does wrk's (see interrupt()).
+    signal.signal(signal.SIGINT, lambda _signum, _frame: stop.__setitem__(0, 0.0))
     await asyncio.gather(
         *(_connection(host, port, request, stop, latencies, errors) for _ in range(connections))
     )

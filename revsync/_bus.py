@@ -10,6 +10,7 @@ therefore only moves bytes; noticing and repairing loss is the subscriber's job.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Protocol
 
 from redis.exceptions import RedisError
@@ -88,20 +89,26 @@ class RedisBus:
         self._connection = BusConnection(url, timeout)
 
     async def publish(self, data: bytes) -> int:
-        """Publish one message; return how many subscribers received it."""
+        """Publish one message; return how many subscribers received it.
+
+        The message is written before this first yields to the event loop (no task in
+        between: see BusConnection); ``timeout`` bounds the whole of it, retry included.
+        """
         try:
-            receivers = await self._connection.publish(self.channel, data)
-        except (RedisError, OSError) as exc:
-            msg = f"publish to Redis channel {self.channel!r} failed: {exc}"
+            async with asyncio.timeout(self.timeout):
+                receivers = await self._connection.publish(self.channel, data)
+        except (RedisError, OSError) as exc:  # OSError includes TimeoutError
+            msg = f"publish to Redis channel {self.channel!r} failed: {str(exc) or 'timed out'}"
             raise BusError(msg) from exc
         return receivers
 
     async def ping(self) -> None:
         """Round-trip to Redis; raises BusError if it does not answer in time."""
         try:
-            await self._connection.ping()
+            async with asyncio.timeout(self.timeout):
+                await self._connection.ping()
         except (RedisError, OSError) as exc:
-            msg = f"Redis at {self.url} did not answer: {exc}"
+            msg = f"Redis at {self.url} did not answer: {str(exc) or 'timed out'}"
             raise BusError(msg) from exc
 
     def subscription(self) -> Subscription:

@@ -388,9 +388,13 @@ class ShardedPubSub(PubSub):
 class BusConnection:
     """The bus's clients for one topology: publish, ping, and new subscriptions.
 
-    Publishing has bounded timeouts and one immediate retry (a pooled connection
-    that died with a restart or failover); subscribing has no read timeout and no
-    silent retries, so a lost subscription surfaces as an error the reader counts.
+    Publishing has one immediate retry (a pooled connection that died with a restart
+    or failover) and no socket timeout: the caller bounds the whole command instead
+    (``RedisBus`` does, with ``asyncio.timeout``).  With a socket timeout redis-py
+    writes each command through ``asyncio.wait_for``, whose task puts the PUBLISH off
+    until the event loop's next turn, a turn that takes milliseconds on a node busy
+    with requests.  Subscribing has no read timeout and no silent retries, so a lost
+    subscription surfaces as an error the reader counts.
     """
 
     def __init__(self, url: str, timeout: float) -> None:
@@ -400,7 +404,7 @@ class BusConnection:
         self._timeout = timeout
         self.publisher = data_client(
             url,
-            socket_timeout=timeout,
+            socket_timeout=None,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
         )

@@ -238,7 +238,8 @@ class RevocationSet:
         self._revoked: set[str] = set()
         """The keys of ``_jtis`` again, for :meth:`is_revoked`: a miss in a large set
         touches one cache line where a dict touches two or three, which at a million
-        entries is most of the cost of a lookup."""
+        entries is most of the cost of a lookup.  It may also hold jtis refused on
+        arrival (:meth:`refuse_now`) whose message waits for the applier."""
         self._identity_index = _ExpiryIndex(bucket_seconds)
         self._cutoffs: dict[str, float] = {}
         """canonical identity -> cut-off; ``_identity_index`` holds their expiries."""
@@ -406,6 +407,30 @@ class RevocationSet:
             msg = f"unknown change kind {kind!r} (seq {change.seq})"
             raise ValueError(msg)
 
+    def refuse_now(self, jti: str) -> bool:
+        """Refuse ``jti`` from this moment, ahead of the replica; True if it was not
+        refused yet.
+
+        The subscriber's reader calls this when a valid revoke message arrives, so that
+        the token is refused at once instead of after the message's turn in the
+        applier's queue (docs/design.md, "Refused on arrival").  It adds the jti to the
+        keys :meth:`is_revoked` consults and touches nothing else: no expiry, no bucket,
+        none of the replica's versions or overlays.  Every rule of the state model
+        therefore holds unchanged; the applier applies the message by those rules, then
+        calls :meth:`settle`.
+        """
+        revoked = self._revoked
+        if jti in revoked:
+            return False
+        revoked.add(jti)
+        return True
+
+    def settle(self, jti: str) -> None:
+        """End a refusal made by :meth:`refuse_now`: the jti stays refused only if the
+        set now holds it (the replica applied the message, or held the jti already)."""
+        if jti not in self._jtis:
+            self._revoked.discard(jti)
+
     def restrict(self, change: Change) -> bool:
         """Merge ``change`` as a restriction only; return True if the set changed.
 
@@ -543,7 +568,8 @@ class RevocationSet:
             return False
 
     def contains_jti(self, jti: str) -> bool:
-        """Whether ``jti`` is in the set (expired or not)."""
+        """Whether ``jti`` is refused by the set (expired or not; refused on arrival
+        included, :meth:`refuse_now`)."""
         return jti in self._revoked
 
     def expires_at(self, jti: str) -> float | None:

@@ -2,7 +2,11 @@
 
 - reader: holds the bus subscription, validates each message as it arrives
   (size first, then format and signature) and moves valid events into the queue,
-  which is bounded in bytes as well as in items.  It recognises the node's own
+  which is bounded in bytes as well as in items.  A valid revoke message's jti is
+  refused at once (``RevocationSet.refuse_now``), before the event waits for the
+  applier: propagation does not wait for a catch-up or a doorbell's store read in
+  progress, nor for another turn of an event loop busy with requests
+  (docs/design.md, "Refused on arrival").  It recognises the node's own
   heartbeats itself, so a slow catch-up cannot delay them.  It treats every
   subscribe confirmation as a (re)connect, since redis-py may re-subscribe
   silently, and reconnects itself, with backoff and jitter, on an error or when
@@ -66,8 +70,9 @@ class _Signal:
 
 SUBSCRIBED: Final = _Signal("subscribed")
 RESYNC: Final = _Signal("resync")
-QueueItem = _Signal | tuple[RevocationEvent, float, int]
-"""A marker, or (event, unix time received, size in bytes of its message)."""
+QueueItem = _Signal | tuple[RevocationEvent, float, int, bool]
+"""A marker, or (event, unix time received, size in bytes of its message, whether the
+reader refused its jti on arrival)."""
 
 
 def backoff(attempt: int) -> float:
@@ -139,11 +144,22 @@ class Subscriber:
             _, pending = await asyncio.wait(pending, timeout=1.0)
         results = await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        self._drop_queued()
         self._forget_sync()
         errors = [r for r in results if isinstance(r, BaseException)]
         errors = [e for e in errors if not isinstance(e, asyncio.CancelledError)]
         if errors:
             raise errors[0]
+
+    def _drop_queued(self) -> None:
+        """Empty the queue (started again, the node catches up from the store anyway),
+        settling every jti the reader refused on arrival for an event left in it."""
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, tuple) and item[3]:
+                self.replica.revocations.settle(item[0].key)
+        self._queued_bytes = 0
+        self._resync_queued = False
 
     def _forget_sync(self) -> None:
         """A stopped node vouches for nothing: started again, it takes a new snapshot
@@ -249,8 +265,19 @@ class Subscriber:
             self._overflowed = True
             self.stats.queue_overflows += 1
             return
+        received_at = time.time()
+        refused = event.op is Op.REVOKE and self._refuse_on_arrival(event, received_at)
         self._queued_bytes += size
-        self._queue.put_nowait((event, time.time(), size))
+        self._queue.put_nowait((event, received_at, size, refused))
+
+    def _refuse_on_arrival(self, event: RevocationEvent, now: float) -> bool:
+        """Refuse a revoke message's jti at once; the applier settles it when the
+        event's turn comes (every queued item reaches the applier, which is why an
+        overflowing message is never refused here)."""
+        revocations = self.replica.revocations
+        if not self.ready.is_set() or event.expires_at + revocations.leeway < now:
+            return False  # before the snapshot every token is refused anyway
+        return revocations.refuse_now(event.key)
 
     def _on_ping(self, event: RevocationEvent) -> None:
         """Count a heartbeat only if it is one this node sent and has not seen back."""
@@ -285,23 +312,33 @@ class Subscriber:
     async def _apply(self) -> None:
         while True:
             item = await self._queue.get()
-            if isinstance(item, tuple):
-                self._queued_bytes -= item[2]
-            if self._overflowed:
-                self._overflowed = False
-                await self._catch_up("overflow")
-            if item is SUBSCRIBED:
-                await self._catch_up("snapshot" if not self.ready.is_set() else "reconnect")
-            elif item is RESYNC:
-                self._resync_queued = False
-                if not self.ready.is_set():
-                    await self._catch_up("snapshot")
-                else:
-                    await self._catch_up("retry" if self._need_catch_up else "timer")
-            elif isinstance(item, tuple):
-                await self._handle(item[0], item[1])
+            try:
+                await self._apply_item(item)
+            finally:
+                # Even when cancelled or failed: a jti refused on arrival stays refused
+                # only if the set now holds it.
+                if isinstance(item, tuple) and item[3]:
+                    self.replica.revocations.settle(item[0].key)
 
-    async def _handle(self, event: RevocationEvent, received_at: float) -> None:
+    async def _apply_item(self, item: QueueItem) -> None:
+        if isinstance(item, tuple):
+            self._queued_bytes -= item[2]
+        if self._overflowed:
+            self._overflowed = False
+            await self._catch_up("overflow")
+        if item is SUBSCRIBED:
+            await self._catch_up("snapshot" if not self.ready.is_set() else "reconnect")
+        elif item is RESYNC:
+            self._resync_queued = False
+            if not self.ready.is_set():
+                await self._catch_up("snapshot")
+            else:
+                await self._catch_up("retry" if self._need_catch_up else "timer")
+        elif isinstance(item, tuple):
+            await self._handle(item[0], item[1] if item[3] else None)
+
+    async def _handle(self, event: RevocationEvent, refused_at: float | None) -> None:
+        """Apply one event; ``refused_at``: when the reader refused its jti on arrival."""
         if not self.ready.is_set():
             # Still before the snapshot: it will be read from the store anyway.
             return
@@ -320,16 +357,11 @@ class Subscriber:
             self._need_catch_up = True
             return
         if verdict is Verdict.APPLIED or verdict is Verdict.GAP:
-            lag = received_at - event.sent_at
-            for observe in self.stats.lag_observers:
-                observe(lag)
-            logger.debug(
-                "revsync.event_applied",
-                op=str(event.op),
-                seq=event.seq,
-                origin=event.origin,
-                lag_ms=round(lag * 1000, 3),
-            )
+            self._observe_lag(event, time.time() if refused_at is None else refused_at)
+        elif refused_at is not None and self.replica.revocations.expires_at(event.key) is not None:
+            # A catch-up read the change while the event waited: the refusal made on
+            # arrival was the change reaching this node.
+            self._observe_lag(event, refused_at)
         if verdict is Verdict.GAP:
             await self._catch_up("gap")
         elif verdict is Verdict.SUSPECT:
@@ -339,6 +371,19 @@ class Subscriber:
                 await self._catch_up("suspect")
             else:
                 self._need_catch_up = True  # the ticker retries within a second
+
+    def _observe_lag(self, event: RevocationEvent, refused_at: float) -> None:
+        """Propagation: from the publisher's send to the moment this node refused."""
+        lag = refused_at - event.sent_at
+        for observe in self.stats.lag_observers:
+            observe(lag)
+        logger.debug(
+            "revsync.event_applied",
+            op=str(event.op),
+            seq=event.seq,
+            origin=event.origin,
+            lag_ms=round(lag * 1000, 3),
+        )
 
     async def _catch_up(self, reason: str) -> None:
         started = time.monotonic()

@@ -392,6 +392,11 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+# Made once: ``json.loads(..., object_pairs_hook=...)`` builds a decoder (and its
+# scanner) on every call, a third of the cost of decoding a message.
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates)
+
+
 def decode_event(data: bytes | str, key: bytes | None) -> RevocationEvent:
     """Parse and validate one message; raise :class:`InvalidEvent` for anything else.
 
@@ -415,7 +420,7 @@ def decode_event(data: bytes | str, key: bytes | None) -> RevocationEvent:
     if len(data) > MAX_EVENT_BYTES:
         raise InvalidEvent("too_large", f"{len(data)} bytes, more than {MAX_EVENT_BYTES}")
     try:
-        obj = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        obj = _DECODER.decode(data.decode("utf-8"))
     except InvalidEvent:
         raise
     except (ValueError, RecursionError) as exc:

@@ -146,7 +146,8 @@ def registry_for(revsync: RevSync) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
     lag = Histogram(
         "revsync_propagation_lag_seconds",
-        "Time from a change's publication on one node to its application here.",
+        "Time from a change's publication on one node to its application here "
+        "(for a revoked token: until this node refused it).",
         buckets=LAG_BUCKETS,
         registry=registry,
     )

@@ -71,10 +71,18 @@ def test_request_cost_fields(quick_run: Path) -> None:
 
 def test_propagation_fields(quick_run: Path) -> None:
     data = _load(quick_run, "propagation")
-    for key in ("subscriber_side_ms", "http_poll_ms"):
+    for key in ("subscriber_side_ms", "bus_floor_ms", "http_poll_ms"):
         assert set(data["three_nodes"][key]) >= {"count", "p50", "p99", "max"}
     assert [row["subscribers"] for row in data["scaling"]] == [1, 3]
     assert set(data["target"]) == {"p99_ms", "value", "met"}
+    assert set(data["target_p50"]) == {"p50_ms", "value", "met"}
+    loaded = data["under_load"]
+    for key in ("subscriber_side_ms", "bus_floor_ms"):
+        assert set(loaded[key]) >= {"count", "p50", "p90", "p99", "max"}
+        assert loaded[key]["count"] > 0
+    assert len(loaded["node_rps"]) == 3
+    assert loaded["load_generator"] in ("wrk", "python-fallback")
+    assert set(loaded["target"]) == {"p99_ms", "value", "met"}
 
 
 def test_startup_fields(quick_run: Path) -> None:

@@ -764,3 +764,63 @@ def test_a_snapshot_fills_every_map(revocations: RevocationSet) -> None:
     assert revocations.file_pending(1) == 1
     assert revocations.file_pending() == 0
     assert revocations.sweep(NOW + 10) == 2
+
+
+# -- refused on arrival ----------------------------------------------------------------
+
+
+def test_a_jti_refused_on_arrival_is_refused_and_held_nowhere_else(
+    revocations: RevocationSet,
+) -> None:
+    assert revocations.refuse_now("a") is True
+    assert revocations.is_revoked("a", None, None)
+    assert revocations.refuse_now("a") is False  # already refused
+    # Nothing of the set's own state: no entry, no expiry, no bucket.
+    assert len(revocations) == 0
+    assert revocations.expires_at("a") is None
+    assert revocations.snapshot_jtis() == {}
+    assert filed(revocations) == 0
+    assert not revocations.state(Kind.JTI, "a").revoked
+
+
+def test_settle_keeps_a_refusal_only_if_the_set_holds_the_jti(
+    revocations: RevocationSet,
+) -> None:
+    revocations.refuse_now("forged")
+    revocations.refuse_now("real")
+    revocations.restrict(jti("real", NOW + 60))  # the applier applied this one
+    revocations.settle("forged")
+    revocations.settle("real")
+    assert not revocations.is_revoked("forged", None, None)
+    assert revocations.is_revoked("real", None, None)
+    assert revocations.expires_at("real") == NOW + 60
+
+
+def test_settle_never_lifts_a_revocation_the_set_holds(revocations: RevocationSet) -> None:
+    revocations.apply(jti("held", NOW + 60))
+    assert revocations.refuse_now("held") is False
+    revocations.settle("held")
+    assert revocations.is_revoked("held", None, None)
+
+
+def test_a_store_unrevoke_read_meanwhile_wins_over_a_refusal_on_arrival(
+    revocations: RevocationSet,
+) -> None:
+    """A newer store change that lifts the revocation ends the early refusal at once."""
+    revocations.refuse_now("a")
+    revocations.apply(jti("a", NOW + 60, revoked=False, seq=9))
+    assert not revocations.is_revoked("a", None, None)
+    revocations.settle("a")
+    assert not revocations.is_revoked("a", None, None)
+
+
+def test_sweeping_and_loading_keep_a_pending_refusal(
+    revocations: RevocationSet, clock: Clock
+) -> None:
+    revocations.refuse_now("pending")
+    revocations.load([jti("other", NOW + 5)])
+    clock.now = NOW + 100
+    assert revocations.sweep() == 1
+    assert revocations.is_revoked("pending", None, None)
+    revocations.settle("pending")
+    assert not revocations.is_revoked("pending", None, None)
