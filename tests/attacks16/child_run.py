@@ -27,7 +27,8 @@ def test_child_starts_processes_then_fails_or_hangs() -> None:
         (tmp / "redis.pid").write_text(str(redis_server.proc.pid))
         with running(Node("child", {**os.environ, **env}, tmp)) as (node,):
             node.wait_ready(timeout=30)
-            (tmp / "child.log").write_text("child ran\n")
+            # child.ran, not child.log: the node "child" logs to child.log
+            (tmp / "child.ran").write_text("child ran\n")
             if CHILD == "fail":
                 raise AssertionError("this child test fails on purpose")
             time.sleep(600)

@@ -103,6 +103,17 @@ def _wait_for_children(mark: str, proc: subprocess.Popen[str], want: int) -> Non
     pytest.fail(f"the child run never started its processes: {marked(mark)}")
 
 
+def _wait_for_file(path: Path, proc: subprocess.Popen[str]) -> None:
+    """Until the child has written ``path`` (its node answered /readyz); a loaded
+    machine may take far longer than the usual second."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if path.exists():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"the child run never got its node ready ({path} missing)")
+
+
 def _redis_alive(pid: int) -> bool:
     try:
         return b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -117,7 +128,7 @@ def test_a_failed_or_interrupted_run_leaves_nothing_behind(child: str, tmp_path:
     try:
         if child.startswith("hang"):
             _wait_for_children(mark, proc, 1)  # hypercorn (redis-server rewrites its environ)
-            time.sleep(1.0)  # the node is up and serving
+            _wait_for_file(tmp_path / "child.ran", proc)  # the node is up and serving
             os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C goes to the terminal's group
             if child == "hang-double-sigint":
                 time.sleep(0.3)
@@ -133,7 +144,7 @@ def test_a_failed_or_interrupted_run_leaves_nothing_behind(child: str, tmp_path:
     if _redis_alive(pid):
         left[pid] = "redis-server"
     _kill(left)
-    assert "child ran" in (tmp_path / "child.log").read_text()
+    assert "child ran" in (tmp_path / "child.ran").read_text()
     assert not left, f"{child}: left behind {left}\n{out[-3000:]}"
     if child == "fail":
         assert proc.returncode == 1, out[-3000:]
