@@ -11,13 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from revsync import PartialWriteError, StoreError
+from revsync import PartialWriteError, RevSync, StoreError
 from revsync._replica import Replica
 from revsync._revocation_set import RevocationSet
 from revsync._stats import SyncStats
 from revsync.stores.redis import RedisStore
 from services.processes import RedisServer, free_port
 from tests.engine.conftest import NodeFactory, eventually
+
+
+def _equal(node: RevSync, expected: dict[str, float]) -> bool:
+    return node.revocations.snapshot_jtis() == expected and bool(node.status()["ready"])
 
 
 async def test_a_batch_cut_by_a_redis_crash_ends_equal_everywhere(
@@ -49,10 +53,6 @@ async def test_a_batch_cut_by_a_redis_crash_ends_equal_everywhere(
             await store.close()
         assert {c.key for c in written} <= expected.keys()
         assert len(expected) < len(tokens)
-        for node in (a, b):
-            await eventually(
-                lambda n=node: n.revocations.snapshot_jtis() == expected and n.status()["ready"],
-                within=30,
-            )
+        await eventually(lambda: all(_equal(n, expected) for n in (a, b)), within=30)
     finally:
         server.kill()
