@@ -35,7 +35,7 @@ from typing import Any
 
 from revsync._logging import get_logger
 from revsync._revocation_set import RevocationSet
-from revsync._store_history import HistoryWatch
+from revsync._store_history import INTACT, HistoryWatch, judge
 from revsync.changes import Change
 from revsync.stores._common import changes_from_rows
 from revsync.stores.base import Snapshot, Store, StorePosition
@@ -89,7 +89,7 @@ async def load(
     watch.resume(checkpoint.position, checkpoint.frontier, checkpoint.anchors)
     now = await store.position()
     seq = checkpoint.position.head
-    reason = await watch.lost(now, seq)
+    reason = await watch.lost(now, seq) or await _unproven(store, checkpoint)
     if reason is not None:
         _refused(path, reason)
         return None
@@ -104,6 +104,27 @@ async def load(
         entries=checkpoint.snapshot.rows,
     )
     return checkpoint
+
+
+async def _unproven(store: Store, checkpoint: Checkpoint) -> str | None:
+    """Why the store's history cannot vouch for ``checkpoint``, or None if it does.
+
+    A running node may take "nothing contradicts" for intact; a checkpoint may be old,
+    and once the ring has turned over and its last rows have expired (short-lived
+    tokens, pruned) nothing is left to contradict a store restored behind it and
+    written past it since: paging from its seq would skip the changes numbered below
+    it.  So a checkpoint is used only on proof: its newest write still in the ring, or
+    one of its last rows still in the store as it was read."""
+    if checkpoint.frontier is None:
+        return None if checkpoint.position.head == 0 else "it names no verified write"
+    seq, stamp = checkpoint.frontier
+    if judge(await store.history(seq), seq, stamp) == INTACT:
+        return None
+    for anchor in checkpoint.anchors:
+        row = await store.get(anchor.kind, anchor.key)
+        if row is not None and row.seq == anchor.seq and row.created_at == anchor.created_at:
+            return None
+    return "the store's history no longer shows its newest write nor its last rows"
 
 
 def _refused(path: Path, reason: str) -> None:

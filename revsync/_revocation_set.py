@@ -208,6 +208,7 @@ class RevocationSet:
     __slots__ = (
         "_allowed",
         "_allowed_index",
+        "_arriving",
         "_clock",
         "_cutoffs",
         "_identity_index",
@@ -240,6 +241,11 @@ class RevocationSet:
         touches one cache line where a dict touches two or three, which at a million
         entries is most of the cost of a lookup.  It may also hold jtis refused on
         arrival (:meth:`refuse_now`) whose message waits for the applier."""
+        self._arriving: dict[str, int] = {}
+        """jti -> how many of its messages were refused on arrival and not settled yet.
+        A count, not a flag: a forged message settled first must not end the refusal
+        that a genuine message of the same jti, queued behind it, made.  An entry lives
+        only while its messages are queued (the queue is bounded; each is settled)."""
         self._identity_index = _ExpiryIndex(bucket_seconds)
         self._cutoffs: dict[str, float] = {}
         """canonical identity -> cut-off; ``_identity_index`` holds their expiries."""
@@ -408,8 +414,9 @@ class RevocationSet:
             raise ValueError(msg)
 
     def refuse_now(self, jti: str) -> bool:
-        """Refuse ``jti`` from this moment, ahead of the replica; True if it was not
-        refused yet.
+        """Refuse ``jti`` from this moment, ahead of the replica; True if the caller
+        must :meth:`settle` it once its message is judged (False: the set holds the jti
+        already).
 
         The subscriber's reader calls this when a valid revoke message arrives, so that
         the token is refused at once instead of after the message's turn in the
@@ -419,16 +426,25 @@ class RevocationSet:
         therefore holds unchanged; the applier applies the message by those rules, then
         calls :meth:`settle`.
         """
+        if jti in self._jtis:
+            return False  # held already: applying the message can only keep it
+        arriving = self._arriving
+        arriving[jti] = arriving.get(jti, 0) + 1
         revoked = self._revoked
         if jti in revoked:
-            return False
+            return True  # refused for an earlier message still waiting: counted too
         revoked.add(jti)
         return True
 
     def settle(self, jti: str) -> None:
-        """End a refusal made by :meth:`refuse_now`: the jti stays refused only if the
-        set now holds it (the replica applied the message, or held the jti already)."""
-        if jti not in self._jtis:
+        """End a refusal made by :meth:`refuse_now`: the jti stays refused while another
+        of its messages refused on arrival waits, or if the set now holds it (the
+        replica applied the message, or held the jti already)."""
+        arriving = self._arriving
+        left = arriving.pop(jti, 0) - 1
+        if left > 0:
+            arriving[jti] = left
+        elif jti not in self._jtis:
             self._revoked.discard(jti)
 
     def restrict(self, change: Change) -> bool:
@@ -504,6 +520,9 @@ class RevocationSet:
         """
         for name in ("_jti_index", "_jtis", "_revoked", "_identity_index", "_cutoffs"):
             setattr(self, name, getattr(other, name))
+        # Refusals on arrival belong to messages still queued, not to either set's
+        # state: they carry over until the applier settles them.
+        self._revoked.update(self._arriving)
         self._allowed_index = other._allowed_index
         self._allowed = other._allowed
 
@@ -521,6 +540,8 @@ class RevocationSet:
             now = self._clock()
         jtis = self._jti_index.sweep(now, self._leeway)
         self._revoked.difference_update(jtis)
+        if self._arriving:  # a message refused on arrival still waits for its turn
+            self._revoked.update(key for key in jtis if key in self._arriving)
         identities = self._identity_index.sweep(now, self._leeway)
         for key in identities:
             del self._cutoffs[key]
