@@ -16,6 +16,9 @@ from typing import Any
 
 from bench import capacity
 
+MASS_REVOCATION_SECONDS = 2.0
+"""Section 4's target (issue 17): every node refuses the whole batch within this."""
+
 NAMES = (
     "request_cost",
     "propagation",
@@ -138,9 +141,9 @@ def targets(data: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]:
                 rows.append(
                     (
                         f"4. revoke_many({mr['tokens']:,}), {store}",
-                        f"< {r['target']['seconds']:g} s",
+                        f"< {MASS_REVOCATION_SECONDS:g} s",
                         f"{r['all_nodes_s']:.2f} s",
-                        _met(r["target"]["met"]),
+                        _met(r["all_nodes_s"] < MASS_REVOCATION_SECONDS),
                     )
                 )
     rr = data.get("rolling_restart")

@@ -2,9 +2,10 @@
 ``write``, URL masking.
 
 The merge rule says what row a change leaves behind.  SQLite and PostgreSQL apply
-it here, in Python, inside their writing transaction; the Redis store's write
-script mirrors it in Lua (``revsync/stores/lua/write_changes.lua``).  The contract
-tests hold all three to the same model.
+it here, in Python, inside their writing transaction (to the targets they already
+had: insert first, ``plan_new`` and ``merge_conflicts``); the Redis store's write
+script mirrors it in Lua (``write_changes`` in ``revsync/stores/lua/rows.lua``).  The
+contract tests hold all three to the same model.
 """
 
 from __future__ import annotations
