@@ -46,8 +46,6 @@ SPACING = 0.005  # seconds between revocations of a pass: the nodes are idle in 
 LOADED_SPACING = 0.05  # under load
 LOAD_CONNECTIONS = 16
 LOAD_WARMUP = 1.5  # seconds of load before the first revocation
-MISSED_ALLOWED = 0.02
-"""Share of (node, revocation) pairs that may come from the store rather than the bus."""
 TARGET_P99_MS = 2.0
 TARGET_P50_MS = 0.5
 TARGET_LOADED_P99_MS = 20.0
@@ -90,8 +88,9 @@ async def subscriber_pass(
         for url in subscribers:
             await _lags(client, url)  # forget what came before
         pending = []
-        for i in range(count):
-            revoke = _revoke(client, publisher, f"prop-{time.time_ns()}-{i}")
+        jtis = [f"prop-{time.time_ns()}-{i}" for i in range(count)]
+        for jti in jtis:
+            revoke = _revoke(client, publisher, jti)
             if paced:
                 pending.append(asyncio.create_task(revoke))
             else:
@@ -105,10 +104,29 @@ async def subscriber_pass(
             lags = await _lags(client, url)
             missed += max(0, count - len(lags))
             found += [lag * 1000 for lag in lags]
-    if missed > MISSED_ALLOWED * count * len(subscribers):
-        msg = f"{missed} of {count * len(subscribers)} revocations did not arrive over the bus"
+        # A revocation a node read from the store before the bus brought it has no lag
+        # (a loaded node's catch-up can win the race): counted, not an error.  One that
+        # a node still accepts is lost, and the run fails.
+        accepted = await _accepted(client, subscribers, jtis)
+    if accepted:
+        msg = f"{accepted} of {count * len(subscribers)} revocations still accepted"
         raise RuntimeError(msg)
     return found, missed
+
+
+async def _accepted(client: httpx.AsyncClient, urls: list[str], jtis: list[str]) -> int:
+    """How many (node, jti) pairs a node still accepts, asked with a token of each."""
+    found = 0
+    for url in urls:
+        for jti in jtis:
+            resp = await client.get(
+                url + "/protected", headers={"Authorization": f"Bearer {common.mint(jti)}"}
+            )
+            if resp.status_code not in (200, 401):
+                msg = f"{url}/protected answered {resp.status_code}: {resp.text[:200]}"
+                raise RuntimeError(msg)
+            found += resp.status_code == 200
+    return found
 
 
 async def _until_refused(client: httpx.AsyncClient, url: str, token: str, start: float) -> float:

@@ -151,7 +151,14 @@ class StoreProxy:
         self.port = self._server.sockets[0].getsockname()[1]
         self._started.set()
         self._loop.run_forever()
+        # Stopped: end every connection's pipes here, on this loop, so none is left
+        # to be collected later against a closed loop.
         self._server.close()
+        tasks = asyncio.all_tasks(self._loop)
+        for task in tasks:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        self._loop.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.counts.connections += 1
