@@ -25,6 +25,7 @@ from typing import Any
 
 import jwt as pyjwt
 
+from revsync.stores._common import HISTORY_SLOTS
 from services.processes import RedisServer, clean_env, free_port, running
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,8 +187,18 @@ def sqlite_populate(path: Path, n: int, start: int = 0) -> None:
             )
             conn.executemany(layout.insert(layout.CHANGES, layout.CHANGE_COLUMNS), rows)
             conn.execute(layout.SET_HEAD, (head + n,))
+            if n:  # the history ring entry a write of these rows leaves (checkpoints check it)
+                conn.execute(_RECORD_HISTORY, ((head + n) % HISTORY_SLOTS, head + 1, head + n, now))
     finally:
         conn.close()
+
+
+_RECORD_HISTORY = (
+    "INSERT INTO revsync_history (slot, first, seq, stamp) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (slot) DO UPDATE"
+    " SET first = EXCLUDED.first, seq = EXCLUDED.seq, stamp = EXCLUDED.stamp"
+)
+"""What a store write records in the history ring (revsync/stores/_sql.py)."""
 
 
 def pg_url() -> str:
@@ -231,9 +242,11 @@ def pg_populate(url: str, n: int) -> None:
         try:
             now = time.time()
             async with conn.transaction():
-                await conn.execute(f"TRUNCATE {layout.CHANGES}")
+                await conn.execute(f"TRUNCATE {layout.CHANGES}, revsync_history")
                 await conn.execute(fill, n, now)
                 await conn.execute(numbered(layout.SET_HEAD), n)
+                if n:  # the history ring entry a write of these rows leaves
+                    await conn.execute(numbered(_RECORD_HISTORY), n % HISTORY_SLOTS, 1, n, now)
             await conn.execute(f"VACUUM ANALYZE {layout.CHANGES}")
         finally:
             await conn.close()
@@ -254,9 +267,17 @@ for i = first, first + count - 1 do
   local expires = string.format('%d', exp0 + (i % 86400))
   local seq = string.format('%d', i)
   local doc = row_doc(seq, 'jti', key, '1', expires, false, false, now)
-  put_row(member_of('jti', key), seq, '1', expires, false, false, doc)
+  local target = member_of('jti', key)
+  put_row(target, seq, '1', expires, false, false, doc, false)
+  -- put_row writes the row only; the log and expiry sorted sets are the writer's
+  redis.call('ZADD', KEYS[2], seq, target)
+  redis.call('ZADD', KEYS[3], expires, target)
 end
-redis.call('SET', KEYS[1], string.format('%d', first + count - 1))
+local last = first + count - 1
+redis.call('SET', KEYS[1], string.format('%d', last))
+-- the history ring entry a write of these rows leaves (checkpoints check it)
+redis.call('HSET', KEYS[4], string.format('%d', last % HISTORY_SLOTS),
+  string.format('%d', first) .. ' ' .. string.format('%d', last) .. ' ' .. now)
 return count
 """
 REDIS_BATCH = 20_000

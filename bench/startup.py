@@ -159,13 +159,21 @@ def _restarts(
     }
 
 
-def _measure(name: str, env: dict[str, str], work: Path, repeat: int) -> dict[str, Any]:
+def _measure(
+    name: str, env: dict[str, str], work: Path, repeat: int, entries: int
+) -> dict[str, Any]:
     times, backfills, rss = [], [], []
     for i in range(repeat):
         node = Server(f"{name}-{i}", "services.api.app:app", env, work)
         with running(node):
             times.append(node.wait_ready(timeout=180, interval=0.01))
             backfills.append(backfill_seconds(node.url))
+            # A node that read fewer rows than the store holds measured nothing (a fill
+            # that the store's reads do not see, say): fail rather than report it.
+            rows = gauge(node.url, "revsync_backfill_rows")
+            if rows < entries:
+                msg = f"{name}: the node read {rows:,.0f} of the {entries:,} rows in its store"
+                raise RuntimeError(msg)
             time.sleep(0.5)
             rss.append(node.rss_bytes())
     return {
@@ -213,7 +221,7 @@ def run(*, quick: bool) -> dict[str, Any]:
                     store_url = _populate(store, url, redis_url, work, n)
                     populate_s = time.perf_counter() - started
                     env = common.node_env(redis_url, store_url, common.channel())
-                    point = _measure(f"{store}-{n}", env, work, repeat)
+                    point = _measure(f"{store}-{n}", env, work, repeat, n)
                     point = {"entries": n, "populate_s": populate_s, **point}
                     rows.append(point)
                     print(
