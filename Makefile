@@ -49,7 +49,7 @@ up: $(STAMP)
 	$(BIN)/python -m services.demo --keep-running
 
 # Benchmarks (bench/, results in docs/benchmarks.md).  `make bench` runs them all (about
-# 10 minutes; best on an idle machine, needs wrk: sudo apt-get install wrk);
+# 25 minutes; best on an idle machine, needs wrk: sudo apt-get install wrk);
 # `make bench-quick` runs tiny sizes in under a minute, only to prove the code works.
 BENCH_STAMP := $(VENV)/.bench-installed
 .PHONY: bench bench-quick
