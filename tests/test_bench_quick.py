@@ -18,18 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.report import NAMES
 from services.processes import run
-
-NAMES = (
-    "request_cost",
-    "propagation",
-    "startup",
-    "mass_revocation",
-    "lookup",
-    "rolling_restart",
-    "fanout",
-    "start_cost",
-)
 
 
 @pytest.fixture(scope="module")
