@@ -23,6 +23,16 @@ from tests.contract.conftest import StoreFactory
 from tests.contract.test_store_snapshot import Paged, contents
 
 NOW = time.time()
+
+
+@pytest.fixture(autouse=True)
+def _clock_starts_with_the_test() -> None:
+    # Expiries here are relative to NOW and some are minutes away; the whole suite
+    # runs longer than that, so each test takes its own NOW, not the import's.
+    global NOW
+    NOW = time.time()
+
+
 KEYS = [f"k{n}" for n in range(60)]
 
 

@@ -24,9 +24,18 @@ from revsync.changes import ChangeRequest, Kind
 from revsync.config import SettingError, Settings, resolve
 from revsync.stores import Store
 
+from . import test_store_snapshot as snapshot_tests
 from .test_store_snapshot import Paged, contents, fill, revoke
 
 NOW = time.time()
+
+
+@pytest.fixture(autouse=True)
+def _clock_starts_with_the_test() -> None:
+    # Expiries here are relative to NOW and some are minutes away; the whole suite
+    # runs longer than that, so each test takes its own NOW, not the import's.
+    global NOW
+    NOW = snapshot_tests.NOW = time.time()  # fill() writes with that module's clock
 
 
 def node(store: Store, path: Path | None) -> Replica:

@@ -25,6 +25,16 @@ from revsync.stores._tokens import TokenRecord
 from revsync.stores.base import Snapshot, SnapshotReader
 
 NOW = time.time()
+
+
+@pytest.fixture(autouse=True)
+def _clock_starts_with_the_test() -> None:
+    # Expiries here are relative to NOW and some are minutes away; the whole suite
+    # runs longer than that, so each test takes its own NOW, not the import's.
+    global NOW
+    NOW = time.time()
+
+
 ODD_KEYS = ['with "quotes"', "back\\slash", "comma,and;semi", "new\nline", "ünï ☃ 𝄞", "a" * 200]
 
 
