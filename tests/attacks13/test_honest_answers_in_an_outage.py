@@ -113,9 +113,13 @@ async def test_a_replayed_heartbeat_does_not_make_a_node_look_synced(
     pubsub = tap.pubsub()
     await pubsub.subscribe(channel)
     recorded: list[bytes] = []
+    # Stopped by an event, not by cancel(): redis-py's get_message can turn a
+    # cancellation that lands as its own timeout expires into "no message", and the
+    # loop would go on for ever (it hung CI's shutdown that way).
+    stop = asyncio.Event()
 
     async def replay() -> None:
-        while True:
+        while not stop.is_set():
             message = await pubsub.get_message(timeout=0.05)
             if message and message["type"] == "message" and message["data"] not in recorded:
                 # (the tap hears its own replays too: each genuine ping is kept once)
@@ -137,8 +141,8 @@ async def test_a_replayed_heartbeat_does_not_make_a_node_look_synced(
             assert response.status_code == 503, response.status_code
             assert not ext.status()["ready"]
         finally:
-            attacker.cancel()
-            await asyncio.gather(attacker, return_exceptions=True)
+            stop.set()
+            await asyncio.wait_for(attacker, timeout=10)
             await pubsub.aclose()
             await tap.aclose()
             db.rmdir()
