@@ -30,8 +30,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two workers: most tests wait on real servers and processes rather than compute, so
+# two halve the suite's time on two cores.  --dist loadfile keeps each file on one
+# worker (its module fixtures, such as the quick bench run, run once).  Every test is
+# isolated already (its own channel, schema, prefix, files and private servers).
+# PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
 pytest: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
