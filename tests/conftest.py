@@ -182,18 +182,35 @@ def pytest_configure(config: pytest.Config) -> None:
     processes.adopt_orphans()
 
 
+LEFTOVERS = pytest.StashKey[list[str]]()
+
+
 @pytest.hookimpl(trylast=True)  # after the fixtures' own teardown at session end
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Fail the run when a process it started is still alive: a leak outlives the run,
-    holding ports and memory, and hides until the machine runs out of something."""
+    holding ports and memory, and hides until the machine runs out of something.
+
+    Under pytest-xdist each worker checks its own processes and hands what it found
+    to the controller (``workeroutput``), which reports every worker's in one place:
+    a worker's own exit status does not reach the run's."""
+    config = session.config
+    found = config.stash.get(LEFTOVERS, [])
     left = processes.leftovers()
-    if not left:
+    if left:
+        lines = [f"pid {pid}: {cmd}" for pid, cmd in sorted(left.items())]
+        found.append(
+            "\n".join(
+                [f"{len(left)} process(es) started by the test run still alive at its end:", *lines]
+            )
+        )
+        processes.kill_leftovers(left)  # reported, and not left behind either
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["revsync_leftovers"] = found
         return
-    lines = [f"pid {pid}: {cmd}" for pid, cmd in sorted(left.items())]
-    message = "\n".join(
-        [f"{len(left)} process(es) started by the test run still alive at its end:", *lines]
-    )
-    processes.kill_leftovers(left)  # reported, and not left behind either
+    if not found:
+        return
+    message = "\n".join(found)
     report = pytest.TestReport(
         nodeid="processes left running",
         location=(__file__, None, "processes left running"),
@@ -203,9 +220,40 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         when="teardown",
     )
     # Counted as an error: listed under ERRORS and in the last line, which turns red.
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.stats.setdefault("error", []).append(report)
     else:
         print(message, file=sys.stderr)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """(pytest-xdist, controller) Collect a finished worker's leftover processes."""
+    found = node.workeroutput.get("revsync_leftovers", []) if hasattr(node, "workeroutput") else []
+    node.config.stash.setdefault(LEFTOVERS, []).extend(found)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Keep the figures tests measured: the lines a passing test prints that start
+    with "[" (``print(f"\\n[cluster] ... 412 ms")``).  Printed together at the end of
+    the run, also from pytest-xdist workers, whose own output is not shown."""
+    if report.when == "call" and report.passed:
+        _passed.add(report.nodeid)
+    elif report.when == "teardown" and report.nodeid in _passed:
+        # The teardown report holds every phase's output (a fixture may print last).
+        for line in report.capstdout.splitlines():
+            if line.startswith("["):
+                _figures.append((report.nodeid, line))
+
+
+_passed: set[str] = set()
+_figures: list[tuple[str, str]] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _figures:
+        terminalreporter.section("figures measured by the tests")
+        for nodeid, text in sorted(_figures):
+            terminalreporter.write_line(f"{nodeid}: {text}")
