@@ -72,29 +72,34 @@ class Bus:
         return cls(0.0, per_delivery, one.bytes, one.decode_us)
 
     def messages(self, nodes: float, rate: float, heartbeat: float) -> float:
-        """Messages per second on the channel: revocations plus every node's pings."""
+        """Messages per second Redis handles: revocations plus every node's pings."""
         return rate + nodes / heartbeat
+
+    def deliveries(self, nodes: float, rate: float, heartbeat: float) -> float:
+        """Deliveries per second: each revocation to every node, each ping to its own
+        node only (each node pings on a channel of its own)."""
+        return rate * nodes + nodes / heartbeat
 
     def cores(self, nodes: float, rate: float, heartbeat: float) -> float:
         """Redis CPU, in cores, for ``nodes`` subscribers."""
-        m = self.messages(nodes, rate, heartbeat)
-        return m * (self.fixed_us + self.per_delivery_us * nodes) / 1e6
+        a, b = self.fixed_us, self.per_delivery_us
+        return (rate * (a + b * nodes) + nodes / heartbeat * (a + b)) / 1e6
 
     def max_nodes(self, rate: float, heartbeat: float, budget: float) -> float:
         """The largest fleet whose bus stays within ``budget`` of a core: the root of
-        (b/h) N² + (R b + a/h) N + R a - budget·10⁶ = 0."""
+        (R b + (a + b)/h) N + R a - budget·10⁶ = 0."""
         a, b = self.fixed_us, self.per_delivery_us
-        qa, qb, qc = b / heartbeat, rate * b + a / heartbeat, rate * a - budget * 1e6
-        if qa <= 0 or qc >= 0:  # a quick run's noise: no positive root
+        slope, room = rate * b + (a + b) / heartbeat, budget * 1e6 - rate * a
+        if slope <= 0 or room <= 0:  # a quick run's noise: no positive root
             return math.nan
-        return (-qb + math.sqrt(qb * qb - 4 * qa * qc)) / (2 * qa)
+        return room / slope
 
     def min_heartbeat(self, nodes: float, rate: float, budget: float) -> float | None:
         """The shortest heartbeat interval that keeps ``nodes`` within ``budget``, or
         None when the revocations alone exceed it."""
-        per_message = self.fixed_us + self.per_delivery_us * nodes
-        room = budget * 1e6 - rate * per_message
-        return None if room <= 0 else nodes * per_message / room
+        a, b = self.fixed_us, self.per_delivery_us
+        room = budget * 1e6 - rate * (a + b * nodes)
+        return None if room <= 0 else nodes * (a + b) / room
 
 
 def _start_points(start_cost: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -192,28 +197,29 @@ def _bus_tables(bus: Bus, busy: Bus) -> list[str]:
     )
     out = [
         f"**Bus load** at R = {rate:g} revocations/s and the default heartbeat (h = {h:g} s). "
-        "Messages/s M = R + N/h (every node's ping goes to every node); deliveries/s "
-        "D = M·N; Redis CPU = M·(a + b·N), first with the unbatched fit, then with the "
+        "Messages/s M = R + N/h; each node pings on a channel of its own, so deliveries/s "
+        "D = R·N + N/h (a revocation reaches every node, a ping only its sender); Redis "
+        "CPU = R·(a + b·N) + (N/h)·(a + b), first with the unbatched fit, then with the "
         "batched figure (a busy Redis batches: the truth lies between, nearer the second "
         "as load grows); output = D x bytes per delivery (pings counted at a revocation's "
-        "size; a ping is about 10 % smaller); each node decodes M messages/s.",
+        "size; a ping is about 10 % smaller); each node decodes R + 1/h messages/s.",
         "",
         "| nodes N | messages/s | deliveries/s | Redis CPU, cores: unbatched / batched | "
         "Redis output MB/s | decode CPU per node |",
         "|---|---|---|---|---|---|",
     ]
     for n in FLEETS:
-        m = bus.messages(n, rate, h)
+        m, d = bus.messages(n, rate, h), bus.deliveries(n, rate, h)
         out.append(
-            f"| {n:,} | {m:,.0f} | {m * n:,.0f} | {bus.cores(n, rate, h):,.2f} / "
-            f"{busy.cores(n, rate, h):,.2f} | {m * n * bus.bytes / 2**20:,.1f} | "
-            f"{m * bus.decode_us / 1e4:.1f} % |"
+            f"| {n:,} | {m:,.0f} | {d:,.0f} | {bus.cores(n, rate, h):,.2f} / "
+            f"{busy.cores(n, rate, h):,.2f} | {d * bus.bytes / 2**20:,.1f} | "
+            f"{(rate + 1 / h) * bus.decode_us / 1e4:.2f} % |"
         )
     out += [
         "",
         f"**Where one Redis (or one shard) stops being enough**: the largest N whose bus "
-        f"stays under {budget:g} of Redis's one core, the root of (b/h)·N² + (R·b + a/h)·N + "
-        f"R·a = {budget:g}·10⁶ µs/s (unbatched / batched):",
+        f"stays under {budget:g} of Redis's one core, N = ({budget:g}·10⁶ - R·a) ÷ "
+        "(R·b + (a + b)/h) (unbatched / batched):",
         "",
         "| heartbeat h | " + " | ".join(f"R = {r:g}/s" for r in RATES) + " |",
         "|---|" + "---|" * len(RATES),
@@ -227,7 +233,7 @@ def _bus_tables(bus: Bus, busy: Bus) -> list[str]:
     out += [
         "",
         f"**Shortest heartbeat interval per fleet size** (R = {rate:g}/s, within "
-        f"{budget:g} core; h ≥ N·(a + b·N) ÷ ({budget:g}·10⁶ - R·(a + b·N))), "
+        f"{budget:g} core; h ≥ N·(a + b) ÷ ({budget:g}·10⁶ - R·(a + b·N))), "
         "unbatched / batched; REVSYNC_MAX_STALENESS must be at least twice it:",
         "",
         "| nodes | shortest REVSYNC_HEARTBEAT_INTERVAL |",

@@ -26,6 +26,8 @@ import threading
 import weakref
 from typing import Any, Final
 
+from revsync._backoff import backoff
+
 __all__ = ["MEMORY_FORM", "SUBSCRIPTION_LIMIT", "MemoryBus", "is_memory_url", "memory_bus_name"]
 
 MEMORY_FORM: Final = "memory:// (this process only) or memory://name (shared by name)"
@@ -67,19 +69,18 @@ class _Subscription:
         self._bytes = 0
         self._cut = False
         self._closed = False
-        self._channel: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
 
-    async def subscribe(self, channel: str, /) -> None:
-        """Join ``channel``; the confirmation is the first message read."""
+    async def subscribe(self, *channels: str) -> None:
+        """Join every channel; their confirmations are the first messages read."""
         if self._closed:
             msg = "subscription already closed"
             raise ConnectionError(msg)
         self._loop = asyncio.get_running_loop()
-        self._channel = channel
-        self._push({"type": "subscribe", "channel": channel, "data": 1}, 0)
-        self._hub.join(channel, self)
+        for count, channel in enumerate(channels, 1):
+            self._push({"type": "subscribe", "channel": channel, "data": count}, 0)
+            self._hub.join(channel, self)
 
     async def get_message(
         self,
@@ -117,7 +118,7 @@ class _Subscription:
         self._buffer.clear()
         self._bytes = 0
 
-    def deliver(self, data: bytes) -> bool:
+    def deliver(self, channel: str, data: bytes) -> bool:
         """Queue one message (from any thread); False if this subscription is gone."""
         loop = self._loop
         if loop is None or self._closed or self._cut:
@@ -127,15 +128,15 @@ class _Subscription:
         except RuntimeError:
             running = None
         if running is loop:
-            return self._receive(data)
+            return self._receive(channel, data)
         try:  # a subscriber on another thread's loop: counted as sent, like Redis does
-            loop.call_soon_threadsafe(self._receive, data)
+            loop.call_soon_threadsafe(self._receive, channel, data)
         except RuntimeError:  # its loop is closed: the subscriber is gone
             self._hub.leave(self)
             return False
         return True
 
-    def _receive(self, data: bytes) -> bool:
+    def _receive(self, channel: str, data: bytes) -> bool:
         if self._closed or self._cut:
             return False
         if self._bytes + len(data) > self._limit:
@@ -146,7 +147,7 @@ class _Subscription:
             self._bytes = 0
             self._wake.set()
             return False
-        self._push({"type": "message", "channel": self._channel, "data": data}, len(data))
+        self._push({"type": "message", "channel": channel, "data": data}, len(data))
         return True
 
     def _push(self, message: dict[str, Any], size: int) -> None:
@@ -174,7 +175,7 @@ class _Hub:
     def publish(self, channel: str, data: bytes) -> int:
         with self._lock:
             members = list(self._channels.get(channel, ()))
-        return sum(member.deliver(data) for member in members)
+        return sum(member.deliver(channel, data) for member in members)
 
 
 _shared: weakref.WeakValueDictionary[str, _Hub] = weakref.WeakValueDictionary()
@@ -203,9 +204,10 @@ class MemoryBus:
         self.limit = limit
         self._hub = _hub_named(name) if name is not None else _Hub()
 
-    async def publish(self, data: bytes) -> int:
-        """Deliver one message to every current subscription; return how many."""
-        return self._hub.publish(self.channel, bytes(data))
+    async def publish(self, data: bytes, *, channel: str | None = None) -> int:
+        """Deliver one message on ``channel`` (default: the bus's) to every current
+        subscription of it; return how many."""
+        return self._hub.publish(self.channel if channel is None else channel, bytes(data))
 
     async def ping(self) -> None:
         """Always answers: the hub lives in this process."""
@@ -213,6 +215,11 @@ class MemoryBus:
     def subscription(self) -> _Subscription:
         """A new, not yet subscribed subscription of its own."""
         return _Subscription(self._hub, self.limit)
+
+    async def pause(self, attempt: int) -> bool:
+        """The backoff before a new subscription (a cut-off one): no failover here."""
+        await asyncio.sleep(backoff(attempt))
+        return False
 
     async def close(self) -> None:
         """Nothing to close: subscriptions leave the hub when their reader closes them."""

@@ -51,13 +51,16 @@ __all__ = [
     "CLUSTER_FORM",
     "SENTINEL_FORM",
     "TOPOLOGY_SCHEMES",
-    "BusConnection",
-    "ShardedPubSub",
+    "FollowingPubSub",
     "Topology",
     "UnsupportedRedis",
     "data_client",
+    "hash_tag",
     "is_topology_url",
+    "node_kwargs",
+    "node_pool",
     "parse_topology_url",
+    "sentinel_manager",
 ]
 
 SENTINEL_FORM: Final = (
@@ -106,6 +109,7 @@ TLS_OPTIONS: Final = frozenset(
 """redis-py's TLS options, for ``rediss+sentinel://`` and ``rediss+cluster://``."""
 _CERT_REQS: Final = ("none", "optional", "required")
 SHARDED_PUBSUB_SINCE: Final = (7, 0)
+Address = tuple[str, int]
 
 
 class UnsupportedRedis(RedisConnectionError):
@@ -128,6 +132,14 @@ class Topology:
     query: tuple[tuple[str, str], ...]
     options: tuple[tuple[str, Any], ...] = ()
     """redis-py connection options from the query, parsed (``REDIS_OPTIONS``, ``TLS_OPTIONS``)."""
+
+
+def hash_tag(key: str) -> str | None:
+    """The Redis Cluster hash tag of ``key``: between its first ``{`` and the first
+    ``}`` after it, if not empty; None if it has none (the whole key is hashed)."""
+    start = key.find("{")
+    end = key.find("}", start + 1) if start >= 0 else -1
+    return key[start + 1 : end] if end > start + 1 else None
 
 
 def is_topology_url(url: object) -> bool:
@@ -232,7 +244,7 @@ def _redis_options(
     return options
 
 
-def _node_kwargs(topology: Topology, defaults: dict[str, Any]) -> dict[str, Any]:
+def node_kwargs(topology: Topology, defaults: dict[str, Any]) -> dict[str, Any]:
     """The data connections' kwargs: revsync's ``defaults``, then the URL's options
     (which win, as in a ``redis://`` URL), credentials and TLS."""
     kwargs: dict[str, Any] = {**defaults, **dict(topology.options)}
@@ -242,7 +254,7 @@ def _node_kwargs(topology: Topology, defaults: dict[str, Any]) -> dict[str, Any]
     return kwargs
 
 
-def _sentinel(topology: Topology, timeout: float) -> Sentinel:
+def sentinel_manager(topology: Topology, timeout: float) -> Sentinel:
     sentinel_kwargs: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
@@ -276,8 +288,8 @@ def data_client(
     topology = parse_topology_url(url)
     if topology.kind == "sentinel":
         assert topology.service is not None  # parse_topology_url checked it
-        master: aioredis.Redis = _sentinel(topology, socket_connect_timeout).master_for(
-            topology.service, db=topology.db, **_node_kwargs(topology, common)
+        master: aioredis.Redis = sentinel_manager(topology, socket_connect_timeout).master_for(
+            topology.service, db=topology.db, **node_kwargs(topology, common)
         )
         return master
     return _cluster_client(topology, common)
@@ -285,11 +297,11 @@ def data_client(
 
 def _cluster_client(topology: Topology, common: dict[str, Any]) -> RedisCluster:
     nodes = [ClusterNode(host, port) for host, port in topology.hosts]
-    return RedisCluster(startup_nodes=nodes, **_node_kwargs(topology, common))
+    return RedisCluster(startup_nodes=nodes, **node_kwargs(topology, common))
 
 
 @contextlib.contextmanager
-def _cluster_errors() -> Iterator[None]:
+def cluster_errors() -> Iterator[None]:
     """RedisClusterException ("cannot be connected") is no RedisError: make it the
     ConnectionError callers already handle, or it would crash the heartbeat task."""
     try:
@@ -298,7 +310,7 @@ def _cluster_errors() -> Iterator[None]:
         raise RedisConnectionError(str(exc)) from exc
 
 
-def _version(info: dict[str, Any]) -> tuple[int, ...]:
+def server_version(info: dict[str, Any]) -> tuple[int, ...]:
     text = str(info.get("redis_version", "0"))
     return tuple(int(p) for p in text.split(".")[:2] if p.isdigit())
 
@@ -315,153 +327,63 @@ def check_sharded_pubsub(version: tuple[int, ...], where: str) -> None:
         raise UnsupportedRedis(msg)
 
 
-class ShardedPubSub(PubSub):
-    """A PubSub on the primary that owns the channel's slot, speaking SSUBSCRIBE.
+def node_pool(topology: Topology, timeout: float, address: Address) -> ConnectionPool:
+    """A pool of connections to one data node: no retries, no read timeout (a quiet
+    pub/sub channel is normal), the URL's options, credentials and TLS."""
+    defaults = {
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),
+        "health_check_interval": 0,
+    }
+    kwargs = node_kwargs(topology, defaults)
+    if kwargs.pop("ssl", False):
+        kwargs["connection_class"] = SSLConnection
+    return ConnectionPool(host=address[0], port=address[1], **kwargs)
 
-    It looks the owner up afresh on every ``subscribe`` (so a new subscription after
-    a failover finds the promoted replica) and reports ``ssubscribe``/``smessage`` as
-    ``subscribe``/``message``, so a reader written for PUBLISH/SUBSCRIBE works
-    unchanged.  When the server moves the slot away (``sunsubscribe`` it did not ask
-    for) it raises ConnectionError, so the reader reconnects and catches up.
+
+class FollowingPubSub(PubSub):
+    """A PubSub the bus can tell that its server is no longer the primary.
+
+    After :meth:`move` the next read raises ConnectionError, so the reader drops this
+    subscription, resubscribes on the new primary and catches up from the store;
+    the connection is closed at once, so a read in progress ends now, not at its
+    timeout.
     """
 
-    def __init__(self, cluster: RedisCluster, topology: Topology, timeout: float) -> None:
-        self._cluster = cluster
-        self._topology = topology
-        self._timeout = timeout
-        host, port = topology.hosts[0]
-        super().__init__(connection_pool=self._pool(host, port))
+    moved_to: Address | None = None
 
-    def _pool(self, host: str, port: int) -> ConnectionPool:
-        defaults = {
-            "socket_connect_timeout": self._timeout,
-            "retry": Retry(NoBackoff(), 0),
-            "health_check_interval": 0,
-        }
-        kwargs = _node_kwargs(self._topology, defaults)
-        if kwargs.pop("ssl", False):
-            kwargs["connection_class"] = SSLConnection
-        return ConnectionPool(host=host, port=port, **kwargs)
+    @property
+    def address(self) -> Address | None:
+        """Where this subscription's connection is, once connected."""
+        connection: Any = self.connection
+        if connection is None or not getattr(connection, "host", None):
+            return None
+        return str(connection.host), int(connection.port)
 
-    async def subscribe(self, *args: Any, **kwargs: Any) -> None:
-        """SSUBSCRIBE the channels on their shard's current primary (one channel's
-        slot: revsync subscribes to exactly one channel)."""
-        await self._cluster.nodes_manager.initialize()
-        node = self._cluster.get_node_from_key(args[0])
-        if node is None:
-            msg = f"no Redis Cluster node serves the slot of channel {args[0]!r}"
-            raise RedisConnectionError(msg)
-        probe = aioredis.Redis(connection_pool=self._pool(node.host, int(node.port)))
-        try:
-            check_sharded_pubsub(_version(await probe.info("server")), node.name)
-        finally:
-            await probe.aclose(close_connection_pool=True)
-        await self.connection_pool.disconnect()
-        self.connection_pool = self._pool(node.host, int(node.port))
-        await self.ssubscribe(*args, **kwargs)
+    async def move(self, primary: Address) -> None:
+        """The primary is now ``primary``: drop this subscription if it is elsewhere."""
+        if self.address in (None, primary):
+            return
+        self.moved_to = primary
+        connection: Any = self.connection
+        if connection is not None:
+            await connection.disconnect(nowait=True)
 
     async def get_message(
         self,
         ignore_subscribe_messages: bool = False,
         timeout: float | None = 0.0,  # noqa: ASYNC109 - PubSub's own signature
     ) -> dict[str, Any] | None:
-        """The next message, with sharded types renamed to their classic names."""
+        """PubSub's next message; ConnectionError once the primary has moved."""
+        self._check_moved()
         message: dict[str, Any] | None = await super().get_message(
             ignore_subscribe_messages, timeout
         )
-        if message is None:
-            return None
-        kind = message["type"]
-        kind = kind.decode() if isinstance(kind, bytes) else kind
-        if kind == "sunsubscribe":  # never asked for: the server moved the slot
-            msg = "the channel's slot moved to another Redis Cluster node"
-            raise RedisConnectionError(msg)
-        message["type"] = {"smessage": "message", "ssubscribe": "subscribe"}.get(kind, kind)
+        self._check_moved()
         return message
 
-    async def aclose(self) -> None:
-        """Close the connection and the pool of this subscription."""
-        await super().aclose()  # type: ignore[no-untyped-call]
-        await self.connection_pool.disconnect()
-
-
-class BusConnection:
-    """The bus's clients for one topology: publish, ping, and new subscriptions.
-
-    Publishing has one immediate retry (a pooled connection that died with a restart
-    or failover) and no socket timeout: the caller bounds the whole command instead
-    (``RedisBus`` does, with ``asyncio.timeout``).  With a socket timeout redis-py
-    writes each command through ``asyncio.wait_for``, whose task puts the PUBLISH off
-    until the event loop's next turn, a turn that takes milliseconds on a node busy
-    with requests.  Subscribing has no read timeout and no silent retries, so a lost
-    subscription surfaces as an error the reader counts.
-    """
-
-    def __init__(self, url: str, timeout: float) -> None:
-        self.sharded = False
-        self._topology: Topology | None = None
-        self._cluster: RedisCluster | None = None
-        self._timeout = timeout
-        self.publisher = data_client(
-            url,
-            socket_timeout=None,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 1),
-        )
-        if not is_topology_url(url):
-            self.subscriber: aioredis.Redis | RedisCluster = aioredis.Redis.from_url(
-                url,
-                socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 0),
-                health_check_interval=0,
-            )
-            return
-        self._topology = topology = parse_topology_url(url)
-        if topology.kind == "sentinel":
-            assert topology.service is not None  # parse_topology_url checked it
-            defaults = {
-                "socket_connect_timeout": timeout,
-                "socket_timeout": None,
-                "retry": Retry(NoBackoff(), 0),
-                "health_check_interval": 0,
-            }
-            self.subscriber = _sentinel(topology, timeout).master_for(
-                topology.service, db=topology.db, **_node_kwargs(topology, defaults)
-            )
-        else:
-            self.sharded = True
-            # Used only to learn which primary owns the channel's slot.
-            self.subscriber = self._cluster = _cluster_client(
-                topology,
-                {
-                    "socket_timeout": timeout,
-                    "socket_connect_timeout": timeout,
-                    "retry": Retry(NoBackoff(), 0),
-                },
-            )
-
-    async def publish(self, channel: str, data: bytes) -> int:
-        """PUBLISH, or SPUBLISH in a Cluster; return how many subscribers received it."""
-        with _cluster_errors():
-            if isinstance(self.publisher, RedisCluster):
-                receivers: int = await self.publisher.spublish(channel, data)
-            else:
-                receivers = await self.publisher.publish(channel, data)
-        return receivers
-
-    async def ping(self) -> None:
-        """Round trip to Redis (every primary in a Cluster)."""
-        with _cluster_errors():
-            await self.publisher.ping()
-
-    def subscription(self) -> PubSub:
-        """A new, not yet subscribed PubSub on a connection of its own."""
-        if self._cluster is not None and self._topology is not None:
-            return ShardedPubSub(self._cluster, self._topology, self._timeout)
-        assert isinstance(self.subscriber, aioredis.Redis)
-        return self.subscriber.pubsub()
-
-    async def close(self) -> None:
-        """Close every connection pool."""
-        await self.publisher.aclose()
-        await self.subscriber.aclose()
+    def _check_moved(self) -> None:
+        if self.moved_to is not None:
+            host, port = self.moved_to
+            msg = f"the primary moved to {host}:{port}"
+            raise RedisConnectionError(msg)

@@ -20,6 +20,9 @@ class SyncStats:
     resync_failures: int = 0
     reconnects: int = 0
     heartbeats: int = 0
+    foreign_pings: int = 0
+    """Pings received that were not this node's own awaited ones: an older node's on
+    the shared channel, or a replay on this node's ping channel."""
     swept: int = 0
     store_pruned: int = 0
     store_write_failures: int = 0

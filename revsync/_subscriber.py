@@ -9,10 +9,13 @@
   (docs/design.md, "Refused on arrival").  It recognises the node's own
   heartbeats itself, so a slow catch-up cannot delay them.  It treats every
   subscribe confirmation as a (re)connect, since redis-py may re-subscribe
-  silently, and reconnects itself, with backoff and jitter, on an error or when
-  the node's own heartbeat stops coming back (a hung connection).  A subscribe
-  confirmation is never taken for a heartbeat: only a ping this node sent, coming
-  back over the bus, proves that the bus carries its messages.
+  silently, and reconnects itself on an error or when the node's own heartbeat
+  stops coming back (a hung connection): after a backoff with jitter, which the bus
+  cuts short when it sees its primary move (a Sentinel or Cluster failover).  A
+  subscribe confirmation is never taken for a heartbeat: only a ping this node
+  sent, coming back over the bus, proves that the bus carries its messages.  Pings
+  travel on a channel of the node's own (``ping_channel``), subscribed on the same
+  connection as the shared channel, so no node receives another's.
 - applier: the only consumer of the queue.  It applies events, and catches up
   from the store after a (re)connect, a sequence gap, a queue overflow, a
   suspicious event, on request and on the resync timer.  The first catch-up is the
@@ -31,7 +34,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from revsync._bus import SINGLE_PROCESS_HINT, Bus, BusError
+from revsync._backoff import backoff
+from revsync._bus import SINGLE_PROCESS_HINT, Bus, BusError, Subscription, ping_channel
 from revsync._logging import get_logger
 from revsync._replica import DOORBELLS, Replica, Verdict
 from revsync._stats import SyncStats
@@ -50,8 +54,6 @@ SUSPECT_CATCH_UP_INTERVAL: Final = 1.0
 """Least seconds between catch-ups asked for by suspicious events, so a flood of
 forged messages cannot turn into a flood of store reads."""
 TICK: Final = 0.1
-BACKOFF_BASE: Final = 0.1
-BACKOFF_CAP: Final = 5.0
 SWEEP_INTERVAL: Final = 10.0
 CHECKPOINT_INTERVAL: Final = 300.0
 """Seconds between two checkpoints (REVSYNC_CHECKPOINT_PATH); one more at shutdown."""
@@ -73,12 +75,6 @@ RESYNC: Final = _Signal("resync")
 QueueItem = _Signal | tuple[RevocationEvent, float, int, bool]
 """A marker, or (event, unix time received, size in bytes of its message, whether the
 reader refused its jti on arrival)."""
-
-
-def backoff(attempt: int) -> float:
-    """Exponential backoff with full jitter, so restarted nodes do not reconnect in step."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2**attempt))
-    return random.uniform(ceiling / 2, ceiling)
 
 
 class Subscriber:
@@ -114,6 +110,10 @@ class Subscriber:
         self._checkpoint: asyncio.Task[None] | None = None
         # Without a heartbeat for this long the connection is presumed hung.
         self.heartbeat_timeout = max(3 * settings.heartbeat_interval, 1.0)
+        self.ping_channel = ping_channel(settings.channel, settings.node_id)
+        """Where this node's heartbeats go; only this node subscribes to it."""
+        self._pubsub: Subscription | None = None
+        """The reader's current subscription (for tests that break it)."""
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -193,10 +193,11 @@ class Subscriber:
     async def _read(self) -> None:
         attempt = 0
         while True:
-            pubsub = self.bus.subscription()
+            pubsub = self._pubsub = self.bus.subscription()
+            channel = self.settings.channel
             try:
                 async with asyncio.timeout(self.bus.timeout):
-                    await pubsub.subscribe(self.settings.channel)
+                    await pubsub.subscribe(channel, self.ping_channel)
                 self._connected_at = time.monotonic()
                 while True:
                     message = await pubsub.get_message(timeout=0.25)
@@ -206,8 +207,13 @@ class Subscriber:
                         continue
                     kind = message["type"]
                     if kind == "message":
-                        self._receive(message["data"])
-                    elif kind == "subscribe":
+                        if _name(message["channel"]) == channel:
+                            self._receive(message["data"])
+                        else:
+                            self._receive_ping(message["data"])
+                    elif kind == "subscribe" and _name(message["channel"]) == channel:
+                        # One confirmation per (re)connect: the ping channel's comes
+                        # with it, on the same connection.
                         attempt = 0
                         self._on_subscribed()
             except asyncio.CancelledError:
@@ -224,11 +230,12 @@ class Subscriber:
                     # Once, at start-up: a first-time user without Redis learns the way out.
                     logger.error("revsync.bus_unreachable", hint=SINGLE_PROCESS_HINT)
             finally:
+                self._pubsub = None
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(1.0):
                         await pubsub.aclose()
-            await asyncio.sleep(backoff(attempt))
-            attempt += 1
+            # A failover seen by the bus ends the wait: the new primary is there now.
+            attempt = 0 if await self.bus.pause(attempt) else attempt + 1
 
     def _on_subscribed(self) -> None:
         if self._ever_subscribed:
@@ -244,20 +251,28 @@ class Subscriber:
         self._next_ping = 0.0
         self._queue.put_nowait(SUBSCRIBED)
 
-    def _receive(self, data: Any) -> None:
-        """Validate one message and queue its event; drop and count anything else."""
+    def _decode(self, data: Any) -> tuple[RevocationEvent | None, bytes]:
+        """A message's event, or None (counted and logged) if it is not a valid one."""
         if not isinstance(data, bytes):
             data = str(data).encode("utf-8", "surrogatepass")
         try:
-            event = decode_event(data, self.settings.event_key)
+            return decode_event(data, self.settings.event_key), data
         except InvalidEvent as exc:
             self.stats.rejected[exc.reason] += 1
             logger.warning(
                 "revsync.event_rejected", reason=exc.reason, detail=exc.detail, size=len(data)
             )
+            return None, data
+
+    def _receive(self, data: Any) -> None:
+        """Validate one message of the shared channel and queue its event; drop and
+        count anything else."""
+        event, data = self._decode(data)
+        if event is None:
             return
         if event.op is Op.PING:
-            self._on_ping(event)
+            # A node of an older version pings here; never one of ours.
+            self.stats.foreign_pings += 1
             return
         size = len(data)
         if self._queue.qsize() >= QUEUE_LIMIT or self._queued_bytes + size > QUEUE_BYTES:
@@ -279,10 +294,22 @@ class Subscriber:
             return False  # before the snapshot every token is refused anyway
         return revocations.refuse_now(event.key)
 
+    def _receive_ping(self, data: Any) -> None:
+        """A message on this node's ping channel: only pings belong there."""
+        event, _ = self._decode(data)
+        if event is None:
+            return
+        if event.op is not Op.PING:
+            self.stats.rejected["not_a_ping"] += 1
+            logger.warning("revsync.event_rejected", reason="not_a_ping", op=str(event.op))
+            return
+        self._on_ping(event)
+
     def _on_ping(self, event: RevocationEvent) -> None:
         """Count a heartbeat only if it is one this node sent and has not seen back."""
         if self._pings.pop(event.key, None) is None:
-            return  # another node's, or a replay of an old one of ours
+            self.stats.foreign_pings += 1
+            return  # a replay of an old one of ours, or made up
         self.last_heartbeat = time.monotonic()
         self.stats.heartbeats += 1
         self._confirmed()
@@ -534,6 +561,13 @@ class Subscriber:
         self._pings[nonce] = now
         event = RevocationEvent.ping(self.settings.node_id, nonce, time.time())
         try:
-            await self.bus.publish(encode_event(event, self.settings.event_key))
+            await self.bus.publish(
+                encode_event(event, self.settings.event_key), channel=self.ping_channel
+            )
         except BusError as exc:
             logger.debug("revsync.heartbeat_failed", error=str(exc))
+
+
+def _name(channel: Any) -> str:
+    """A message's channel as text (redis-py gives bytes, the in-process bus str)."""
+    return channel.decode("utf-8", "surrogateescape") if isinstance(channel, bytes) else channel

@@ -32,6 +32,7 @@ from revsync._redis_topology import (
     REDIS_OPTIONS,
     SENTINEL_FORM,
     TLS_OPTIONS,
+    hash_tag,
     is_topology_url,
     parse_topology_url,
 )
@@ -133,6 +134,20 @@ def name(key: str, value: object) -> str:
         msg = f"{key} must be a non-empty string of at most 128 characters, got {value!r}"
         raise SettingError(msg)
     return value
+
+
+def channel_name(key: str, value: object) -> str:
+    """A channel's name: a name, and without ``}`` unless it has a Redis Cluster hash
+    tag, so that each node's ping channel can share its slot (revsync._bus.ping_channel)."""
+    channel = name(key, value)
+    if "}" in channel and hash_tag(channel) is None:
+        msg = (
+            f"{key}={channel!r} has a '}}' but no Redis Cluster hash tag ({{...}} with "
+            "something inside): the nodes' ping channels could not share its slot; "
+            "drop the '}' or give it a hash tag"
+        )
+        raise SettingError(msg)
+    return channel
 
 
 def node_name(key: str, value: object) -> str | None:
@@ -355,7 +370,13 @@ class Settings:
         "the durable store: `sqlite:///path`, `postgresql://...` "
         "(`pip install revsync[postgres]`), `redis://...?prefix=name`",
     )
-    channel: str = setting("revsync", name, "pub/sub channel")
+    channel: str = setting(
+        "revsync",
+        channel_name,
+        "pub/sub channel; each node's heartbeats go on a channel of its own beside it: "
+        "`channel:ping:<node>` if the channel has a Redis Cluster hash tag, else "
+        "`{channel}:ping:<node>`",
+    )
     event_key: bytes | None = setting(
         None,
         optional(event_key),

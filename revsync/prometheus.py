@@ -49,6 +49,10 @@ COUNTERS = {
     "resync_failures": ("revsync_resync_failures", "Catch-ups from the store that failed."),
     "reconnects": ("revsync_reconnects", "Reconnections to the Redis bus."),
     "heartbeats": ("revsync_heartbeats", "Own heartbeats received back over the bus."),
+    "foreign_pings": (
+        "revsync_foreign_pings",
+        "Pings that were not this node's awaited ones (older nodes', replays), ignored.",
+    ),
     "swept": ("revsync_swept_entries", "Expired entries swept from the local set."),
     "store_pruned": (
         "revsync_store_pruned_rows",

@@ -59,7 +59,8 @@ async def test_a_node_that_cannot_publish_is_not_kept_in_sync_by_forged_pings(
     x = await make_node(sqlite_url, redis_url=x_url, node_id="x", **settings)
 
     tap = admin.pubsub()
-    await tap.subscribe(channel)
+    # X's pings travel on its own ping channel; the attacker listens and forges there.
+    await tap.subscribe(x.subscriber.ping_channel)
     nonce = None
     deadline = time.monotonic() + 5
     while nonce is None and time.monotonic() < deadline:
@@ -87,7 +88,7 @@ async def test_a_node_that_cannot_publish_is_not_kept_in_sync_by_forged_pings(
             pipe = admin.pipeline(transaction=False)
             for guess in guesses:
                 ping = RevocationEvent.ping("x", guess, time.time())
-                pipe.publish(channel, encode_event(ping, KEY))
+                pipe.publish(x.subscriber.ping_channel, encode_event(ping, KEY))
             await pipe.execute()
             await asyncio.sleep(0.1)
 

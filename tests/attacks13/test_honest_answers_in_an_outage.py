@@ -111,7 +111,9 @@ async def test_a_replayed_heartbeat_does_not_make_a_node_look_synced(
     client = app.test_client()
     tap = aioredis.Redis.from_url(redis_url)
     pubsub = tap.pubsub()
-    await pubsub.subscribe(channel)
+    # The node's pings travel on its own ping channel: recorded and replayed there.
+    ping_channel = ext.subscriber.ping_channel
+    await pubsub.subscribe(ping_channel)
     recorded: list[bytes] = []
     # Stopped by an event, not by cancel(): redis-py's get_message can turn a
     # cancellation that lands as its own timeout expires into "no message", and the
@@ -124,9 +126,9 @@ async def test_a_replayed_heartbeat_does_not_make_a_node_look_synced(
             if message and message["type"] == "message" and message["data"] not in recorded:
                 # (the tap hears its own replays too: each genuine ping is kept once)
                 recorded.append(message["data"])
-                await tap.publish(channel, message["data"])  # replayed at once
+                await tap.publish(ping_channel, message["data"])  # replayed at once
             for old in recorded[-3:]:  # and again, while they may still count
-                await tap.publish(channel, old)
+                await tap.publish(ping_channel, old)
             await asyncio.sleep(0.02)
 
     async with app.test_app():

@@ -46,7 +46,8 @@ async def test_replayed_pings_do_not_keep_a_silent_node_in_sync(
     tap = aredis.Redis.from_url(redis_server.url)
     replayer = aredis.Redis.from_url(redis_server.url)
     pubsub = tap.pubsub()
-    await pubsub.subscribe(node.settings.channel)
+    # The node's pings travel on its own ping channel: that is where to capture them.
+    await pubsub.subscribe(node.subscriber.ping_channel)
     captured: list[bytes] = []
     try:
         while len(captured) < 5:
@@ -70,6 +71,7 @@ async def test_replayed_pings_do_not_keep_a_silent_node_in_sync(
         async def replay() -> None:
             while not stop.is_set():
                 for data in captured:
+                    await replayer.publish(node.subscriber.ping_channel, data)
                     await replayer.publish(node.settings.channel, data)
                 await asyncio.sleep(0.05)
 
@@ -93,10 +95,11 @@ async def test_replayed_pings_do_not_keep_a_silent_node_in_sync(
 async def test_another_nodes_pings_are_not_this_nodes_heartbeats(
     make_node: NodeFactory, sqlite_url: str
 ) -> None:
-    quiet = await make_node(sqlite_url, heartbeat_interval=30, max_staleness=120)
-    chatty = await make_node(sqlite_url, heartbeat_interval=0.05)
+    quiet = await make_node(sqlite_url, node_id="quiet", heartbeat_interval=30, max_staleness=120)
+    chatty = await make_node(sqlite_url, node_id="chatty", heartbeat_interval=0.05)
     before = quiet.stats.heartbeats
     await eventually(lambda: chatty.stats.heartbeats >= 15, within=10)
-    # The quiet node saw every one of the chatty node's pings, and sent at most one of
-    # its own meanwhile (its next is due in 30 s).
+    # The chatty node's pings go on its own ping channel: the quiet node never even
+    # receives them, and sent at most one of its own meanwhile (its next is due in 30 s).
+    assert quiet.stats.foreign_pings == 0
     assert quiet.stats.heartbeats - before <= 1

@@ -15,7 +15,9 @@ from redis.asyncio.sentinel import SentinelManagedSSLConnection
 from redis.backoff import NoBackoff
 
 from revsync import RevSync
-from revsync._redis_topology import BusConnection, ShardedPubSub, data_client
+from revsync._bus_connection import BusConnection
+from revsync._cluster_bus import ShardedPubSub
+from revsync._redis_topology import data_client
 from revsync.stores import store_from_url
 from tests.engine.conftest import make_app
 
@@ -58,7 +60,12 @@ def _clients(url: str) -> list[tuple[str, dict[str, Any], type]]:
         url, socket_timeout=10, socket_connect_timeout=3, retry=Retry(NoBackoff(), 0)
     )
     bus = BusConnection(url, 2.0)
-    found = [("store", store), ("publisher", bus.publisher), ("subscriber", bus.subscriber)]
+    found = [("store", store), ("publisher", bus.publisher)]
+    if bus.subscriber is not None:  # one server or the Sentinel master
+        found.append(("subscriber", bus.subscriber))
+    else:  # a Cluster: the lookups of the slot's primary (a private attribute)
+        assert bus._slots is not None
+        found.append(("slot lookup", bus._slots.client(("10.9.9.1", 7000))))
     out = []
     for name, client in found:
         pool = getattr(client, "connection_pool", None)
