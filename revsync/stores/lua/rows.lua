@@ -50,11 +50,12 @@ end
 -- each (_ChangeArgs in revsync/stores/redis.py: kind, key, revoked, expires_at,
 -- identity, cutoff).  Mirrors revsync.stores._common.merge.  Every row is read before
 -- anything is written, so a row that cannot be read (a key of another type) fails the
--- script with nothing written.  Records the write in the history ring.  Returns the
--- JSON docs of the changes, the first seq, and the docs of the changes merged over a
--- row that existed (the others are exactly their request, numbered).
+-- script with nothing written.  Records the write in the history ring and keeps the
+-- snapshot's index (index.lua).  Returns the JSON docs of the changes, the first seq,
+-- and the docs of the changes merged over a row that existed (the others are exactly
+-- their request, numbered).
 local function write_changes(now, count, args, first)
-  local targets, state = {}, {}
+  local targets, state, unlisted = {}, {}, {}
   for i = 0, count - 1 do
     local a = first + i * CHANGE_ARGS
     local target = member_of(args[a], args[a + 1])
@@ -62,10 +63,15 @@ local function write_changes(now, count, args, first)
     if state[target] == nil then
       local old = redis.call('HMGET', key_of('row', target), 'revoked', 'expires_at', 'identity', 'cutoff')
       state[target] = old[1] and old or false
+      if old[1] then  -- its entry as the row was before this write, removed below
+        local set, entry = index_entry(target, old[1], old[2])
+        unlisted[#unlisted + 1] = {set, 0, entry}
+      end
     end
   end
   local last = redis.call('INCRBY', KEYS[1], count)
-  local out, merged, by_seq, by_expiry = {}, {}, {}, {}
+  index_advance(last - count, last, KEYS[2])
+  local out, merged, by_seq, by_expiry, listed = {}, {}, {}, {}, {}
   for i = 0, count - 1 do
     local a = first + i * CHANGE_ARGS
     local kind, key, revoked = args[a], args[a + 1], args[a + 2]
@@ -94,9 +100,18 @@ local function write_changes(now, count, args, first)
     if old then merged[#merged + 1] = doc end
     by_seq[#by_seq + 1], by_seq[#by_seq + 2] = seq, target
     by_expiry[#by_expiry + 1], by_expiry[#by_expiry + 2] = expires, target
+    local set, entry = index_entry(target, revoked, expires)
+    listed[target] = {set, seq, entry}  -- a target written twice: its last row
   end
   zadd_all(KEYS[2], by_seq)
   zadd_all(KEYS[3], by_expiry)
+  index_apply('ZREM', unlisted)
+  local entries = {}
+  for i = 0, count - 1 do
+    local entry = listed[targets[i]]
+    if entry then entries[#entries + 1] = entry; listed[targets[i]] = nil end
+  end
+  index_apply('ZADD', entries)
   redis.call('HSET', KEYS[4], string.format('%d', last % HISTORY_SLOTS),
     string.format('%d', last - count + 1) .. ' ' .. string.format('%d', last) .. ' ' .. now)
   return out, last - count + 1, merged
