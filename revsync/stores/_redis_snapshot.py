@@ -8,8 +8,9 @@ head and says whether the index holds every row up to it:
 - If it does, each set is read in spans of seqs the plan cut (at most ``chunk``
   entries each, one script run each, two runs in flight so that Redis answers one
   while this process parses the other): the spans come back as text, one entry a
-  line, and are split in C.  No row is looked up but the few "others" (identity
-  cut-offs, tombstones).
+  line, and are split in C (with hiredis installed, a plain ZRANGE, its reply parsed
+  in C too).  No row is looked up but the few "others" (identity cut-offs,
+  tombstones).
 - If not (a store written by a revsync without the index, or by one since), it reads
   every row listed in the log, as before, and lists each in the index as it goes;
   ``index_finish.lua`` then marks the index complete if no write that keeps no index
@@ -34,10 +35,13 @@ from revsync.stores._layout import RedisKeys
 from revsync.stores._snapshot import SnapshotParts
 from revsync.stores.base import ANCHORS, Snapshot
 
-__all__ = ["Call", "read_snapshot"]
+__all__ = ["Call", "Ranged", "read_snapshot"]
 
 Call = Callable[[str, list[str], list[Any]], Coroutine[Any, Any, Any]]
 """Runs one of the store's scripts: name, keys, args."""
+Ranged = Callable[[str, int, int], Coroutine[Any, Any, Any]]
+"""ZRANGE key (after upto BYSCORE: the members as a list, for a client whose replies
+hiredis parses (in C); without it, a script joins them into one string instead."""
 
 T = TypeVar("T")
 
@@ -46,9 +50,11 @@ IN_FLIGHT = 2
 more would queue scripts back to back on Redis, blocking its other clients longer."""
 
 
-async def read_snapshot(call: Call, keys: RedisKeys, url: str, chunk: int, live: float) -> Snapshot:
+async def read_snapshot(
+    call: Call, ranged: Ranged | None, keys: RedisKeys, url: str, chunk: int, live: float
+) -> Snapshot:
     """Every live row up to the head (see the module docstring), at most ``chunk``
-    entries per script run."""
+    entries per script run (or ``ranged`` command)."""
     plan = await call("snapshot_plan", [keys.counter, keys.log], [keys.base, chunk, ANCHORS])
     ready, head, build = int(plan[0]), int(plan[1]), _text(plan[2])
     if not ready:
@@ -61,7 +67,7 @@ async def read_snapshot(call: Call, keys: RedisKeys, url: str, chunk: int, live:
         (revoked, keys.indexed_revoked, plan[4]),
         (registered, keys.indexed_registered, plan[5]),
     ):
-        reads = (_entries(call, key, span, live) for span in _spans(cuts, head))
+        reads = (_entries(call, ranged, key, span, live) for span in _spans(cuts, head))
         async for found_keys, expiries in _in_order(reads):
             into[0].extend(found_keys)
             into[1].extend(expiries)
@@ -82,14 +88,19 @@ def _spans(cuts: Sequence[Any], head: int) -> list[tuple[int, int]]:
 
 
 async def _entries(
-    call: Call, key: str, span: tuple[int, int], live: float
+    call: Call, ranged: Ranged | None, key: str, span: tuple[int, int], live: float
 ) -> tuple[list[str], list[float]]:
     """The keys and expiries of one span of a set of "<key>\\n<expires_at>" entries,
     those expiring before ``live`` left out."""
-    count, text = await call("snapshot_index", [key], [*span, "lines"])
+    if ranged is None:
+        count, text = await call("snapshot_index", [key], [*span, "lines"])
+        text = _text(text) if count else ""
+    else:  # parsed in C by hiredis: the entries as they are, joined here
+        members: list[bytes] = await ranged(key, *span)
+        count, text = len(members), b"\n".join(members).decode()
     if not count:
         return [], []
-    parts = _text(text).split("\n")
+    parts = text.split("\n")
     if len(parts) == 2 * count:
         keys, expiries = parts[0::2], list(map(float, parts[1::2]))
     else:  # a key holding a newline: this span again, as JSON

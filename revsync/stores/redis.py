@@ -28,6 +28,7 @@ from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
+from redis.utils import HIREDIS_AVAILABLE
 
 from revsync._redis_topology import data_client, is_topology_url, parse_topology_url
 from revsync._urls import mask_url
@@ -387,12 +388,19 @@ class RedisStore(WriteMany):
         index in spans of at most SNAPSHOT_CHUNK entries per script run, so that no run
         blocks Redis (and the bus on it) long; or, in a store whose index is not built
         (written by an older revsync), row by row, building it
-        (``revsync/stores/_redis_snapshot.py``)."""
+        (``revsync/stores/_redis_snapshot.py``).  With hiredis installed
+        (``revsync[hiredis]``), the spans are read with ZRANGE, parsed in C."""
 
         async def call(script: str, keys: list[str], args: list[Any]) -> Any:
             return await self._call("read", script, keys, args)
 
-        return await read_snapshot(call, self._keys, self.url, SNAPSHOT_CHUNK, live_after)
+        async def ranged(key: str, after: int, upto: int) -> Any:
+            client = self._connected()
+            with self._failed("read"):
+                return await client.execute_command("ZRANGE", key, f"({after}", upto, "BYSCORE")
+
+        direct = ranged if HIREDIS_AVAILABLE else None
+        return await read_snapshot(call, direct, self._keys, self.url, SNAPSHOT_CHUNK, live_after)
 
     async def head(self) -> int:
         """The highest seq handed out so far."""

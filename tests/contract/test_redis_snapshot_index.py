@@ -256,6 +256,18 @@ async def test_the_snapshot_reads_a_complete_index_not_the_rows(store: Store) ->
     assert sorted(zip(*snapshot.revoked, strict=True)) == [("a", NOW + 100.5), ("b", 12345.5)]
 
 
+async def test_the_spans_read_with_zrange_as_with_hiredis(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With hiredis installed the spans are plain ZRANGEs (any parser reads them): the
+    # same snapshot, odd keys (one with a newline: read again as JSON) included.
+    monkeypatch.setattr(redis_store, "HIREDIS_AVAILABLE", True)
+    monkeypatch.setattr(redis_store, "SNAPSHOT_CHUNK", 7)
+    await fill(store)
+    await assert_indexed(store)
+    await assert_snapshot_is_since(store, NOW)
+
+
 # -- a store the index was never built for, or left behind ------------------------------
 
 _UNINDEXED = """
