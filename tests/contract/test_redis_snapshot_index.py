@@ -16,6 +16,7 @@ import asyncio
 import json
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -270,20 +271,15 @@ async def test_the_spans_read_with_zrange_as_with_hiredis(
 
 # -- a store the index was never built for, or left behind ------------------------------
 
-_UNINDEXED = """
-local function index_entry(target, revoked, expires) return '', '' end
-local function index_advance(before, last, log) end
-local function index_apply(command, entries) end
-"""
-"""index.lua as a revsync without the index behaves: it keeps nothing."""
+UNINDEXED = Path(__file__).parent / "unindexed_lua"
+"""The write and prune scripts of the Redis store before the index (copied unchanged
+from commit 365096f): what an older node still running beside new ones writes."""
 
 
 def _old_script(name: str, *libraries: str) -> str:
     """A store script as a revsync that keeps no index runs it."""
-    body = (redis_store._lua(name)).replace("index_entry(target, fields[2], fields[3])", "'', ''")
-    if name == "prune":  # the old prune: no index entry removed
-        body = body.replace("redis.call('ZREM', set, entry)", "")
-    return lua_script(_UNINDEXED + "\n".join(map(redis_store._lua, libraries)) + "\n" + body)
+    texts = [(UNINDEXED / f"{lib}.lua").read_text() for lib in (*libraries, name)]
+    return lua_script("\n".join(texts))
 
 
 async def old_write(store: RedisStore, requests: list[ChangeRequest]) -> None:

@@ -5,16 +5,21 @@
 -- hash index_key('state') says up to which seq the index is current ('seq'), whether
 -- it was ever complete ('complete'), and from which head a build began ('since').
 
--- The set and member that list a target's row.
+-- The set (a name of INDEX_PARTS) and member that list the row of kind:key.
+local function index_listing(kind, key, revoked, expires)
+  if kind == 'jti' and revoked == '1' then
+    return 'revoked', key .. '\n' .. expires
+  elseif kind == 'issued' and revoked == '0' then
+    return 'registered', key .. '\n' .. expires
+  end
+  return 'others', member_of(kind, key)
+end
+
+-- The set (its key) and member that list a target's row.
 local function index_entry(target, revoked, expires)
   local colon = string.find(target, ':', 1, true)
-  local kind = string.sub(target, 1, colon - 1)
-  if kind == 'jti' and revoked == '1' then
-    return index_key('revoked'), string.sub(target, colon + 1) .. '\n' .. expires
-  elseif kind == 'issued' and revoked == '0' then
-    return index_key('registered'), string.sub(target, colon + 1) .. '\n' .. expires
-  end
-  return index_key('others'), target
+  local set, entry = index_listing(string.sub(target, 1, colon - 1), string.sub(target, colon + 1), revoked, expires)
+  return index_key(set), entry
 end
 
 local INDEX_SETS = {'revoked', 'registered', 'others'}
@@ -40,21 +45,19 @@ local function index_advance(before, last, log)
   end
 end
 
--- Remove (ZREM) or add (ZADD) entries gathered as {set, score, member} triples,
--- ZADD_BATCH members per call (a call takes its arguments on Lua's C stack).
+-- Remove entries gathered as {set, member} pairs, INDEX_BATCH members per ZREM (a call
+-- takes its arguments on Lua's C stack).
 local INDEX_BATCH = 1000
-local function index_apply(command, entries)
+local function index_remove(entries)
   local by_set = {}
   for _, e in ipairs(entries) do
-    local args = by_set[e[1]]
-    if not args then args = {}; by_set[e[1]] = args end
-    if command == 'ZADD' then args[#args + 1] = e[2] end
-    args[#args + 1] = e[3]
+    local members = by_set[e[1]]
+    if not members then members = {}; by_set[e[1]] = members end
+    members[#members + 1] = e[2]
   end
-  local step = command == 'ZADD' and 2 * INDEX_BATCH or INDEX_BATCH
-  for set, args in pairs(by_set) do
-    for i = 1, #args, step do
-      redis.call(command, set, unpack(args, i, math.min(i + step - 1, #args)))
+  for set, members in pairs(by_set) do
+    for i = 1, #members, INDEX_BATCH do
+      redis.call('ZREM', set, unpack(members, i, math.min(i + INDEX_BATCH - 1, #members)))
     end
   end
 end

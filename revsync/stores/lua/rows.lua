@@ -64,14 +64,15 @@ local function write_changes(now, count, args, first)
       local old = redis.call('HMGET', key_of('row', target), 'revoked', 'expires_at', 'identity', 'cutoff')
       state[target] = old[1] and old or false
       if old[1] then  -- its entry as the row was before this write, removed below
-        local set, entry = index_entry(target, old[1], old[2])
-        unlisted[#unlisted + 1] = {set, 0, entry}
+        local set, entry = index_listing(args[a], args[a + 1], old[1], old[2])
+        unlisted[#unlisted + 1] = {index_key(set), entry}
       end
     end
   end
   local last = redis.call('INCRBY', KEYS[1], count)
   index_advance(last - count, last, KEYS[2])
-  local out, merged, by_seq, by_expiry, listed = {}, {}, {}, {}, {}
+  local out, merged, by_seq, by_expiry = {}, {}, {}, {}
+  local last_of, sets, entries = {}, {}, {}  -- index.lua: each target's last row
   for i = 0, count - 1 do
     local a = first + i * CHANGE_ARGS
     local kind, key, revoked = args[a], args[a + 1], args[a + 2]
@@ -100,18 +101,21 @@ local function write_changes(now, count, args, first)
     if old then merged[#merged + 1] = doc end
     by_seq[#by_seq + 1], by_seq[#by_seq + 2] = seq, target
     by_expiry[#by_expiry + 1], by_expiry[#by_expiry + 2] = expires, target
-    local set, entry = index_entry(target, revoked, expires)
-    listed[target] = {set, seq, entry}  -- a target written twice: its last row
+    last_of[target] = i
+    sets[i], entries[i] = index_listing(kind, key, revoked, expires)
   end
   zadd_all(KEYS[2], by_seq)
   zadd_all(KEYS[3], by_expiry)
-  index_apply('ZREM', unlisted)
-  local entries = {}
+  index_remove(unlisted)
+  local listed = {revoked = {}, registered = {}, others = {}}
   for i = 0, count - 1 do
-    local entry = listed[targets[i]]
-    if entry then entries[#entries + 1] = entry; listed[targets[i]] = nil end
+    if last_of[targets[i]] == i then  -- a target written twice: its last row
+      local pairs_of = listed[sets[i]]
+      pairs_of[#pairs_of + 1] = string.format('%d', last - count + 1 + i)
+      pairs_of[#pairs_of + 1] = entries[i]
+    end
   end
-  index_apply('ZADD', entries)
+  for set, pairs_of in pairs(listed) do zadd_all(index_key(set), pairs_of) end
   redis.call('HSET', KEYS[4], string.format('%d', last % HISTORY_SLOTS),
     string.format('%d', last - count + 1) .. ' ' .. string.format('%d', last) .. ' ' .. now)
   return out, last - count + 1, merged
