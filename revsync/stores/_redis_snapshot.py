@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Sequence
 from itertools import compress, pairwise
 from typing import Any, TypeVar
 
@@ -68,16 +68,18 @@ async def read_snapshot(
         (registered, keys.indexed_registered, plan[5]),
     ):
         reads = (_entries(call, ranged, key, span, live) for span in _spans(cuts, head))
-        async for found_keys, expiries in _in_order(reads):
-            into[0].extend(found_keys)
-            into[1].extend(expiries)
+        async with contextlib.aclosing(_in_order(reads)) as spans:
+            async for found_keys, expiries in spans:
+                into[0].extend(found_keys)
+                into[1].extend(expiries)
     others: list[Change] = []
-    args = [keys.base, live]
-    async for doc in _in_order(
-        call("snapshot_others", [keys.indexed_others], [args[0], after, upto, args[1]])
+    other_reads = (
+        call("snapshot_others", [keys.indexed_others], [keys.base, after, upto, live])
         for after, upto in _spans(plan[6], head)
-    ):
-        others += changes_from_rows(json.loads(doc))
+    )
+    async with contextlib.aclosing(_in_order(other_reads)) as docs:
+        async for doc in docs:
+            others += changes_from_rows(json.loads(doc))
     return parts.snapshot(head, others, changes_from_rows(json.loads(plan[3])))
 
 
@@ -116,7 +118,7 @@ async def _entries(
     return keys, expiries
 
 
-async def _in_order(reads: Iterable[Coroutine[Any, Any, T]]) -> AsyncIterator[T]:
+async def _in_order(reads: Iterable[Coroutine[Any, Any, T]]) -> AsyncGenerator[T, None]:
     """The results of ``reads``, in order, IN_FLIGHT at a
     time; the ones still running are cancelled if the caller stops early or fails."""
     pending: list[asyncio.Task[T]] = []

@@ -30,6 +30,7 @@ from revsync.changes import Change, ChangeRequest, Kind
 from revsync.stores import Store
 from revsync.stores import redis as redis_store
 from revsync.stores._tokens import TokenRecord
+from revsync.stores.base import StoreError
 from revsync.stores.redis import RedisStore, _ChangeArgs, _flat, lua_script
 from tests.contract.conftest import StoreFactory, backend_url
 from tests.contract.test_store_snapshot import ODD_KEYS, Paged, contents, fill
@@ -444,3 +445,28 @@ async def test_what_keeps_no_index_racing_the_build_leaves_it_incomplete(
     assert contents(node.revocations) == contents(reference.revocations)
     await assert_snapshot_is_since(store, NOW)  # the next one builds it, nothing racing
     await assert_indexed(store)
+
+
+async def test_a_span_that_fails_fails_the_snapshot_and_leaves_no_read_running(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert isinstance(store, RedisStore)
+    monkeypatch.setattr(redis_store, "SNAPSHOT_CHUNK", 5)
+    await store.write_many([revoke(f"j{n}", NOW + 100 + n) for n in range(40)])
+    original = store._call
+    spans = 0
+
+    async def call(what: str, script: str, keys_: list[str], args: list[Any]) -> Any:
+        nonlocal spans
+        if script == "snapshot_index":
+            spans += 1
+            if spans == 3:
+                raise StoreError("read on Redis store failed")
+        return await original(what, script, keys_, args)
+
+    monkeypatch.setattr(store, "_call", call)
+    with pytest.raises(StoreError, match="read on Redis store failed"):
+        await store.snapshot(NOW)
+    await asyncio.sleep(0)
+    assert asyncio.all_tasks() == {asyncio.current_task()}  # the span in flight: cancelled
+    assert spans < 8  # stopped at the failure, not read to the end
