@@ -412,7 +412,7 @@ async def test_what_keeps_no_index_racing_the_build_leaves_it_incomplete(
 ) -> None:
     # An older revsync rewrites (or prunes) rows the build has already listed, between
     # its chunks: the index is not marked complete, and the next snapshot builds it anew.
-    monkeypatch.setattr(redis_store, "SNAPSHOT_CHUNK", 4)
+    monkeypatch.setattr(redis_store, "SNAPSHOT_CHUNK", 16)  # a build reads 4 rows a run
     keys = [f"k{n}" for n in range(40)]
     store = await store_factory()
     assert isinstance(store, RedisStore)

@@ -11,6 +11,7 @@ local members = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[2], ARGV[3],
   'LIMIT', 0, ARGV[4], 'WITHSCORES')
 local live, json, build = tonumber(ARGV[5]), ARGV[6] == 'json', ARGV[7] == '1'
 local revoked, revoked_exp, registered, registered_exp, others, tail = {}, {}, {}, {}, {}, {}
+local listed = {}  -- set -> score, member pairs, ZADDed at the end, a batch per call
 local JTI, ISSUED = string.byte('j'), string.byte('s')  -- 'jti:', 'issued:' ('identity:')
 for i = 1, #members, 2 do
   local target = members[i]
@@ -18,7 +19,9 @@ for i = 1, #members, 2 do
   local fields = redis.call('HMGET', row, 'revoked', 'expires_at')
   if build and fields[1] then
     local set, entry = index_entry(target, fields[1], fields[2])
-    redis.call('ZADD', set, members[i + 1], entry)
+    local pairs_of = listed[set]
+    if not pairs_of then pairs_of = {}; listed[set] = pairs_of end
+    pairs_of[#pairs_of + 1], pairs_of[#pairs_of + 2] = members[i + 1], entry
   end
   if i >= #members - 3 then
     local doc = redis.call('HGET', row, 'json')
@@ -36,6 +39,11 @@ for i = 1, #members, 2 do
       local doc = redis.call('HGET', row, 'json')
       if doc then others[#others + 1] = doc end
     end
+  end
+end
+for set, pairs_of in pairs(listed) do
+  for i = 1, #pairs_of, 2 * INDEX_BATCH do
+    redis.call('ZADD', set, unpack(pairs_of, i, math.min(i + 2 * INDEX_BATCH - 1, #pairs_of)))
   end
 end
 local function keys_of(targets)
