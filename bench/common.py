@@ -269,12 +269,16 @@ for i = first, first + count - 1 do
   local doc = row_doc(seq, 'jti', key, '1', expires, false, false, now)
   local target = member_of('jti', key)
   put_row(target, seq, '1', expires, false, false, doc, false)
-  -- put_row writes the row only; the log and expiry sorted sets are the writer's
+  -- put_row writes the row only; the log and expiry sorted sets and the snapshot's
+  -- index (index.lua) are the writer's
   redis.call('ZADD', KEYS[2], seq, target)
   redis.call('ZADD', KEYS[3], expires, target)
+  redis.call('ZADD', index_key('revoked'), seq, key .. '\\n' .. expires)
 end
 local last = first + count - 1
 redis.call('SET', KEYS[1], string.format('%d', last))
+-- a fill of an empty store (FLUSHDB first): the index holds every row
+redis.call('HSET', index_key('state'), 'seq', string.format('%d', last), 'complete', '1')
 -- the history ring entry a write of these rows leaves (checkpoints check it)
 redis.call('HSET', KEYS[4], string.format('%d', last % HISTORY_SLOTS),
   string.format('%d', first) .. ' ' .. string.format('%d', last) .. ' ' .. now)
@@ -294,7 +298,7 @@ def redis_populate(url: str, n: int, prefix: str = "revsync") -> None:
     client = redis.Redis.from_url(url)
     try:
         client.flushdb()
-        fill = client.register_script(lua_script(_REDIS_FILL, "rows"))
+        fill = client.register_script(lua_script(_REDIS_FILL, "index", "rows"))
         now = time.time()
         for first in range(1, n + 1, REDIS_BATCH):
             count = min(REDIS_BATCH, n - first + 1)

@@ -32,6 +32,14 @@ which Cluster allows for keys of the script's own slot):
                           a refresh family: a hash with ``revoked`` ("0"/"1", set by
                           ``revoke_family``; a rotation in a revoked family fails), and
                           the families by expiry, their longest-lived member's (prune)
+- ``{p}:ix-rev``, ``{p}:ix-reg``, ``{p}:ix-oth``
+                          the snapshot's index (``revsync/stores/lua/index.lua``): every
+                          row in exactly one of three sorted sets by its seq, revoked
+                          jtis and registrations as "<key>\n<expires_at>" (read without
+                          looking the row up), every other row as its target
+- ``{p}:ix``             a hash: the index's ``seq`` (the head it is current with),
+                          ``complete`` ("1" once built) and ``since`` (the head at which
+                          the build going on began)
 """
 
 from __future__ import annotations
@@ -191,6 +199,9 @@ PER_TARGET = {
 }
 """The keys made per target, identity, jti or family: ``{p}:<part>:<name>``."""
 
+INDEX_PARTS = {"state": ":ix", "revoked": ":ix-rev", "registered": ":ix-reg", "others": ":ix-oth"}
+"""The snapshot index's keys after the hash tag (the scripts' ``index_key``)."""
+
 
 class RedisKeys:
     """The keys of one Redis store (see the module docstring)."""
@@ -201,6 +212,10 @@ class RedisKeys:
         "expiry",
         "family_expiry",
         "history",
+        "index",
+        "indexed_others",
+        "indexed_registered",
+        "indexed_revoked",
         "log",
         "store",
         "token_expiry",
@@ -216,6 +231,10 @@ class RedisKeys:
         self.expiry = f"{self.base}:exp"
         self.token_expiry = f"{self.base}:tok-exp"
         self.family_expiry = f"{self.base}:fam-exp"
+        self.index = self.base + INDEX_PARTS["state"]
+        self.indexed_revoked = self.base + INDEX_PARTS["revoked"]
+        self.indexed_registered = self.base + INDEX_PARTS["registered"]
+        self.indexed_others = self.base + INDEX_PARTS["others"]
 
     def of(self, what: str, name: str) -> str:
         """The key of one target, identity, jti or family: ``what`` is a PER_TARGET name
@@ -234,11 +253,14 @@ def member(kind: str, key: str) -> str:
 
 def lua_keys() -> str:
     """Lua that names keys as :class:`RedisKeys` does, for scripts whose ARGV[1] is the
-    base: ``key_of(what, name)`` is ``RedisKeys.of``, ``member_of(kind, key)`` is
-    :func:`member`."""
+    base: ``key_of(what, name)`` is ``RedisKeys.of``, ``index_key(what)`` a key of
+    INDEX_PARTS, ``member_of(kind, key)`` is :func:`member`."""
     parts = ", ".join(f"{what} = ':{part}:'" for what, part in PER_TARGET.items())
+    index = ", ".join(f"{what} = '{part}'" for what, part in INDEX_PARTS.items())
     return (
         f"local KEY_PARTS = {{{parts}}}\n"
+        f"local INDEX_PARTS = {{{index}}}\n"
         "local function key_of(what, name) return ARGV[1] .. KEY_PARTS[what] .. name end\n"
+        "local function index_key(what) return ARGV[1] .. INDEX_PARTS[what] end\n"
         "local function member_of(kind, key) return kind .. ':' .. key end\n"
     )

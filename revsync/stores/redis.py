@@ -28,6 +28,7 @@ from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
+from redis.utils import HIREDIS_AVAILABLE
 
 from revsync._redis_topology import data_client, is_topology_url, parse_topology_url
 from revsync._urls import mask_url
@@ -40,11 +41,10 @@ from revsync.stores._common import (
     translate,
 )
 from revsync.stores._layout import RedisKeys, lua_keys
+from revsync.stores._redis_snapshot import read_snapshot
 from revsync.stores._replicated import write_and_wait
-from revsync.stores._snapshot import SnapshotParts
 from revsync.stores._tokens import TokenRecord, registrations_for
 from revsync.stores.base import (
-    ANCHORS,
     PAGE_SIZE,
     Committed,
     HistoryEntry,
@@ -60,8 +60,8 @@ _ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
 """What the driver raises; RedisClusterException ("cannot be connected") is no RedisError."""
 _PRUNE_BATCH = 1_000
 SNAPSHOT_CHUNK = PAGE_SIZE
-"""Targets one run of lua/snapshot.lua reads: it looks up each row, so this bounds how
-long one run blocks Redis (and the bus on it)."""
+"""Entries one run of a snapshot script reads (of the index, or targets when it reads
+row by row): this bounds how long one run blocks Redis (and the bus on it)."""
 
 WRITE_CHUNK = 1_000
 """Changes written per script run by ``write_many``: a script blocks every other client
@@ -112,16 +112,20 @@ class _RecordArgs(NamedTuple):
 
 
 _SCRIPTS = {  # each script in lua/, with the libraries (lua/ too) it is built on
-    "write": ("rows",),
-    "register": ("rows", "tokens"),
+    "write": ("index", "rows"),
+    "register": ("index", "rows", "tokens"),
     "records": ("tokens",),
     "revoke_family": ("tokens",),
     "prune_records": ("tokens",),
     "prune_families": (),
     "position": (),
     "range": (),
-    "snapshot": (),
-    "prune": (),
+    "snapshot": ("index",),
+    "snapshot_plan": ("index",),
+    "snapshot_index": (),
+    "snapshot_others": (),
+    "index_finish": ("index",),
+    "prune": ("index",),
 }
 
 
@@ -380,36 +384,23 @@ class RedisStore(WriteMany):
         return await self._range(self._keys.log, f"({int(seq)}", int(limit))
 
     async def snapshot(self, live_after: float) -> Snapshot:
-        """Every live row up to the head (see ``SnapshotReader``), SNAPSHOT_CHUNK
-        targets per script run (lua/snapshot.lua), so that no run blocks Redis long.
+        """Every live row up to the head (see ``SnapshotReader``), read from the store's
+        index in spans of at most SNAPSHOT_CHUNK entries per script run, so that no run
+        blocks Redis (and the bus on it) long; or, in a store whose index is not built
+        (written by an older revsync), row by row, building it
+        (``revsync/stores/_redis_snapshot.py``).  With hiredis installed
+        (``revsync[hiredis]``), the spans are read with ZRANGE, parsed in C."""
 
-        Chunks follow the log by seq up to the head read first: a row rewritten while
-        they are read moves past that head (the catch-up after reads it), a pruned row
-        was expired anyway.  Each chunk returns its keys one a line and their expiries
-        comma-separated, split in C; a chunk with a key holding a newline is read again
-        with its keys as JSON.
-        """
-        head = await self.head()
-        parts = SnapshotParts(self.url)
-        others: list[Change] = []
-        anchors: list[Change] = []
-        after, live = "0", repr(float(live_after))
-        while True:
-            args = [self._keys.base, after, head, SNAPSHOT_CHUNK, live]
-            reply = await self._call("read", "snapshot", [self._keys.log], [*args, "lines"])
-            columns = _chunk_columns(reply)
-            if columns is None:  # a key with a newline: this chunk again, as JSON
-                reply = await self._call("read", "snapshot", [self._keys.log], [*args, "json"])
-                columns = reply[2], reply[3], reply[4], reply[5]
-            count, last, rest, tail = reply[0], reply[1], reply[6], reply[7]
-            parts.add((columns[0], columns[1]), (columns[2], columns[3]))
-            others += changes_from_rows(json.loads(rest))
-            if count:
-                anchors = [*anchors, *changes_from_rows(json.loads(tail))][-ANCHORS:]
-            if count < SNAPSHOT_CHUNK:
-                break
-            after = last.decode() if isinstance(last, bytes) else str(last)
-        return parts.snapshot(head, others, anchors)
+        async def call(script: str, keys: list[str], args: list[Any]) -> Any:
+            return await self._call("read", script, keys, args)
+
+        async def ranged(key: str, after: int, upto: int) -> Any:
+            client = self._connected()
+            with self._failed("read"):
+                return await client.execute_command("ZRANGE", key, f"({after}", upto, "BYSCORE")
+
+        direct = ranged if HIREDIS_AVAILABLE else None
+        return await read_snapshot(call, direct, self._keys, self.url, SNAPSHOT_CHUNK, live_after)
 
     async def head(self) -> int:
         """The highest seq handed out so far."""
@@ -534,24 +525,6 @@ class RedisStore(WriteMany):
             msg = f"Redis store {self.url}: {listed} in the log, {expiring} by expiry, {rows} rows"
             raise StoreError(msg)
         return check_figures(head, rows, last, self.url)
-
-
-def _chunk_columns(reply: list[Any]) -> tuple[list[str], bytes, list[str], bytes] | None:
-    """A snapshot chunk's keys, their "kind:" taken off, and expiries as sent; None if
-    a key holds a newline (the lines do not add up)."""
-    revoked = _targets(reply[2], "jti:", int(reply[8]))
-    registered = _targets(reply[4], "issued:", int(reply[9]))
-    if revoked is None or registered is None:
-        return None
-    return revoked, reply[3], registered, reply[5]
-
-
-def _targets(text: bytes, prefix: str, count: int) -> list[str] | None:
-    """Keys from targets ("kind:key") one a line, or None if there are not ``count``."""
-    if not count:
-        return []
-    keys = text.decode()[len(prefix) :].replace("\n" + prefix, "\n").split("\n")
-    return keys if len(keys) == count else None
 
 
 def _flat(args: Iterable[tuple[str, ...]]) -> list[str]:

@@ -50,11 +50,12 @@ end
 -- each (_ChangeArgs in revsync/stores/redis.py: kind, key, revoked, expires_at,
 -- identity, cutoff).  Mirrors revsync.stores._common.merge.  Every row is read before
 -- anything is written, so a row that cannot be read (a key of another type) fails the
--- script with nothing written.  Records the write in the history ring.  Returns the
--- JSON docs of the changes, the first seq, and the docs of the changes merged over a
--- row that existed (the others are exactly their request, numbered).
+-- script with nothing written.  Records the write in the history ring and keeps the
+-- snapshot's index (index.lua).  Returns the JSON docs of the changes, the first seq,
+-- and the docs of the changes merged over a row that existed (the others are exactly
+-- their request, numbered).
 local function write_changes(now, count, args, first)
-  local targets, state = {}, {}
+  local targets, state, unlisted = {}, {}, {}
   for i = 0, count - 1 do
     local a = first + i * CHANGE_ARGS
     local target = member_of(args[a], args[a + 1])
@@ -62,10 +63,16 @@ local function write_changes(now, count, args, first)
     if state[target] == nil then
       local old = redis.call('HMGET', key_of('row', target), 'revoked', 'expires_at', 'identity', 'cutoff')
       state[target] = old[1] and old or false
+      if old[1] then  -- its entry as the row was before this write, removed below
+        local set, entry = index_listing(args[a], args[a + 1], old[1], old[2])
+        unlisted[#unlisted + 1] = {index_key(set), entry}
+      end
     end
   end
   local last = redis.call('INCRBY', KEYS[1], count)
+  index_advance(last - count, last, KEYS[2])
   local out, merged, by_seq, by_expiry = {}, {}, {}, {}
+  local last_of, sets, entries = {}, {}, {}  -- index.lua: each target's last row
   for i = 0, count - 1 do
     local a = first + i * CHANGE_ARGS
     local kind, key, revoked = args[a], args[a + 1], args[a + 2]
@@ -94,9 +101,21 @@ local function write_changes(now, count, args, first)
     if old then merged[#merged + 1] = doc end
     by_seq[#by_seq + 1], by_seq[#by_seq + 2] = seq, target
     by_expiry[#by_expiry + 1], by_expiry[#by_expiry + 2] = expires, target
+    last_of[target] = i
+    sets[i], entries[i] = index_listing(kind, key, revoked, expires)
   end
   zadd_all(KEYS[2], by_seq)
   zadd_all(KEYS[3], by_expiry)
+  index_remove(unlisted)
+  local listed = {revoked = {}, registered = {}, others = {}}
+  for i = 0, count - 1 do
+    if last_of[targets[i]] == i then  -- a target written twice: its last row
+      local pairs_of = listed[sets[i]]
+      pairs_of[#pairs_of + 1] = string.format('%d', last - count + 1 + i)
+      pairs_of[#pairs_of + 1] = entries[i]
+    end
+  end
+  for set, pairs_of in pairs(listed) do zadd_all(index_key(set), pairs_of) end
   redis.call('HSET', KEYS[4], string.format('%d', last % HISTORY_SLOTS),
     string.format('%d', last - count + 1) .. ' ' .. string.format('%d', last) .. ' ' .. now)
   return out, last - count + 1, merged
