@@ -166,6 +166,11 @@ class BusConnection:
         await self.publisher.aclose()
         if self.subscriber is not None:
             await self.subscriber.aclose()
+        if self._sentinels is not None:
+            # The connections that asked the sentinels where the master is: the
+            # master's clients do not own them, and nothing else would close them.
+            for sentinel in self._sentinels.sentinels:
+                await sentinel.aclose()
 
     # -- following the primary ------------------------------------------------------
 
@@ -206,14 +211,18 @@ class BusConnection:
             await self._moved_to(owner)
 
     async def _await_slot_owner(self, attempt: int) -> bool:
-        """Cluster: until the slot's primary changed or came back, look it up every
-        OWNER_POLL; if it answered all along (the failure was elsewhere) or no node
+        """Cluster: until the slot's primary changed (from the one the latest attempt
+        went to) or came back, look it up every OWNER_POLL; if it answered all along
+        (the failure was elsewhere: an error reply counts as an answer) or no node
         answers at all, the plain backoff."""
         assert self._slots is not None
         if self._moved.is_set():
             return True
         deadline = time.monotonic() + backoff(attempt)
-        slot, subscribed = self._slots.slot, self._slots.subscribed
+        # Compared with the primary the latest attempt went to, not the latest
+        # subscription's: an attempt on the new owner that failed (it refuses clients
+        # or the subscription) must not be retried at once, again and again.
+        slot, attempted = self._slots.slot, self._slots.attempted
         unreachable = False
         try:
             while slot is not None:
@@ -221,7 +230,7 @@ class BusConnection:
                 if owner is None:  # no node answers: the plain backoff
                     if time.monotonic() >= deadline:
                         return False
-                elif subscribed is not None and owner != subscribed:
+                elif attempted is not None and owner != attempted:
                     return True  # promoted, or the slot moved
                 elif await self._slots.answers(owner):
                     if unreachable:

@@ -19,7 +19,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from revsync._redis_topology import (
     Address,
@@ -54,6 +54,9 @@ class SlotOwner:
         """The slot of the channel the latest subscription was for."""
         self.subscribed: Address | None = None
         """The primary the latest subscription was made on."""
+        self.attempted: Address | None = None
+        """The primary the latest subscription attempt went to, whether it succeeded
+        or not: a new owner is hurried to once, not after every failed attempt."""
 
     def client(self, address: Address) -> aioredis.Redis:
         """A client for ``address``, kept until :meth:`release`."""
@@ -94,10 +97,14 @@ class SlotOwner:
         return owner
 
     async def answers(self, address: Address) -> bool:
-        """Whether ``address`` answers a PING within the timeout."""
+        """Whether ``address`` answers a PING within the timeout.  An error reply
+        (``maxclients`` reached, an ACL) is an answer: the server is up, and what went
+        wrong is not a failover to wait out."""
         try:
             async with asyncio.timeout(self._timeout):
                 await self.client(address).ping()
+        except ResponseError:
+            return True
         except (RedisError, OSError):
             return False
         return True
@@ -133,6 +140,7 @@ class ShardedPubSub(FollowingPubSub):
         if owner is None:
             msg = f"no Redis Cluster node told which primary serves channel {args[0]!r}"
             raise RedisConnectionError(msg)
+        self._owner.attempted = owner
         try:
             info = await self._owner.client(owner).info("server")
             check_sharded_pubsub(server_version(info), f"{owner[0]}:{owner[1]}")

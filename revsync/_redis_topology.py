@@ -254,10 +254,25 @@ def node_kwargs(topology: Topology, defaults: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+SENTINEL_FLOOR: Final = 0.1
+"""Least seconds a sentinel is given to connect or answer."""
+
+
 def sentinel_manager(topology: Topology, timeout: float) -> Sentinel:
+    """The sentinels, asked in turn where the master is (redis-py's discovery).
+
+    Each gets an equal share of ``timeout`` and no retry, so that one discovery fits in
+    one timeout even when every sentinel but the last refuses or hangs: the commands
+    that trigger it (a publish, a subscription) are bounded by that timeout.  With
+    redis-py's default (ten retries with backoff per sentinel) a dead first sentinel
+    held every discovery for about 4 s (refused) or 30 s (hung), past every bound, so
+    no publish got through and the reader hung inside redis-py's reconnect.
+    """
+    share = max(SENTINEL_FLOOR, timeout / len(topology.hosts))
     sentinel_kwargs: dict[str, Any] = {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
+        "socket_timeout": share,
+        "socket_connect_timeout": share,
+        "retry": Retry(NoBackoff(), 0),
         "username": topology.sentinel_username,
         "password": topology.sentinel_password,
     }
