@@ -17,7 +17,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from revsync._memory_bus import is_memory_url
-from revsync._redis_topology import data_client
+from revsync._redis_topology import close_data_client, data_client
 from revsync._urls import mask_url
 from revsync.config import DEFAULTS, Settings, resolve
 from revsync.stores import store_from_url
@@ -140,7 +140,7 @@ async def _ping_redis(url: str) -> None:
     try:
         await client.ping()
     finally:
-        await client.aclose()
+        await close_data_client(client)
 
 
 async def _create_schema(store: Store) -> None:

@@ -54,6 +54,7 @@ __all__ = [
     "FollowingPubSub",
     "Topology",
     "UnsupportedRedis",
+    "close_data_client",
     "data_client",
     "hash_tag",
     "is_topology_url",
@@ -308,6 +309,18 @@ def data_client(
         )
         return master
     return _cluster_client(topology, common)
+
+
+async def close_data_client(client: aioredis.Redis | RedisCluster) -> None:
+    """Close a client ``data_client`` made; for a Sentinel master, also the connections
+    that asked the sentinels where the master is, which the master's client does not
+    own and nothing else would close (a stopped node would leave them open)."""
+    await client.aclose()
+    pool = getattr(client, "connection_pool", None)
+    manager: Sentinel | None = getattr(pool, "sentinel_manager", None)
+    if manager is not None:
+        for sentinel in manager.sentinels:
+            await sentinel.aclose()
 
 
 def _cluster_client(topology: Topology, common: dict[str, Any]) -> RedisCluster:

@@ -30,7 +30,12 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 from redis.utils import HIREDIS_AVAILABLE
 
-from revsync._redis_topology import data_client, is_topology_url, parse_topology_url
+from revsync._redis_topology import (
+    close_data_client,
+    data_client,
+    is_topology_url,
+    parse_topology_url,
+)
 from revsync._urls import mask_url
 from revsync.changes import Change, ChangeRequest, Kind
 from revsync.stores._common import (
@@ -255,7 +260,7 @@ class RedisStore(WriteMany):
                 async with asyncio.timeout(connect_timeout):
                     await client.ping()
             except BaseException:
-                await client.aclose()
+                await close_data_client(client)
                 raise
         scripts = {name: client.register_script(src) for name, src in _SOURCES.items()}
         try:
@@ -265,7 +270,7 @@ class RedisStore(WriteMany):
                 with translate(_ERRORS, lambda: what):  # noqa: B023 - used at once
                     await client.script_load(script.script)
         except BaseException:
-            await client.aclose()
+            await close_data_client(client)
             raise
         self._scripts = scripts
         self._client = client
@@ -289,7 +294,7 @@ class RedisStore(WriteMany):
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(*_ERRORS):  # a dead connection has nothing to release
-                await client.aclose()
+                await close_data_client(client)
 
     def _connected(self) -> aioredis.Redis | RedisCluster:
         if self._client is None:
