@@ -66,8 +66,19 @@ async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
 
 
 async def waiting(conn: asyncpg.Connection, count: int) -> bool:
-    """Whether ``count`` lock requests wait in the server (the held one, then another)."""
-    found: int = await conn.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted")
+    """Whether ``count`` sessions wait behind ``conn``'s lock (the held one, then one
+    waiting for it): counted through pg_blocking_pids from ``conn``'s own session, so
+    other tests' waits in the same server (a parallel run) are not counted."""
+    found: int = await conn.fetchval("""
+        WITH RECURSIVE blocked(pid) AS (
+            SELECT pid FROM pg_stat_activity
+             WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))
+            UNION
+            SELECT a.pid FROM pg_stat_activity a
+              JOIN blocked b ON b.pid = ANY(pg_blocking_pids(a.pid))
+        )
+        SELECT count(*) FROM blocked
+    """)
     return found >= count
 
 
