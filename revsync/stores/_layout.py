@@ -38,8 +38,10 @@ which Cluster allows for keys of the script's own slot):
                           jtis and registrations as "<key>\n<expires_at>" (read without
                           looking the row up), every other row as its target
 - ``{p}:ix``             a hash: the index's ``seq`` (the head it is current with),
-                          ``complete`` ("1" once built) and ``since`` (the head at which
-                          the build going on began)
+                          ``complete`` ("1" once built), ``since`` (the head at which
+                          the build going on began) and ``build`` (a random id of the
+                          build that last emptied the sets: a snapshot read from the
+                          index checks at its end that it did not change)
 """
 
 from __future__ import annotations

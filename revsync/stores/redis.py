@@ -127,6 +127,7 @@ _SCRIPTS = {  # each script in lua/, with the libraries (lua/ too) it is built o
     "range": (),
     "snapshot": ("index",),
     "snapshot_plan": ("index",),
+    "snapshot_check": ("index",),
     "snapshot_index": (),
     "snapshot_others": (),
     "index_finish": ("index",),

@@ -3,7 +3,9 @@
 -- "<key>\n<expires_at>" (expires_at as written, so it reads back the same float), so
 -- a snapshot reads them without looking a row up; every other row as its target.  The
 -- hash index_key('state') says up to which seq the index is current ('seq'), whether
--- it was ever complete ('complete'), and from which head a build began ('since').
+-- it was ever complete ('complete'), from which head a build began ('since'), and
+-- which build last emptied the sets ('build', a random id: two builds may begin at one
+-- head).
 
 -- The set (a name of INDEX_PARTS) and member that list the row of kind:key.
 local function index_listing(kind, key, revoked, expires)
@@ -29,6 +31,22 @@ local function index_size()
   local size = 0
   for _, what in ipairs(INDEX_SETS) do size = size + redis.call('ZCARD', index_key(what)) end
   return size
+end
+
+-- Whether the index lists every row up to the head: complete, current with the counter
+-- (KEYS[1] of the scripts that ask) and as many entries as the log (`log`) has rows.
+local function index_ready(log)
+  local found = redis.call('HMGET', index_key('state'), 'seq', 'complete')
+  local head = redis.call('GET', KEYS[1]) or '0'
+  return found[2] == '1' and found[1] == head and index_size() == redis.call('ZCARD', log)
+end
+
+-- Which build the index's sets are of: its head and id ("since build"), so that a build
+-- begun again at the same head is another one.  snapshot_plan.lua returns it;
+-- snapshot_check.lua and index_finish.lua compare it.
+local function index_build()
+  local found = redis.call('HMGET', index_key('state'), 'since', 'build')
+  return (found[1] or '') .. ' ' .. (found[2] or '')
 end
 
 -- After a write handed out the seqs (before, last]: the index stays current only if
