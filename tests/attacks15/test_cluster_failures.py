@@ -8,48 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-from typing import Any
 
-import pytest
 import redis
 
 from revsync import RevSync
 from revsync._cluster_bus import channel_slot
+from tests.attacks15.conftest import Start
 from tests.attacks15.sockets import connections_to
-from tests.engine.conftest import claims, eventually, make_app
+from tests.engine.conftest import claims, eventually
 from tests.scale.conftest import ClusterSetup
 
-Start = Callable[..., Awaitable[RevSync]]
 NODES = 3
-
-
-@pytest.fixture
-async def start(tmp_path: Path) -> AsyncIterator[Start]:
-    nodes: list[RevSync] = []
-    channel = f"revsync-att-{uuid.uuid4().hex[:8]}"
-
-    async def factory(url: str, **settings: Any) -> RevSync:
-        node = RevSync(
-            make_app(),
-            redis_url=url,
-            store_url=f"sqlite:///{tmp_path / 'revsync.db'}",
-            channel=channel,
-            heartbeat_interval=0.2,
-            resync_interval=30,
-            max_staleness=30,
-            startup_timeout=20,
-            **settings,
-        )
-        nodes.append(node)
-        await node.start()
-        return node
-
-    yield factory
-    for node in nodes:
-        await node.stop()
 
 
 async def _over_the_bus(nodes: list[RevSync], within: float = 3.0) -> float:

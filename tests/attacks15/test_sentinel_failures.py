@@ -10,50 +10,20 @@ import logging
 import os
 import signal
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 
 from revsync import RevSync
+from tests.attacks15.conftest import Start
 from tests.attacks15.sockets import connections_to
-from tests.engine.conftest import claims, eventually, make_app
+from tests.engine.conftest import claims, eventually
 from tests.scale.conftest import SERVICE, SentinelSetup
 from tests.scale.test_failover import _first_revocation, _sentinels_announce, _wait_for
 
-Start = Callable[..., Awaitable[RevSync]]
 HUNG_SENTINEL_WITHIN = 3.0
 """Seconds after the new master answers within which the first revocation reaches
 every node when the first sentinel hangs (the reader's backoff, not the watch)."""
-
-
-@pytest.fixture
-async def start(tmp_path: Path) -> AsyncIterator[Start]:
-    nodes: list[RevSync] = []
-    channel = f"revsync-att-{uuid.uuid4().hex[:8]}"
-
-    async def factory(url: str, **settings: Any) -> RevSync:
-        node = RevSync(
-            make_app(),
-            redis_url=url,
-            store_url=f"sqlite:///{tmp_path / 'revsync.db'}",
-            channel=channel,
-            heartbeat_interval=0.2,
-            resync_interval=30,
-            max_staleness=30,
-            startup_timeout=20,
-            **settings,
-        )
-        nodes.append(node)
-        await node.start()
-        return node
-
-    yield factory
-    for node in nodes:
-        await node.stop()
 
 
 def _sentinel(setup: SentinelSetup, i: int = 0) -> redis.Redis:
