@@ -84,11 +84,16 @@ async def test_a_doorbell_flood_delays_a_genuine_revocation_past_the_resync_inte
             b.subscriber.queued + stats.rejected["unconfirmed_doorbell"] + stats.deferred_doorbells
         )
 
+    # Stopped by an event, not only by cancel(): redis-py can swallow a cancellation
+    # that lands as one of its own timeouts expires, and the loop would run on (it
+    # hung a CI run's teardown, as tests/attacks13's replayer did).
+    stop = asyncio.Event()
+
     async def flood() -> None:
         # As fast as B takes them in, with few in flight, so that Redis never drops B
         # for its output buffer: B's queue holds whatever B cannot drain.
         sent = 0
-        while True:
+        while not stop.is_set():
             if sent - received() < 4 * CHUNK:
                 pipe = client.pipeline(transaction=False)
                 for n in range(CHUNK):
@@ -115,6 +120,7 @@ async def test_a_doorbell_flood_delays_a_genuine_revocation_past_the_resync_inte
         took = await waited(lambda: b.is_revoked(token), 20)
         flooded = received()
     finally:
+        stop.set()
         flooding.cancel()
         # Bounded: redis-py can be slow to give up a pipeline cancelled mid-write.
         await asyncio.wait({flooding}, timeout=5)
@@ -147,9 +153,11 @@ async def test_with_a_key_an_unsigned_flood_does_not_delay_revocations(
     await other.connect()
     client = aredis.Redis.from_url(redis_url)
 
+    stop = asyncio.Event()  # as above: a cancel alone can be swallowed
+
     async def flood() -> None:
         sent = 0
-        while True:
+        while not stop.is_set():
             pipe = client.pipeline(transaction=False)
             for n in range(CHUNK):
                 pipe.publish(channel, pool[(sent + n) % len(pool)])
@@ -168,9 +176,10 @@ async def test_with_a_key_an_unsigned_flood_does_not_delay_revocations(
         await client.publish(channel, encode_event(event, KEY))
         took = await waited(lambda: b.is_revoked(token), 20)
     finally:
+        stop.set()
         flooding.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await flooding
+            await asyncio.wait_for(flooding, timeout=10)
         await client.aclose()
         await other.close()
     # The flood got going (it aims at 15,000/s; a loaded CI machine sends fewer): the
